@@ -1,0 +1,263 @@
+//! Wire shapes of the public API. These types are what the handlers really parse and return,
+//! and the OpenAPI document is generated from them.
+
+use std::collections::BTreeMap;
+
+use domain::model::*;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+}
+
+/// The analyze request body is the domain's input type itself.
+pub use domain::service::AnalyzeInput as AnalyzeRequest;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalyzeResponse {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    pub estimated_completion_sec: u32,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// Include the insights of a finished job.
+    #[serde(default)]
+    pub include_insights: bool,
+    /// `metrics` adds the features and model metrics behind the score.
+    pub expand: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobResponse {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insights: Option<Vec<Insight>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metrics: Option<serde_json::Value>,
+    /// Why the job failed, stage by stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub errors: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub moderation_flags: Option<serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    pub status: Option<JobStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryItem {
+    pub job_id: Uuid,
+    pub score: Option<f64>,
+    pub status: JobStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryResponse {
+    pub items: Vec<HistoryItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Category {
+    pub id: InsightCategory,
+    pub label: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplatesResponse {
+    pub categories: Vec<Category>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminJobsQuery {
+    pub status: Option<JobStatus>,
+    /// RFC 3339; jobs created at or after.
+    pub from: Option<String>,
+    /// RFC 3339; jobs created at or before.
+    pub to: Option<String>,
+    /// 1–500, default 50.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminJob {
+    pub job_id: Uuid,
+    pub user_id: Uuid,
+    pub status: JobStatus,
+    pub score: Option<f64>,
+    pub confidence: Option<f64>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminJobsResponse {
+    pub items: Vec<AdminJob>,
+    /// Jobs per status over the same filter (every status present).
+    pub totals: BTreeMap<JobStatus, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhookRequest {
+    pub target_url: String,
+    /// Default: every event.
+    pub events: Option<Vec<WebhookEvent>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookResponse {
+    pub id: Uuid,
+    pub target_url: String,
+    pub events: Vec<WebhookEvent>,
+    pub active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// Signing secret; present only in the response that created the subscription.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    pub items: Vec<WebhookResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyResponse {
+    pub id: Uuid,
+    pub prefix: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<OffsetDateTime>,
+    pub rotated_from: Option<Uuid>,
+    /// The key itself; present only in the response that issued it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub items: Vec<ApiKeyResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    pub status: &'static str,
+    pub store: &'static str,
+}
+
+impl From<&WebhookSubscription> for WebhookResponse {
+    fn from(w: &WebhookSubscription) -> Self {
+        WebhookResponse {
+            id: w.id,
+            target_url: w.target_url.clone(),
+            events: w.events.clone(),
+            active: w.active,
+            created_at: w.created_at,
+            secret: None,
+        }
+    }
+}
+
+impl From<&ApiKey> for ApiKeyResponse {
+    fn from(k: &ApiKey) -> Self {
+        ApiKeyResponse {
+            id: k.id,
+            prefix: k.prefix.clone(),
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            revoked_at: k.revoked_at,
+            rotated_from: k.rotated_from,
+            api_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLettersQuery {
+    /// 1–500, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetter {
+    pub delivery_id: Uuid,
+    pub job_id: Uuid,
+    pub target_url: String,
+    pub event: WebhookEvent,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// When it was given up on.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub dead_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterList {
+    pub items: Vec<DeadLetter>,
+}

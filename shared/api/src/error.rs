@@ -1,0 +1,115 @@
+//! The one error mapping of the HTTP edge: domain errors and request problems become a
+//! status and the standard body `{"error": {"code", "message", "details"?}}`.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use domain::Error;
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `validation_failed`, `unauthorized`, `not_found`, …
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug)]
+pub enum ApiError {
+    Domain(Error),
+    /// The body is not JSON at all.
+    MalformedJson(String),
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    MethodNotAllowed,
+    NoRoute(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Domain(e)
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Domain(e) => match e {
+                Error::NotFound(_) => StatusCode::NOT_FOUND,
+                Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                Error::Forbidden(_) => StatusCode::FORBIDDEN,
+                Error::Conflict(_) => StatusCode::CONFLICT,
+                Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn body(&self) -> ErrorDetail {
+        let (code, message, details) = match self {
+            ApiError::Domain(e) => {
+                let details = match e {
+                    Error::Validation(fields) => Some(serde_json::json!({ "fields": fields })),
+                    Error::RateLimited { limit, window_secs, retry_after_secs } => Some(serde_json::json!({
+                        "limit": limit, "window_secs": window_secs, "retry_after_secs": retry_after_secs
+                    })),
+                    _ => None,
+                };
+                let message = match e {
+                    // Never leak internals (SQL, paths) to callers; they are in the logs.
+                    Error::Internal(_) => "internal error".to_string(),
+                    Error::Unavailable(_) => "a dependency is unavailable; try again shortly".to_string(),
+                    other => other.to_string(),
+                };
+                (e.code().to_string(), message, details)
+            }
+            ApiError::MalformedJson(why) => ("malformed_json".into(), format!("the body is not valid JSON: {why}"), None),
+            ApiError::UnsupportedMediaType => ("unsupported_media_type".into(), "send the body as application/json".into(), None),
+            ApiError::PayloadTooLarge => ("payload_too_large".into(), format!("the body exceeds {} bytes", crate::BODY_LIMIT_BYTES), None),
+            ApiError::MethodNotAllowed => ("method_not_allowed".into(), "this route does not take that method".into(), None),
+            ApiError::NoRoute(path) => ("not_found".into(), format!("no route for {path}"), None),
+        };
+        ErrorDetail { code, message, details }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Domain(e @ (Error::Internal(_) | Error::Unavailable(_))) => tracing::error!(error = %e, "request failed"),
+            _ => tracing::debug!(status = status.as_u16(), "request rejected"),
+        }
+        let mut response = (status, Json(ErrorBody { error: self.body() })).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Domain(Error::RateLimited { retry_after_secs, .. }) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Domain(Error::Unauthorized(_)) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"goviralnow\""));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

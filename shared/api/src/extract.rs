@@ -1,0 +1,111 @@
+//! Extractors that turn a request into domain inputs, each failing with the standard body.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use domain::Error;
+use domain::service::{App, Origin, Principal};
+use http::header;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The caller's address, put on the request by whoever accepted the connection (the local
+/// server from the socket, the Lambda wrapper from API Gateway's request context).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// Where the request came from, for the audit log.
+pub struct RequestOrigin(pub Origin);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(RequestOrigin(Origin { ip: parts.extensions.get::<ClientIp>().map(|c| c.0) }))
+    }
+}
+
+/// An authenticated caller: `Authorization: Bearer <jwt>` or `X-API-Key: <key>`.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<Arc<App>> for Auth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let bearer = parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or_default());
+        let api_key = parts.headers.get("x-api-key").map(|v| v.to_str().unwrap_or_default());
+        let principal = match (bearer, api_key) {
+            (Some(value), _) => {
+                let token = value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| Error::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+                app.authenticate_bearer(token).await?
+            }
+            (None, Some(key)) => app.authenticate_api_key(key.trim()).await?,
+            (None, None) => {
+                return Err(Error::Unauthorized("authenticate with `Authorization: Bearer <token>` or `X-API-Key`".into()).into());
+            }
+        };
+        Ok(Auth(principal))
+    }
+}
+
+/// A JSON body, with every problem reported precisely: not JSON → 400, wrong media type →
+/// 415, too large → 413, wrong shape → 422 naming the field.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+        if let Some(ct) = content_type {
+            let essence = ct.split(';').next().unwrap_or_default().trim().to_string();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedJson(rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, so "not JSON" and "JSON of the wrong shape" get different answers.
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    // Every body of this API is an object; serde would otherwise read an array positionally.
+    if !value.is_object() {
+        return Err(ApiError::Domain(Error::validation("body", "expected a JSON object")));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_string() } else { path };
+        let message = e.into_inner().to_string();
+        ApiError::Domain(Error::validation(&field, message))
+    })
+}
+
+/// A query string, shape errors reported as 422 naming the parameter.
+pub struct ValidQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(ValidQuery).map_err(|e| {
+            let field = e.path().to_string();
+            ApiError::Domain(Error::validation(if field == "." { "query" } else { &field }, e.into_inner().to_string()))
+        })
+    }
+}

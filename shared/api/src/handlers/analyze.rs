@@ -1,0 +1,100 @@
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use domain::Error;
+use domain::service::{App, RateStatus};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::path_id;
+use crate::dto::{AnalyzeRequest, AnalyzeResponse, JobQuery, JobResponse};
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Auth, JsonBody, RequestOrigin, ValidQuery};
+
+/// Submit content for analysis. Returns at once with a job id; the pipeline does the work.
+#[utoipa::path(post, path = "/api/v1/analyze", tag = "analysis", request_body = AnalyzeRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same job; same key, other body: 409")),
+    responses(
+        (status = 201, body = AnalyzeResponse, headers(("Location" = String), ("X-RateLimit-Remaining" = u64))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn submit(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<AnalyzeRequest>,
+) -> ApiResult<Response> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| Error::validation("Idempotency-Key", "must be visible ASCII"))?),
+    };
+    let (submitted, rate) = app.submit(&principal, body, idempotency_key).await?;
+    let body = AnalyzeResponse {
+        job_id: submitted.job_id,
+        status: submitted.status,
+        estimated_completion_sec: submitted.estimated_completion_sec,
+    };
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    let h = response.headers_mut();
+    h.insert(header::LOCATION, HeaderValue::from_str(&format!("/api/v1/analyze/{}", submitted.job_id)).expect("uuid is ASCII"));
+    if submitted.replayed {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if let Some(RateStatus { limit, remaining, reset_unix }) = rate {
+        h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+        h.insert("x-ratelimit-reset", HeaderValue::from(reset_unix));
+    }
+    Ok(response)
+}
+
+/// A job's status, and once complete its score, confidence and (on request) insights and metrics.
+#[utoipa::path(get, path = "/api/v1/analyze/{job_id}", tag = "analysis",
+    params(("job_id" = uuid::Uuid, Path), JobQuery),
+    responses((status = 200, body = JobResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn status(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    Path(job_id): Path<String>,
+    ValidQuery(q): ValidQuery<JobQuery>,
+) -> ApiResult<Json<JobResponse>> {
+    let expand_metrics = match q.expand.as_deref() {
+        None | Some("") => false,
+        Some("metrics") => true,
+        Some(other) => return Err(Error::validation("expand", format!("unknown expansion `{other}`; expected `metrics`")).into()),
+    };
+    let view = app.job_view(&principal, path_id(&job_id, "job")?, q.include_insights).await?;
+    let job = view.job;
+    Ok(Json(JobResponse {
+        job_id: job.id,
+        status: job.status,
+        score: job.score,
+        confidence: job.confidence,
+        insights: view.insights,
+        metrics: if expand_metrics { job.metrics } else { None },
+        errors: job.errors,
+        moderation_flags: job.moderation_flags,
+        created_at: job.created_at,
+        completed_at: job.completed_at,
+    }))
+}
+
+/// Archive (soft-delete) a job: it leaves history and can no longer be read.
+#[utoipa::path(delete, path = "/api/v1/analyze/{job_id}", tag = "analysis",
+    params(("job_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn archive(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    RequestOrigin(origin): RequestOrigin,
+    Path(job_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.archive_job(&principal, path_id(&job_id, "job")?, &origin).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,142 @@
+//! The public HTTP API. [`router`] mounts a set of [`Endpoint`]s on shared middleware:
+//! `goviral serve` mounts them all, each Lambda under functions/ mounts exactly one.
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod openapi;
+pub mod request_id;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use domain::service::App;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use extract::ClientIp;
+
+use crate::error::ApiError;
+use crate::handlers::*;
+
+/// Largest request body accepted (a caption is at most 10,000 characters).
+pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
+
+/// One deployable endpoint: a resource path and the methods on it. Each is one Lambda
+/// (`function_name`) and one group of routes in the local server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    AuthToken,
+    Analyze,
+    AnalyzeStatus,
+    UserHistory,
+    InsightTemplates,
+    AdminJobs,
+    AdminDeadLetters,
+    HooksCompletion,
+    Webhooks,
+    Keys,
+    Health,
+    OpenApi,
+}
+
+impl Endpoint {
+    pub const ALL: &'static [Endpoint] = &[
+        Endpoint::AuthToken,
+        Endpoint::Analyze,
+        Endpoint::AnalyzeStatus,
+        Endpoint::UserHistory,
+        Endpoint::InsightTemplates,
+        Endpoint::AdminJobs,
+        Endpoint::AdminDeadLetters,
+        Endpoint::HooksCompletion,
+        Endpoint::Webhooks,
+        Endpoint::Keys,
+        Endpoint::Health,
+        Endpoint::OpenApi,
+    ];
+
+    /// The Lambda package (and function) serving this endpoint.
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Endpoint::AuthToken => "api-auth-token",
+            Endpoint::Analyze => "api-analyze",
+            Endpoint::AnalyzeStatus => "api-analyze-status",
+            Endpoint::UserHistory => "api-user-history",
+            Endpoint::InsightTemplates => "api-insight-templates",
+            Endpoint::AdminJobs => "api-admin-jobs",
+            Endpoint::AdminDeadLetters => "api-admin-dead-letters",
+            Endpoint::HooksCompletion => "api-hooks-completion",
+            Endpoint::Webhooks => "api-webhooks",
+            Endpoint::Keys => "api-keys",
+            Endpoint::Health => "api-health",
+            Endpoint::OpenApi => "api-openapi",
+        }
+    }
+
+    pub fn from_function_name(name: &str) -> Option<Endpoint> {
+        Endpoint::ALL.iter().copied().find(|e| e.function_name() == name)
+    }
+
+    /// (method, path) of every route, in OpenAPI path syntax.
+    pub fn routes(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Endpoint::AuthToken => &[("POST", "/api/v1/auth/token")],
+            Endpoint::Analyze => &[("POST", "/api/v1/analyze")],
+            Endpoint::AnalyzeStatus => &[("GET", "/api/v1/analyze/{job_id}"), ("DELETE", "/api/v1/analyze/{job_id}")],
+            Endpoint::UserHistory => &[("GET", "/api/v1/users/{user_id}/history")],
+            Endpoint::InsightTemplates => &[("GET", "/api/v1/insights/templates")],
+            Endpoint::AdminJobs => &[("GET", "/api/v1/admin/jobs")],
+            Endpoint::AdminDeadLetters => &[("GET", "/api/v1/admin/dead-letters")],
+            Endpoint::HooksCompletion => &[("POST", "/api/v1/hooks/completion")],
+            Endpoint::Webhooks => &[("POST", "/api/v1/webhooks"), ("GET", "/api/v1/webhooks"), ("DELETE", "/api/v1/webhooks/{webhook_id}")],
+            Endpoint::Keys => &[
+                ("POST", "/api/v1/keys"),
+                ("GET", "/api/v1/keys"),
+                ("POST", "/api/v1/keys/{key_id}/rotate"),
+                ("DELETE", "/api/v1/keys/{key_id}"),
+            ],
+            Endpoint::Health => &[("GET", "/healthz")],
+            Endpoint::OpenApi => &[("GET", "/api/v1/openapi.json")],
+        }
+    }
+
+    fn mount(self, r: Router<Arc<App>>) -> Router<Arc<App>> {
+        match self {
+            Endpoint::AuthToken => r.route("/api/v1/auth/token", post(auth::token)),
+            Endpoint::Analyze => r.route("/api/v1/analyze", post(analyze::submit)),
+            Endpoint::AnalyzeStatus => r.route("/api/v1/analyze/{job_id}", get(analyze::status).delete(analyze::archive)),
+            Endpoint::UserHistory => r.route("/api/v1/users/{user_id}/history", get(users::history)),
+            Endpoint::InsightTemplates => r.route("/api/v1/insights/templates", get(insights::templates)),
+            Endpoint::AdminJobs => r.route("/api/v1/admin/jobs", get(admin::jobs)),
+            Endpoint::AdminDeadLetters => r.route("/api/v1/admin/dead-letters", get(admin::dead_letters)),
+            Endpoint::HooksCompletion => r.route("/api/v1/hooks/completion", post(hooks::completion)),
+            Endpoint::Webhooks => r
+                .route("/api/v1/webhooks", post(webhooks::create).get(webhooks::list))
+                .route("/api/v1/webhooks/{webhook_id}", delete(webhooks::delete)),
+            Endpoint::Keys => r
+                .route("/api/v1/keys", post(keys::create).get(keys::list))
+                .route("/api/v1/keys/{key_id}/rotate", post(keys::rotate))
+                .route("/api/v1/keys/{key_id}", delete(keys::revoke)),
+            Endpoint::Health => r.route("/healthz", get(health::healthz)),
+            Endpoint::OpenApi => r.route("/api/v1/openapi.json", get(openapi::serve)),
+        }
+    }
+}
+
+/// The given endpoints on the shared middleware: request ids, JSON errors for unknown routes,
+/// wrong methods, oversized bodies and panics.
+pub fn router(app: Arc<App>, endpoints: &[Endpoint]) -> Router {
+    let routes = endpoints.iter().fold(Router::new(), |r, e| e.mount(r));
+    routes
+        .fallback(|uri: http::Uri| async move { ApiError::NoRoute(uri.path().to_string()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            axum::response::IntoResponse::into_response(ApiError::Domain(domain::Error::Internal("handler panicked".into())))
+        }))
+        .layer(axum::middleware::from_fn(request_id::middleware))
+        .with_state(app)
+}

@@ -1,0 +1,143 @@
+//! Configuration, read once at start-up from the environment (or any lookup, in tests).
+//! Every setting has one name, `GOVIRAL_*`; bad values stop start-up with a clear message.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use domain::auth::AuthConfig;
+use domain::service::{RateLimits, Settings};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// One machine, no cloud: SQLite file, data dir, local adapters. Missing secrets are
+    /// generated and kept in the data dir.
+    Embedded,
+    /// A Lambda container: every secret must be given.
+    Lambda,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout: Duration,
+    pub bind: SocketAddr,
+    /// Apply migrations at start-up (the local server does; Lambdas leave it to deploys).
+    pub migrate: bool,
+    pub settings: Settings,
+    pub log_json: bool,
+    /// Pipeline steps the local runner executes at once.
+    pub pipeline_concurrency: usize,
+    pub webhook_timeout: Duration,
+    /// Development only: let webhooks reach loopback addresses over http.
+    pub webhook_allow_loopback: bool,
+    /// Multiplies the state machine's retry delays (1.0 in production).
+    pub pipeline_retry_scale: f64,
+}
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn parse<T: std::str::FromStr>(lookup: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match lookup(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e| ConfigError(format!("{name}={v:?}: {e}"))),
+    }
+}
+
+impl Config {
+    pub fn from_env(mode: Mode) -> Result<Config, ConfigError> {
+        Self::from_lookup(mode, |name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub fn from_lookup(mode: Mode, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let data_dir = PathBuf::from(lookup("GOVIRAL_DATA_DIR").unwrap_or_else(|| ".goviral".into()));
+        let database_url = match (lookup("GOVIRAL_DATABASE_URL"), &mode) {
+            (Some(url), _) => url,
+            (None, Mode::Embedded) => format!("sqlite://{}", data_dir.join("goviral.db").display()),
+            (None, Mode::Lambda) => return Err(ConfigError("GOVIRAL_DATABASE_URL is required".into())),
+        };
+        let jwt_secret = match (lookup("GOVIRAL_JWT_SECRET"), &mode) {
+            (Some(s), _) if s.len() < 32 => return Err(ConfigError("GOVIRAL_JWT_SECRET must be at least 32 characters".into())),
+            (Some(s), _) => Some(s.into_bytes()),
+            (None, Mode::Embedded) => None, // generated into the data dir by `wiring::prepare_data_dir`
+            (None, Mode::Lambda) => return Err(ConfigError("GOVIRAL_JWT_SECRET is required".into())),
+        };
+        let argon2_memory_kib = parse(&lookup, "GOVIRAL_ARGON2_MEMORY_KIB", 19_456u32)?;
+        let argon2_iterations = parse(&lookup, "GOVIRAL_ARGON2_ITERATIONS", 2u32)?;
+        if !(8..=1_048_576).contains(&argon2_memory_kib) || !(1..=10).contains(&argon2_iterations) {
+            return Err(ConfigError("Argon2 memory must be 8–1048576 KiB and iterations 1–10".into()));
+        }
+        let token_ttl_secs = parse(&lookup, "GOVIRAL_TOKEN_TTL_SECS", 3_600u64)?;
+        if !(60..=86_400).contains(&token_ttl_secs) {
+            return Err(ConfigError("GOVIRAL_TOKEN_TTL_SECS must be 60–86400".into()));
+        }
+        let defaults = RateLimits::default();
+        let rate_limits = RateLimits {
+            free_per_minute: parse(&lookup, "GOVIRAL_RATE_LIMIT_FREE", defaults.free_per_minute)?,
+            pro_per_minute: parse(&lookup, "GOVIRAL_RATE_LIMIT_PRO", defaults.pro_per_minute)?,
+            enterprise_per_minute: parse(&lookup, "GOVIRAL_RATE_LIMIT_ENTERPRISE", defaults.enterprise_per_minute)?,
+        };
+        Ok(Config {
+            data_dir,
+            database_url,
+            db_max_connections: parse(&lookup, "GOVIRAL_DB_MAX_CONNECTIONS", if mode == Mode::Lambda { 2 } else { 8 })?,
+            db_acquire_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_DB_ACQUIRE_TIMEOUT_MS", 5_000u64)?),
+            bind: parse(&lookup, "GOVIRAL_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            migrate: parse(&lookup, "GOVIRAL_MIGRATE", mode == Mode::Embedded)?,
+            settings: Settings {
+                auth: AuthConfig { jwt_secret: jwt_secret.unwrap_or_default(), token_ttl_secs, argon2_memory_kib, argon2_iterations },
+                rate_limits,
+                allow_loopback_webhooks: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
+            },
+            log_json: parse(&lookup, "GOVIRAL_LOG_JSON", mode == Mode::Lambda)?,
+            pipeline_concurrency: parse(&lookup, "GOVIRAL_PIPELINE_CONCURRENCY", 16usize)?,
+            webhook_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_WEBHOOK_TIMEOUT_MS", 10_000u64)?),
+            webhook_allow_loopback: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
+            pipeline_retry_scale: parse(&lookup, "GOVIRAL_PIPELINE_RETRY_SCALE", 1.0f64)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(mode: Mode, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(mode, |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn embedded_defaults_need_nothing() {
+        let c = config(Mode::Embedded, &[]).unwrap();
+        assert_eq!(c.database_url, "sqlite://.goviral/goviral.db");
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert!(c.migrate);
+    }
+
+    #[test]
+    fn lambda_requires_secrets_and_bad_values_are_named() {
+        assert!(config(Mode::Lambda, &[]).unwrap_err().0.contains("GOVIRAL_DATABASE_URL"));
+        let e = config(Mode::Lambda, &[("GOVIRAL_DATABASE_URL", "postgres://x"), ("GOVIRAL_JWT_SECRET", "short")]).unwrap_err();
+        assert!(e.0.contains("at least 32"));
+        let e = config(Mode::Embedded, &[("GOVIRAL_RATE_LIMIT_PRO", "many")]).unwrap_err();
+        assert!(e.0.contains("GOVIRAL_RATE_LIMIT_PRO"));
+        let ok = config(Mode::Lambda, &[("GOVIRAL_DATABASE_URL", "postgres://x"), ("GOVIRAL_JWT_SECRET", &"s".repeat(32))]).unwrap();
+        assert!(!ok.migrate && ok.log_json);
+    }
+}

@@ -1,0 +1,94 @@
+//! Configuration and wiring shared by the local server, the CLI and the Lambdas: builds the
+//! domain `App` on the adapters the configuration names. No AWS SDK in this tree.
+
+pub mod config;
+
+use std::sync::Arc;
+
+use domain::service::App;
+use goviral_sql::{PoolSettings, SqlStore};
+
+pub use config::{Config, ConfigError, Mode};
+use domain::pipeline::{StageContext, WebhookPolicy};
+use domain::ports::Store;
+use goviral_local::asl::StateMachine;
+use goviral_local::runner::{LocalPipeline, Runner};
+use tokio::sync::Notify;
+
+/// JSON logs on Lambda (CloudWatch), human ones locally; `RUST_LOG` filters (default info).
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+}
+
+/// Creates the data dir and, when no JWT secret was configured, a random one kept in it so
+/// tokens survive restarts of the embedded server.
+pub fn prepare_data_dir(config: &mut Config) -> std::io::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    if config.settings.auth.jwt_secret.is_empty() {
+        let path = config.data_dir.join("jwt.secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().len() >= 32 => s.trim().to_string(),
+            _ => {
+                let s = hex::encode(domain::auth::random_bytes::<32>());
+                write_private(&path, &s)?;
+                s
+            }
+        };
+        config.settings.auth.jwt_secret = secret.into_bytes();
+    }
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(content.as_bytes())
+}
+
+pub struct Wired {
+    pub app: Arc<App>,
+    pub store: SqlStore,
+    /// The in-process pipeline runner; `goviral serve` runs it.
+    pub runner: Arc<Runner>,
+}
+
+/// The stage context of the embedded default: files under the data dir, on-device models,
+/// the guarded HTTP webhook sender. Dead-lettering follows the state machine's webhook retries.
+pub fn local_stage_context(config: &Config, store: Arc<dyn Store>, machine: &StateMachine) -> StageContext {
+    let webhook_retries = machine.task_retry(domain::pipeline::Stage::Webhook).map_or(0, |r| r.max_attempts);
+    StageContext {
+        store,
+        blobs: Arc::new(goviral_local::blobs::FileBlobStore::new(config.data_dir.join("blobs"))),
+        moderator: Arc::new(goviral_local::moderation::LexiconModerator),
+        scorer: Arc::new(goviral_local::baseline::BaselineScorer),
+        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(
+            config.webhook_timeout,
+            config.webhook_allow_loopback,
+            config.webhook_allow_loopback,
+        )),
+        webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback: config.webhook_allow_loopback },
+    }
+}
+
+/// Connects the store (migrating when configured) and builds the App and the pipeline on it.
+pub async fn wire(config: &Config) -> Result<Wired, domain::Error> {
+    let pool = PoolSettings { max_connections: config.db_max_connections, acquire_timeout: config.db_acquire_timeout };
+    let store = SqlStore::connect(&config.database_url, &pool).await?;
+    if config.migrate {
+        store.migrate().await?;
+    }
+    let shared: Arc<SqlStore> = Arc::new(store.clone());
+    let wake = Arc::new(Notify::new());
+    let pipeline = Arc::new(LocalPipeline::new(wake.clone(), shared.clone()));
+    let app = Arc::new(App::new(shared.clone(), shared.clone(), pipeline, config.settings.clone()));
+    let machine = Arc::new(StateMachine::pipeline());
+    let ctx = Arc::new(local_stage_context(config, shared.clone(), &machine));
+    let runner =
+        Arc::new(Runner::new(machine, ctx, shared, wake, config.pipeline_concurrency).with_retry_delay_scale(config.pipeline_retry_scale));
+    Ok(Wired { app, store, runner })
+}

@@ -1,0 +1,64 @@
+//! The one error type of the domain. Each edge (HTTP, Step Functions, SQS) maps it once.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The thing does not exist, or the caller may not know that it does.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the request is invalid")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("rate limit of {limit} requests per {window_secs} s exceeded")]
+    RateLimited { limit: u64, window_secs: u64, retry_after_secs: u64 },
+    /// A dependency (store, queue) cannot be reached; worth retrying.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// Stable machine-readable code, shared by every edge.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound(_) => "not_found",
+            Error::Validation(_) => "validation_failed",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::Conflict(_) => "conflict",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether trying again later may succeed (Step Functions Retry matches on this).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable(_) | Error::RateLimited { .. })
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,12 @@
+//! The GoViralNow domain: entities, use cases, ports and errors.
+//! Adapters (SQL, AWS, local) implement the ports; edges (HTTP, stages, CLI) call the use cases.
+
+pub mod auth;
+pub mod error;
+pub mod features;
+pub mod model;
+pub mod pipeline;
+pub mod ports;
+pub mod service;
+
+pub use error::{Error, FieldError, Result};

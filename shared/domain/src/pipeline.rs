@@ -1,0 +1,495 @@
+//! The analysis pipeline's stages: moderation → extraction → inference → webhook, plus the
+//! failure handler. Each stage is a plain async function over ports. The Step Functions
+//! Lambdas and the local runner call the same [`run_stage`].
+//!
+//! Only ids and blob keys travel between stages (the claim-check pattern; Step Functions
+//! payloads are capped at 256 KB). Every stage is idempotent: running one twice for a job
+//! writes nothing twice and sends nothing twice.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth;
+use crate::error::Error;
+use crate::features::{self, TextFeatures};
+use crate::model::*;
+use crate::ports::Store;
+
+/// Error type names the state machine's Retry and Catch rules match on.
+pub const RETRYABLE: &str = "Stage.Retryable";
+pub const PERMANENT: &str = "Stage.Permanent";
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StageError {
+    /// Worth trying again later: a dependency is down or slow.
+    #[error("{0}")]
+    Retryable(String),
+    /// Will fail the same way again: bad input, missing data, a bug.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl StageError {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StageError::Retryable(_) => RETRYABLE,
+            StageError::Permanent(_) => PERMANENT,
+        }
+    }
+}
+
+impl From<Error> for StageError {
+    fn from(e: Error) -> Self {
+        if e.is_retryable() { StageError::Retryable(e.to_string()) } else { StageError::Permanent(e.to_string()) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Moderation,
+    Extraction,
+    Inference,
+    Webhook,
+    /// The Catch target: marks the job failed with the caught error.
+    Failure,
+}
+
+impl Stage {
+    pub const ALL: &'static [Stage] = &[Stage::Moderation, Stage::Extraction, Stage::Inference, Stage::Webhook, Stage::Failure];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Moderation => "moderation",
+            Stage::Extraction => "extraction",
+            Stage::Inference => "inference",
+            Stage::Webhook => "webhook",
+            Stage::Failure => "failure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stage> {
+        Stage::ALL.iter().copied().find(|st| st.as_str() == s)
+    }
+}
+
+// ------------------------------------------------------------------ ports used by the stages
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModerationVerdict {
+    pub flagged: bool,
+    /// Category → score 0–1.
+    pub categories: BTreeMap<String, f64>,
+    /// Human-readable reasons for a flag.
+    pub reasons: Vec<String>,
+    pub model: String,
+}
+
+/// Checks content before any inference. `Err(Unavailable)` when the service is down: the
+/// pipeline then fails closed.
+#[async_trait]
+pub trait Moderator: Send + Sync {
+    async fn moderate(&self, text: &str) -> crate::Result<ModerationVerdict>;
+}
+
+/// Blobs: uploads, features, transcripts (S3 on AWS, files locally).
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> crate::Result<()>;
+    async fn get(&self, key: &str) -> crate::Result<Option<Vec<u8>>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRequest {
+    pub text: String,
+    pub platform: Option<Platform>,
+    pub content_type: ContentType,
+    pub features: TextFeatures,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreOutput {
+    pub score: f64,
+    pub confidence: f64,
+    pub insights: Vec<Insight>,
+    /// Sub-scores, drivers and model metadata; shown with `expand=metrics`.
+    pub metrics: Value,
+    pub model_name: String,
+    pub token_usage: Option<Value>,
+    pub prompt_hash: Option<String>,
+}
+
+#[async_trait]
+pub trait Scorer: Send + Sync {
+    async fn score(&self, request: &ScoreRequest) -> crate::Result<ScoreOutput>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    Delivered {
+        status: u16,
+    },
+    /// The receiver failed; `retryable` when a later attempt may succeed (5xx, 429, timeouts).
+    Failed {
+        retryable: bool,
+        reason: String,
+    },
+    /// The target is not allowed (SSRF rules); never retried.
+    Refused {
+        reason: String,
+    },
+}
+
+/// Sends one signed webhook POST.
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    async fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> DeliveryOutcome;
+}
+
+/// Whether an address may receive webhooks: never loopback, private, link-local, unique-local,
+/// multicast, unspecified or cloud metadata, except loopback when explicitly allowed for
+/// local development.
+pub fn ip_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_loopback() {
+                return allow_loopback;
+            }
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_link_local() // includes 169.254.169.254, the metadata service
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])) // carrier-grade NAT
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if v6.is_loopback() {
+                return allow_loopback;
+            }
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return ip_allowed(IpAddr::V4(v4), allow_loopback);
+            }
+            let s = v6.segments();
+            !(v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0xfd00 && s[1] == 0x0ec2)) // AWS IMDS over IPv6 (fd00:ec2::254)
+        }
+    }
+}
+
+// ------------------------------------------------------------------ what travels between stages
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModerationResult {
+    pub flagged: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtractionResult {
+    /// Blob key of the features document.
+    pub features_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferenceResult {
+    pub score: f64,
+}
+
+/// The `{Error, Cause}` object Step Functions puts at a Catch's ResultPath.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaughtError {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+/// The execution's state document. Each stage adds its result under its own key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineState {
+    pub job_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<ModerationResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extraction: Option<ExtractionResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference: Option<InferenceResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CaughtError>,
+    /// Which stage a caught error came from (set by the state machine's Catch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_stage: Option<String>,
+}
+
+impl PipelineState {
+    pub fn new(job_id: Uuid) -> Self {
+        PipelineState { job_id, moderation: None, extraction: None, inference: None, error: None, failed_stage: None }
+    }
+}
+
+// ------------------------------------------------------------------ the stages
+
+#[derive(Debug, Clone)]
+pub struct WebhookPolicy {
+    /// Deliveries per target before it is dead-lettered (the state machine's Retry allows one
+    /// fewer retries than this, so both give up together).
+    pub max_attempts: u32,
+    /// Local development only: let webhooks reach 127.0.0.1.
+    pub allow_loopback: bool,
+}
+
+pub struct StageContext {
+    pub store: Arc<dyn Store>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub moderator: Arc<dyn Moderator>,
+    pub scorer: Arc<dyn Scorer>,
+    pub webhooks: Arc<dyn WebhookSender>,
+    pub webhook_policy: WebhookPolicy,
+}
+
+type StageResult<T> = Result<T, StageError>;
+
+/// Runs one stage on the execution's state document and returns the stage's result (which
+/// the state machine stores at the stage's ResultPath).
+pub async fn run_stage(ctx: &StageContext, stage: Stage, input: Value) -> StageResult<Value> {
+    let state: PipelineState = serde_json::from_value(input).map_err(|e| StageError::Permanent(format!("bad stage input: {e}")))?;
+    let span = tracing::info_span!("stage", stage = stage.as_str(), job_id = %state.job_id);
+    let _enter = span.enter();
+    let out = match stage {
+        Stage::Moderation => to_value(moderate(ctx, &state).await?),
+        Stage::Extraction => to_value(extract(ctx, &state).await?),
+        Stage::Inference => to_value(infer(ctx, &state).await?),
+        Stage::Webhook => to_value(notify(ctx, &state).await?),
+        Stage::Failure => to_value(mark_failed(ctx, &state).await?),
+    };
+    Ok(out)
+}
+
+fn to_value<T: Serialize>(v: T) -> Value {
+    serde_json::to_value(v).expect("stage results serialise")
+}
+
+async fn load(ctx: &StageContext, job_id: Uuid) -> StageResult<(Job, Submission)> {
+    let job = ctx.store.job(job_id).await?.ok_or_else(|| StageError::Permanent(format!("job {job_id} does not exist")))?;
+    let submission = ctx.store.submission(job.submission_id).await?.ok_or_else(|| StageError::Permanent("submission missing".into()))?;
+    Ok((job, submission))
+}
+
+/// The text the stages work on: caption now; transcripts join it with the media work.
+fn content_text(s: &Submission) -> String {
+    s.caption.clone().unwrap_or_default()
+}
+
+pub async fn moderate(ctx: &StageContext, state: &PipelineState) -> StageResult<ModerationResult> {
+    let (job, submission) = load(ctx, state.job_id).await?;
+    match job.status {
+        JobStatus::Failed => return Ok(ModerationResult { flagged: job.moderation_flags.is_some() }),
+        JobStatus::Queued => {
+            ctx.store.transition_job(job.id, &[JobStatus::Queued], JobStatus::Processing, now()).await?;
+        }
+        _ => {}
+    }
+    let text = content_text(&submission);
+    // Fail closed: an unavailable moderator is an error (retried, then caught), never a pass.
+    let verdict = ctx.moderator.moderate(&text).await.map_err(|e| match e {
+        Error::Unavailable(m) => StageError::Retryable(format!("moderation unavailable: {m}")),
+        other => StageError::from(other),
+    })?;
+    if verdict.flagged {
+        let errors = json!([{"stage": "moderation", "error": "content_flagged", "reason": verdict.reasons.join("; ")}]);
+        let flags = json!({"categories": verdict.categories, "reasons": verdict.reasons, "model": verdict.model});
+        ctx.store.fail_job(job.id, &errors, Some(&flags), now()).await?;
+        tracing::info!("content flagged by moderation");
+    }
+    Ok(ModerationResult { flagged: verdict.flagged })
+}
+
+pub fn features_key(job_id: Uuid) -> String {
+    format!("features/{job_id}.json")
+}
+
+pub async fn extract(ctx: &StageContext, state: &PipelineState) -> StageResult<ExtractionResult> {
+    let (_, submission) = load(ctx, state.job_id).await?;
+    let document = json!({
+        "job_id": state.job_id,
+        "content_type": submission.content_type,
+        "platform": submission.platform_hint,
+        "text": content_text(&submission),
+        "features": features::extract(&content_text(&submission), submission.platform_hint),
+    });
+    let key = features_key(state.job_id);
+    // Same key on every run: a redelivery overwrites with identical bytes.
+    ctx.blobs.put(&key, serde_json::to_vec(&document).expect("features serialise"), "application/json").await?;
+    Ok(ExtractionResult { features_key: key })
+}
+
+pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<InferenceResult> {
+    let (job, submission) = load(ctx, state.job_id).await?;
+    if let (JobStatus::Complete, Some(score)) = (job.status, job.score) {
+        return Ok(InferenceResult { score }); // already done: a redelivery
+    }
+    let key = state
+        .extraction
+        .as_ref()
+        .map(|e| e.features_key.clone())
+        .ok_or_else(|| StageError::Permanent("no extraction result in the input".into()))?;
+    let bytes = ctx.blobs.get(&key).await?.ok_or_else(|| StageError::Permanent(format!("features blob {key} is missing")))?;
+    let doc: Value = serde_json::from_slice(&bytes).map_err(|e| StageError::Permanent(format!("features blob unreadable: {e}")))?;
+    let features: TextFeatures =
+        serde_json::from_value(doc["features"].clone()).map_err(|e| StageError::Permanent(format!("features unreadable: {e}")))?;
+    let request = ScoreRequest {
+        text: content_text(&submission),
+        platform: submission.platform_hint,
+        content_type: submission.content_type,
+        features,
+    };
+    let started = Instant::now();
+    let out = ctx.scorer.score(&request).await?;
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let mut metrics = out.metrics.clone();
+    if let Value::Object(m) = &mut metrics {
+        m.insert("model".into(), json!(out.model_name));
+        m.insert("inference_ms".into(), json!(latency_ms));
+    }
+    let result = JobResult { score: out.score, confidence: out.confidence, insights: out.insights.clone(), metrics };
+    let run = ModelRun {
+        id: Uuid::now_v7(),
+        job_id: job.id,
+        model_name: out.model_name.clone(),
+        latency_ms,
+        token_usage: out.token_usage.clone(),
+        prompt_hash: out.prompt_hash.clone().or_else(|| Some(auth::sha256_hex(request.text.as_bytes()))),
+        created_at: now(),
+    };
+    ctx.store.complete_job(job.id, &result, Some(&run), now()).await?;
+    Ok(InferenceResult { score: out.score })
+}
+
+pub async fn mark_failed(ctx: &StageContext, state: &PipelineState) -> StageResult<Value> {
+    let caught = state.error.clone().unwrap_or(CaughtError { error: "States.Unknown".into(), cause: String::new() });
+    let stage = state.failed_stage.clone().unwrap_or_else(|| "unknown".into());
+    let errors = json!([{"stage": stage, "error": caught.error, "reason": caught.cause}]);
+    ctx.store.fail_job(state.job_id, &errors, None, now()).await?;
+    Ok(json!({"failed": true}))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyResult {
+    pub delivered: u32,
+    pub dead_lettered: u32,
+}
+
+/// Sends the job's outcome to every target: the submission's `notify_webhook` and each active
+/// subscription to the event. Delivered or dead-lettered targets are never sent again; a target
+/// that failed but may recover makes the stage fail retryably, and the state machine retries it
+/// with backoff until `max_attempts`, then it is dead-lettered.
+pub async fn notify(ctx: &StageContext, state: &PipelineState) -> StageResult<NotifyResult> {
+    let (job, submission) = load(ctx, state.job_id).await?;
+    let event = match job.status {
+        JobStatus::Complete => WebhookEvent::JobCompleted,
+        JobStatus::Failed => WebhookEvent::JobFailed,
+        other => return Err(StageError::Permanent(format!("job is {other}, not finished"))),
+    };
+    let owner = ctx.store.user_by_id(job.user_id).await?.ok_or_else(|| StageError::Permanent("job owner missing".into()))?;
+    let mut targets: Vec<(String, String, String)> = Vec::new(); // (url, signing id, secret)
+    if let Some(url) = &submission.notify_webhook {
+        targets.push((url.clone(), format!("user:{}", owner.id), owner.webhook_secret.clone()));
+    }
+    for sub in ctx.store.webhooks_for_user(job.user_id).await? {
+        if sub.active && sub.events.contains(&event) && !targets.iter().any(|(u, _, _)| *u == sub.target_url) {
+            targets.push((sub.target_url.clone(), sub.id.to_string(), sub.secret.clone()));
+        }
+    }
+    let body = serde_json::to_vec(&json!({
+        "job_id": job.id,
+        "status": job.status,
+        "score": job.score,
+        "timestamp": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    }))
+    .expect("payload serialises");
+    let mut result = NotifyResult { delivered: 0, dead_lettered: 0 };
+    let mut retry_later = Vec::new();
+    for (url, signing_id, secret) in targets {
+        let delivery = ctx.store.webhook_delivery(job.id, &url, event).await?;
+        match delivery.status {
+            DeliveryStatus::Delivered => {
+                result.delivered += 1;
+                continue;
+            }
+            DeliveryStatus::Dead => {
+                result.dead_lettered += 1;
+                continue;
+            }
+            DeliveryStatus::Pending => {}
+        }
+        let headers = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("x-gvn-webhook-id".to_string(), signing_id),
+            ("x-gvn-event".to_string(), event.as_str().to_string()),
+            ("x-gvn-delivery".to_string(), delivery.id.to_string()),
+            ("x-gvn-signature".to_string(), auth::sign_webhook(&secret, time::OffsetDateTime::now_utc().unix_timestamp(), &body)),
+        ];
+        let outcome = ctx.webhooks.post(&url, &headers, &body).await;
+        let attempts = delivery.attempts + 1;
+        let (status, error) = match &outcome {
+            DeliveryOutcome::Delivered { .. } => (DeliveryStatus::Delivered, None),
+            DeliveryOutcome::Refused { reason } => (DeliveryStatus::Dead, Some(format!("refused: {reason}"))),
+            DeliveryOutcome::Failed { retryable: false, reason } => (DeliveryStatus::Dead, Some(reason.clone())),
+            DeliveryOutcome::Failed { reason, .. } if attempts >= ctx.webhook_policy.max_attempts => {
+                (DeliveryStatus::Dead, Some(format!("gave up after {attempts} attempts: {reason}")))
+            }
+            DeliveryOutcome::Failed { reason, .. } => (DeliveryStatus::Pending, Some(reason.clone())),
+        };
+        ctx.store.record_delivery_attempt(delivery.id, status, error.as_deref(), now()).await?;
+        match status {
+            DeliveryStatus::Delivered => result.delivered += 1,
+            DeliveryStatus::Dead => {
+                result.dead_lettered += 1;
+                tracing::warn!(target_url = %url, error = error.as_deref().unwrap_or_default(), "webhook dead-lettered");
+            }
+            DeliveryStatus::Pending => retry_later.push(format!("{url}: {}", error.unwrap_or_default())),
+        }
+    }
+    if !retry_later.is_empty() {
+        return Err(StageError::Retryable(format!("webhook delivery failed, will retry: {}", retry_later.join("; "))));
+    }
+    Ok(result)
+}
+
+// ------------------------------------------------------------------ the Step Functions edge
+
+/// The SQS message a Task state sends to a stage (its `Parameters.MessageBody`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageMessage {
+    pub stage: Stage,
+    pub input: Value,
+    pub task_token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    Accepted,
+    /// The token timed out or was already answered: nothing is waiting for this result.
+    Stale,
+}
+
+/// Reports a stage's result to the waiting state machine (Step Functions' task tokens).
+#[async_trait]
+pub trait TaskCallbacks: Send + Sync {
+    async fn succeed(&self, task_token: &str, output: &Value) -> crate::Result<CallbackOutcome>;
+    async fn fail(&self, task_token: &str, error: &str, cause: &str) -> crate::Result<CallbackOutcome>;
+}

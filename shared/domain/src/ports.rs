@@ -1,0 +1,162 @@
+//! Ports: what the domain needs from the outside world. Each has a local adapter and a
+//! cloud adapter; contract tests run the same suite against every one.
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::*;
+
+/// The relational store: users, keys, submissions, jobs, insights, webhooks, audit, model runs.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Cheap round trip proving the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    // users
+    /// `Conflict` when the email is taken.
+    async fn create_user(&self, user: &User) -> Result<()>;
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<User>>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
+    /// Returns false when no such user.
+    async fn set_user_active(&self, id: Uuid, active: bool, now: OffsetDateTime) -> Result<bool>;
+
+    // api keys
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
+    async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKey>>;
+    async fn api_keys_for_user(&self, user_id: Uuid) -> Result<Vec<ApiKey>>;
+    /// Revokes a live key of this user; false when there is none.
+    async fn revoke_api_key(&self, user_id: Uuid, key_id: Uuid, now: OffsetDateTime) -> Result<bool>;
+    /// Atomically revokes `old_id` and inserts `new_key`; false (and nothing written) when
+    /// `old_id` is not a live key of the user.
+    async fn rotate_api_key(&self, user_id: Uuid, old_id: Uuid, new_key: &ApiKey, now: OffsetDateTime) -> Result<bool>;
+    async fn touch_api_key(&self, key_id: Uuid, now: OffsetDateTime) -> Result<()>;
+
+    // submissions and jobs
+    /// Writes both rows in one transaction: both exist afterwards, or neither.
+    async fn create_submission_and_job(&self, submission: &Submission, job: &Job) -> Result<()>;
+    async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
+    async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
+    async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;
+    /// Moves a job (and its submission) to a new status; false when the job is not in `from`.
+    async fn transition_job(&self, job_id: Uuid, from: &[JobStatus], to: JobStatus, now: OffsetDateTime) -> Result<bool>;
+    /// Writes score, confidence, metrics, insights and the model run, and marks the job
+    /// complete, in one transaction; idempotent (a second call for a complete job changes
+    /// nothing and returns false).
+    async fn complete_job(&self, job_id: Uuid, result: &JobResult, run: Option<&ModelRun>, now: OffsetDateTime) -> Result<bool>;
+    /// Mean seconds from submission to completion over the last `sample` completed jobs.
+    async fn recent_completion_secs(&self, sample: u32) -> Result<Option<f64>>;
+    /// Marks the job failed with the reasons given; false when it already ended.
+    async fn fail_job(
+        &self,
+        job_id: Uuid,
+        errors: &serde_json::Value,
+        moderation_flags: Option<&serde_json::Value>,
+        now: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Soft delete: status archived, archived_at set; false when not the user's job or gone.
+    async fn archive_job(&self, user_id: Uuid, job_id: Uuid, now: OffsetDateTime) -> Result<bool>;
+    /// Newest first, strictly after `cursor`; archived jobs excluded.
+    async fn history(&self, user_id: Uuid, status: Option<JobStatus>, cursor: Option<Cursor>, limit: u32) -> Result<Vec<JobSummary>>;
+    async fn admin_jobs(&self, filter: &AdminJobFilter) -> Result<Vec<Job>>;
+    /// Counts per status over the same status/time filter (ignores limit and cursor).
+    async fn job_totals(&self, filter: &AdminJobFilter) -> Result<BTreeMap<JobStatus, u64>>;
+    /// Oldest first: queued jobs waiting for the pipeline (served by a partial index).
+    async fn queued_jobs(&self, limit: u32) -> Result<Vec<Uuid>>;
+
+    // webhooks
+    /// `Conflict` when the user already subscribed this URL.
+    async fn create_webhook(&self, sub: &WebhookSubscription) -> Result<()>;
+    async fn webhooks_for_user(&self, user_id: Uuid) -> Result<Vec<WebhookSubscription>>;
+    async fn webhook(&self, id: Uuid) -> Result<Option<WebhookSubscription>>;
+    async fn delete_webhook(&self, user_id: Uuid, id: Uuid) -> Result<bool>;
+
+    // webhook deliveries
+    /// The delivery of `event` for `job_id` to `target_url`, created pending if new.
+    async fn webhook_delivery(&self, job_id: Uuid, target_url: &str, event: WebhookEvent) -> Result<WebhookDelivery>;
+    /// Counts one attempt and sets the status and last error.
+    async fn record_delivery_attempt(&self, id: Uuid, status: DeliveryStatus, error: Option<&str>, now: OffsetDateTime) -> Result<()>;
+    /// Deliveries that were given up on, newest first (the dead-letter list admins see).
+    async fn dead_deliveries(&self, limit: u32) -> Result<Vec<WebhookDelivery>>;
+
+    // append-only logs
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+    async fn audit_for_actor(&self, actor: &str, limit: u32) -> Result<Vec<AuditEntry>>;
+    async fn append_model_run(&self, run: &ModelRun) -> Result<()>;
+    async fn model_runs(&self, job_id: Uuid) -> Result<Vec<ModelRun>>;
+}
+
+/// What an idempotency key remembers: the request it came with and the job it made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub user_id: Uuid,
+    pub key: String,
+    pub request_hash: String,
+    pub job_id: Uuid,
+    pub expires_at_us: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The key was free and is now ours.
+    Reserved,
+    /// The key was already taken by this record.
+    Existing(IdempotencyRecord),
+}
+
+/// Hot counters: rate limits, usage and idempotency keys (SQLite locally, DynamoDB on AWS).
+#[async_trait]
+pub trait Counters: Send + Sync {
+    /// Adds one to the counter `key` and returns the new value. The counter lives until
+    /// `expires_at_us`; a counter past that starts again at one.
+    async fn increment(&self, key: &str, expires_at_us: i64, now_us: i64) -> Result<u64>;
+    /// Takes the key if free (or expired); otherwise returns who holds it.
+    async fn reserve_idempotency(&self, record: &IdempotencyRecord, now_us: i64) -> Result<Reservation>;
+    /// Frees a key whose request failed, so the client can retry with it.
+    async fn release_idempotency(&self, user_id: Uuid, key: &str) -> Result<()>;
+    /// Deletes what has expired; returns how many. (DynamoDB's TTL does this by itself.)
+    async fn purge_expired(&self, now_us: i64) -> Result<u64>;
+}
+
+/// Hands a freshly queued job to the analysis pipeline.
+#[async_trait]
+pub trait Pipeline: Send + Sync {
+    async fn enqueue(&self, job_id: Uuid) -> Result<()>;
+    /// Expected seconds from submission to result, from what the pipeline has measured.
+    async fn estimated_completion_secs(&self) -> u32;
+}
+
+/// One pipeline execution as the local runner keeps it: the state machine's current state and
+/// state document, durable so a restarted server resumes where it stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineRun {
+    pub job_id: Uuid,
+    pub state: String,
+    pub data: serde_json::Value,
+    /// Retries already spent on the current state.
+    pub attempt: u32,
+    pub next_run_at_us: i64,
+}
+
+/// The local runner's durable queue of executions (SQLite on the embedded default).
+#[async_trait]
+pub trait RunQueue: Send + Sync {
+    /// Starts an execution at `state` unless one exists for the job; true when started.
+    async fn start_run(&self, run: &PipelineRun, now_us: i64) -> Result<bool>;
+    /// Claims up to `limit` due, unfinished runs, leasing them until `lease_until_us` so a
+    /// crashed runner's work becomes due again when the lease ends.
+    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32) -> Result<Vec<PipelineRun>>;
+    /// Saves progress (state, data, attempt, when due) and sets the lease: keep it to carry
+    /// on at once, 0 to hand the run back to the queue.
+    async fn save_run(&self, run: &PipelineRun, lease_until_us: i64, now_us: i64) -> Result<()>;
+    /// Starts a run at `state` for every queued job that has none (oldest first, up to
+    /// `limit`); returns how many were started.
+    async fn start_runs_for_queued(&self, state: &str, now_us: i64, limit: u32) -> Result<u64>;
+    /// Frees every lease (a restarted single runner owns nothing yet).
+    async fn release_leases(&self) -> Result<()>;
+    async fn finish_run(&self, job_id: Uuid, outcome: &str, now_us: i64) -> Result<()>;
+    /// When the next unfinished run is due, if any.
+    async fn next_due_us(&self) -> Result<Option<i64>>;
+}

@@ -1,0 +1,823 @@
+//! Use cases. Every edge (HTTP handler, CLI, stage) calls these and nothing below them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::{self, AuthConfig};
+use crate::error::{Error, FieldError, Result};
+use crate::model::*;
+use crate::ports::{Counters, IdempotencyRecord, Pipeline, Reservation, Store};
+
+pub const CAPTION_MAX_CHARS: usize = 10_000;
+pub const URL_MAX_CHARS: usize = 2_048;
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
+pub const HISTORY_DEFAULT_LIMIT: u32 = 20;
+pub const HISTORY_MAX_LIMIT: u32 = 100;
+pub const ADMIN_MAX_LIMIT: u32 = 500;
+pub const WEBHOOKS_PER_USER_MAX: usize = 20;
+const KEY_TOUCH_INTERVAL_SECS: i64 = 60;
+const VERIFIED_KEY_CACHE_SECS: i64 = 300;
+const VERIFIED_KEY_CACHE_MAX: usize = 10_000;
+
+/// Submissions allowed per minute, by plan.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub free_per_minute: u64,
+    pub pro_per_minute: u64,
+    pub enterprise_per_minute: u64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits { free_per_minute: 60, pro_per_minute: 600, enterprise_per_minute: 6_000 }
+    }
+}
+
+impl RateLimits {
+    pub fn per_minute(&self, plan: Plan) -> u64 {
+        match plan {
+            Plan::Free => self.free_per_minute,
+            Plan::Pro => self.pro_per_minute,
+            Plan::Enterprise => self.enterprise_per_minute,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub auth: AuthConfig,
+    pub rate_limits: RateLimits,
+    /// Local development only: webhook targets may be http:// on loopback.
+    pub allow_loopback_webhooks: bool,
+}
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthMethod {
+    Token,
+    ApiKey { key_id: Uuid },
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: User,
+    pub method: AuthMethod,
+}
+
+impl Principal {
+    fn actor(&self) -> String {
+        self.user.id.to_string()
+    }
+
+    fn require_admin(&self) -> Result<()> {
+        if self.user.is_admin() { Ok(()) } else { Err(Error::Forbidden("this route needs the admin role".into())) }
+    }
+
+    /// Users see only their own things; admins see everything. Anything else is "not found",
+    /// so ids of other users' things cannot be probed.
+    fn may_see(&self, owner: Uuid) -> bool {
+        self.user.id == owner || self.user.is_admin()
+    }
+}
+
+/// Where a request came from, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<IpAddr>,
+}
+
+pub enum Credentials {
+    ClientSecret { client_id: String, client_secret: String },
+    ApiKey(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+/// What a client asks to have analysed (`POST /api/v1/analyze`); `validate_analyze` checks it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AnalyzeRequest)]
+pub struct AnalyzeInput {
+    pub content_type: ContentType,
+    /// https URL of the content (video or post).
+    pub source_url: Option<String>,
+    /// An upload made earlier (video or post).
+    pub upload_id: Option<Uuid>,
+    /// The caption, post text or script; required for `text`. At most 10,000 characters.
+    pub caption: Option<String>,
+    pub platform_hint: Option<Platform>,
+    /// Whose submission this is: your own user id (admins may submit for others).
+    pub user_id: Uuid,
+    /// https URL that receives a signed POST when the job ends.
+    pub notify_webhook: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    pub estimated_completion_sec: u32,
+    /// True when an Idempotency-Key matched an earlier identical request.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateStatus {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_unix: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobView {
+    pub job: Job,
+    pub insights: Option<Vec<Insight>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub items: Vec<JobSummary>,
+    pub next_cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminJobsPage {
+    pub items: Vec<Job>,
+    pub totals: BTreeMap<JobStatus, u64>,
+    pub next_cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub key: ApiKey,
+    /// The key itself; shown once, never stored.
+    pub plaintext: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUserCredentials {
+    pub user: User,
+    pub client_secret: String,
+    pub api_key: String,
+}
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub counters: Arc<dyn Counters>,
+    pub pipeline: Arc<dyn Pipeline>,
+    pub settings: Settings,
+    /// sha256(api key) → (key id, valid until µs): skips Argon2 on every request. The key row
+    /// is still read each time, so revocation takes effect at once.
+    verified_keys: Mutex<HashMap<String, (Uuid, i64)>>,
+    decoy_hash: String,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, counters: Arc<dyn Counters>, pipeline: Arc<dyn Pipeline>, settings: Settings) -> Self {
+        let decoy_hash = settings.auth.decoy_hash();
+        App { store, counters, pipeline, settings, verified_keys: Mutex::new(HashMap::new()), decoy_hash }
+    }
+
+    async fn audit(&self, actor: String, action: &str, payload: serde_json::Value, origin: &Origin) -> Result<()> {
+        let entry = AuditEntry { id: Uuid::now_v7(), actor, action: action.into(), payload, ip_address: origin.ip, created_at: now() };
+        self.store.append_audit(&entry).await
+    }
+
+    /// Argon2 is deliberately slow: keep it off the async workers.
+    async fn verify_hash(phc: String, secret: String) -> bool {
+        tokio::task::spawn_blocking(move || auth::verify_secret(&phc, &secret)).await.unwrap_or(false)
+    }
+
+    async fn hash(&self, secret: String) -> Result<String> {
+        let cfg = self.settings.auth.clone();
+        tokio::task::spawn_blocking(move || cfg.hash_secret(&secret)).await.map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    // ---------------------------------------------------------------- users and credentials
+
+    /// Operator action (CLI): a new user with a client secret and a first API key.
+    pub async fn create_user(&self, email: &str, plan: Plan, roles: Vec<Role>, actor: &str) -> Result<NewUserCredentials> {
+        let email = normalize_email(email)?;
+        let client_secret = auth::random_token(32);
+        let at = now();
+        let user = User {
+            id: Uuid::now_v7(),
+            email,
+            hashed_secret: self.hash(client_secret.clone()).await?,
+            plan,
+            is_active: true,
+            roles: if roles.is_empty() { vec![Role::User] } else { roles },
+            webhook_secret: format!("whsec_{}", auth::random_token(32)),
+            created_at: at,
+            updated_at: at,
+        };
+        self.store.create_user(&user).await?;
+        let origin = Origin::default();
+        let payload = serde_json::json!({"user_id": user.id, "email": user.email, "plan": plan, "roles": user.roles});
+        self.audit(actor.into(), "user.create", payload, &origin).await?;
+        let issued = self.new_key(user.id, None).await?;
+        self.store.insert_api_key(&issued.key).await?;
+        self.audit(actor.into(), "api_key.issue", key_payload(&issued.key), &origin).await?;
+        Ok(NewUserCredentials { user, client_secret, api_key: issued.plaintext })
+    }
+
+    pub async fn set_user_active(&self, user_id: Uuid, active: bool, actor: &str) -> Result<()> {
+        if !self.store.set_user_active(user_id, active, now()).await? {
+            return Err(Error::NotFound("user"));
+        }
+        let action = if active { "user.activate" } else { "user.deactivate" };
+        self.audit(actor.into(), action, serde_json::json!({"user_id": user_id}), &Origin::default()).await
+    }
+
+    pub async fn exchange_token(&self, credentials: Credentials) -> Result<IssuedToken> {
+        let user = match credentials {
+            Credentials::ClientSecret { client_id, client_secret } => {
+                let user = match client_id.parse::<Uuid>() {
+                    Ok(id) => self.store.user_by_id(id).await?,
+                    Err(_) => None,
+                };
+                let phc = user.as_ref().map_or_else(|| self.decoy_hash.clone(), |u| u.hashed_secret.clone());
+                let matches = Self::verify_hash(phc, client_secret).await;
+                match user {
+                    Some(user) if matches => user,
+                    _ => return Err(Error::Unauthorized("invalid client credentials".into())),
+                }
+            }
+            Credentials::ApiKey(key) => self.authenticate_api_key(&key).await?.user,
+        };
+        if !user.is_active {
+            return Err(Error::Forbidden("the account is inactive".into()));
+        }
+        let access_token = self.settings.auth.issue_token(user.id, OffsetDateTime::now_utc().unix_timestamp())?;
+        Ok(IssuedToken { access_token, expires_in: self.settings.auth.token_ttl_secs })
+    }
+
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal> {
+        let user_id = self.settings.auth.verify_token(token)?;
+        let user = self.store.user_by_id(user_id).await?.ok_or_else(|| Error::Unauthorized("token invalid".into()))?;
+        if !user.is_active {
+            return Err(Error::Forbidden("the account is inactive".into()));
+        }
+        Ok(Principal { user, method: AuthMethod::Token })
+    }
+
+    pub async fn authenticate_api_key(&self, key: &str) -> Result<Principal> {
+        let invalid = || Error::Unauthorized("invalid API key".into());
+        let prefix = auth::api_key_prefix(key).ok_or_else(invalid)?;
+        let record = self.store.api_key_by_prefix(prefix).await?;
+        let Some(record) = record else {
+            Self::verify_hash(self.decoy_hash.clone(), key.to_string()).await;
+            return Err(invalid());
+        };
+        let digest = auth::sha256_hex(key.as_bytes());
+        let now_us = to_micros(now());
+        let cached = self.verified_keys.lock().unwrap().get(&digest).is_some_and(|(id, until)| *id == record.id && *until > now_us);
+        if !cached {
+            if !Self::verify_hash(record.hashed_key.clone(), key.to_string()).await {
+                return Err(invalid());
+            }
+            let mut cache = self.verified_keys.lock().unwrap();
+            if cache.len() >= VERIFIED_KEY_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(digest, (record.id, now_us + VERIFIED_KEY_CACHE_SECS * 1_000_000));
+        }
+        if record.revoked_at.is_some() {
+            return Err(Error::Forbidden("the API key has been revoked".into()));
+        }
+        let user = self.store.user_by_id(record.user_id).await?.ok_or_else(invalid)?;
+        if !user.is_active {
+            return Err(Error::Forbidden("the account is inactive".into()));
+        }
+        let stale = record.last_used_at.is_none_or(|t| to_micros(t) < now_us - KEY_TOUCH_INTERVAL_SECS * 1_000_000);
+        if stale {
+            self.store.touch_api_key(record.id, from_micros(now_us)).await?;
+        }
+        Ok(Principal { user, method: AuthMethod::ApiKey { key_id: record.id } })
+    }
+
+    async fn new_key(&self, user_id: Uuid, rotated_from: Option<Uuid>) -> Result<IssuedKey> {
+        let (plaintext, prefix) = auth::new_api_key();
+        let key = ApiKey {
+            id: Uuid::now_v7(),
+            user_id,
+            prefix,
+            hashed_key: self.hash(plaintext.clone()).await?,
+            created_at: now(),
+            revoked_at: None,
+            last_used_at: None,
+            rotated_from,
+        };
+        Ok(IssuedKey { key, plaintext })
+    }
+
+    pub async fn issue_api_key(&self, principal: &Principal, origin: &Origin) -> Result<IssuedKey> {
+        let issued = self.new_key(principal.user.id, None).await?;
+        self.store.insert_api_key(&issued.key).await?;
+        self.audit(principal.actor(), "api_key.issue", key_payload(&issued.key), origin).await?;
+        Ok(issued)
+    }
+
+    pub async fn list_api_keys(&self, principal: &Principal) -> Result<Vec<ApiKey>> {
+        self.store.api_keys_for_user(principal.user.id).await
+    }
+
+    pub async fn rotate_api_key(&self, principal: &Principal, key_id: Uuid, origin: &Origin) -> Result<IssuedKey> {
+        let issued = self.new_key(principal.user.id, Some(key_id)).await?;
+        if !self.store.rotate_api_key(principal.user.id, key_id, &issued.key, now()).await? {
+            return Err(Error::NotFound("api key"));
+        }
+        self.audit(principal.actor(), "api_key.rotate", key_payload(&issued.key), origin).await?;
+        Ok(issued)
+    }
+
+    pub async fn revoke_api_key(&self, principal: &Principal, key_id: Uuid, origin: &Origin) -> Result<()> {
+        if !self.store.revoke_api_key(principal.user.id, key_id, now()).await? {
+            return Err(Error::NotFound("api key"));
+        }
+        self.audit(principal.actor(), "api_key.revoke", serde_json::json!({"key_id": key_id}), origin).await
+    }
+
+    // ---------------------------------------------------------------- analysis
+
+    /// Counts one submission against the caller's plan limit (fixed one-minute windows).
+    pub async fn take_rate_limit(&self, principal: &Principal) -> Result<RateStatus> {
+        let limit = self.settings.rate_limits.per_minute(principal.user.plan);
+        let now = OffsetDateTime::now_utc();
+        let window = now.unix_timestamp().div_euclid(60);
+        let reset_unix = (window + 1) * 60;
+        let key = format!("rate:{}:{window}", principal.user.id);
+        let count = self.counters.increment(&key, reset_unix * 1_000_000, to_micros(now)).await?;
+        if count > limit {
+            return Err(Error::RateLimited { limit, window_secs: 60, retry_after_secs: (reset_unix - now.unix_timestamp()).max(1) as u64 });
+        }
+        Ok(RateStatus { limit, remaining: limit - count, reset_unix })
+    }
+
+    pub async fn submit(
+        &self,
+        principal: &Principal,
+        input: AnalyzeInput,
+        idempotency_key: Option<&str>,
+    ) -> Result<(Submitted, Option<RateStatus>)> {
+        validate_analyze(&input, self.settings.allow_loopback_webhooks)?;
+        if !principal.may_see(input.user_id) {
+            return Err(Error::Forbidden("you may only submit content for your own user_id".into()));
+        }
+        let owner = if input.user_id == principal.user.id {
+            principal.user.clone()
+        } else {
+            self.store.user_by_id(input.user_id).await?.ok_or(Error::NotFound("user"))?
+        };
+        let job_id = Uuid::now_v7();
+        let reserved_key = match idempotency_key {
+            None => None,
+            Some(key) => {
+                validate_idempotency_key(key)?;
+                let request_hash = auth::sha256_hex(&serde_json::to_vec(&input).map_err(|e| Error::Internal(e.to_string()))?);
+                let now_us = to_micros(now());
+                let record = IdempotencyRecord {
+                    user_id: principal.user.id,
+                    key: key.to_string(),
+                    request_hash: request_hash.clone(),
+                    job_id,
+                    expires_at_us: now_us + IDEMPOTENCY_TTL_SECS * 1_000_000,
+                };
+                match self.counters.reserve_idempotency(&record, now_us).await? {
+                    Reservation::Reserved => Some(key),
+                    Reservation::Existing(existing) if existing.request_hash == request_hash => {
+                        let status = self.store.job(existing.job_id).await?.map_or(JobStatus::Queued, |j| j.status);
+                        let submitted = Submitted {
+                            job_id: existing.job_id,
+                            status,
+                            estimated_completion_sec: self.pipeline.estimated_completion_secs().await,
+                            replayed: true,
+                        };
+                        return Ok((submitted, None));
+                    }
+                    Reservation::Existing(_) => {
+                        return Err(Error::Conflict("this Idempotency-Key was already used with a different request body".into()));
+                    }
+                }
+            }
+        };
+        let created = self.create_job(principal, &owner, input, job_id).await;
+        if created.is_err() {
+            if let Some(key) = reserved_key {
+                // Free the key so the client can retry the same request.
+                self.counters.release_idempotency(principal.user.id, key).await?;
+            }
+        }
+        let rate = created?;
+        if let Err(e) = self.pipeline.enqueue(job_id).await {
+            // The job is stored as queued; the pipeline's sweep of queued jobs picks it up.
+            tracing::warn!(%job_id, error = %e, "pipeline hand-off failed; left for the queued-job sweep");
+        }
+        let submitted = Submitted {
+            job_id,
+            status: JobStatus::Queued,
+            estimated_completion_sec: self.pipeline.estimated_completion_secs().await,
+            replayed: false,
+        };
+        Ok((submitted, Some(rate)))
+    }
+
+    async fn create_job(&self, principal: &Principal, owner: &User, input: AnalyzeInput, job_id: Uuid) -> Result<RateStatus> {
+        if !owner.is_active {
+            return Err(Error::Forbidden("the account is inactive".into()));
+        }
+        let rate = self.take_rate_limit(principal).await?;
+        let at = now();
+        let submission = Submission {
+            id: Uuid::now_v7(),
+            user_id: owner.id,
+            content_type: input.content_type,
+            source_url: input.source_url,
+            upload_id: input.upload_id,
+            storage_key: None,
+            caption: input.caption,
+            platform_hint: input.platform_hint,
+            notify_webhook: input.notify_webhook,
+            status: SubmissionStatus::Queued,
+            created_at: at,
+        };
+        let job = Job {
+            id: job_id,
+            submission_id: submission.id,
+            user_id: owner.id,
+            status: JobStatus::Queued,
+            score: None,
+            confidence: None,
+            errors: None,
+            metrics: None,
+            moderation_flags: None,
+            created_at: at,
+            updated_at: at,
+            completed_at: None,
+            archived_at: None,
+        };
+        self.store.create_submission_and_job(&submission, &job).await?;
+        Ok(rate)
+    }
+
+    pub async fn job_view(&self, principal: &Principal, job_id: Uuid, include_insights: bool) -> Result<JobView> {
+        let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
+        let job = job.ok_or(Error::NotFound("job"))?;
+        let insights = if include_insights { Some(self.store.insights(job_id).await?) } else { None };
+        Ok(JobView { job, insights })
+    }
+
+    pub async fn archive_job(&self, principal: &Principal, job_id: Uuid, origin: &Origin) -> Result<()> {
+        let owner = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id)).ok_or(Error::NotFound("job"))?.user_id;
+        if !self.store.archive_job(owner, job_id, now()).await? {
+            return Err(Error::NotFound("job"));
+        }
+        self.audit(principal.actor(), "job.archive", serde_json::json!({"job_id": job_id}), origin).await
+    }
+
+    pub async fn history(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+        status: Option<JobStatus>,
+        cursor: Option<Cursor>,
+        limit: Option<u32>,
+    ) -> Result<HistoryPage> {
+        if !principal.may_see(user_id) || self.store.user_by_id(user_id).await?.is_none() {
+            return Err(Error::NotFound("user"));
+        }
+        let limit = check_limit(limit, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT)?;
+        // One extra row tells whether another page exists.
+        let mut items = self.store.history(user_id, status, cursor, limit + 1).await?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|j| Cursor { created_at_us: to_micros(j.created_at), id: j.job_id })
+        } else {
+            None
+        };
+        Ok(HistoryPage { items, next_cursor })
+    }
+
+    pub async fn admin_jobs(&self, principal: &Principal, mut filter: AdminJobFilter, origin: &Origin) -> Result<AdminJobsPage> {
+        principal.require_admin()?;
+        if let (Some(from), Some(to)) = (filter.from, filter.to) {
+            if from > to {
+                return Err(Error::validation("from", "`from` must not be after `to`"));
+            }
+        }
+        let limit = check_limit(Some(filter.limit).filter(|l| *l != 0), 50, ADMIN_MAX_LIMIT)?;
+        filter.limit = limit + 1;
+        let mut items = self.store.admin_jobs(&filter).await?;
+        let totals = self.store.job_totals(&filter).await?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|j| Cursor { created_at_us: to_micros(j.created_at), id: j.id })
+        } else {
+            None
+        };
+        let payload = serde_json::json!({
+            "status": filter.status, "from": filter.from.map(to_micros), "to": filter.to.map(to_micros), "returned": items.len()
+        });
+        self.audit(principal.actor(), "admin.jobs.list", payload, origin).await?;
+        Ok(AdminJobsPage { items, totals, next_cursor })
+    }
+
+    /// Webhook deliveries that were given up on (admin), newest first.
+    pub async fn dead_letters(&self, principal: &Principal, limit: Option<u32>, origin: &Origin) -> Result<Vec<WebhookDelivery>> {
+        principal.require_admin()?;
+        let limit = check_limit(limit, 50, ADMIN_MAX_LIMIT)?;
+        let items = self.store.dead_deliveries(limit).await?;
+        self.audit(principal.actor(), "admin.webhooks.dead_letters", serde_json::json!({"returned": items.len()}), origin).await?;
+        Ok(items)
+    }
+
+    // ---------------------------------------------------------------- webhooks
+
+    pub async fn create_webhook(
+        &self,
+        principal: &Principal,
+        target_url: &str,
+        events: Option<Vec<WebhookEvent>>,
+        origin: &Origin,
+    ) -> Result<WebhookSubscription> {
+        let mut errors = Vec::new();
+        check_webhook_url("target_url", target_url, self.settings.allow_loopback_webhooks, &mut errors);
+        let events = events.unwrap_or_else(|| WebhookEvent::ALL.to_vec());
+        if events.is_empty() {
+            errors.push(FieldError::new("events", format!("give at least one event: {}", WebhookEvent::expected())));
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
+        }
+        if self.store.webhooks_for_user(principal.user.id).await?.len() >= WEBHOOKS_PER_USER_MAX {
+            return Err(Error::Conflict(format!("at most {WEBHOOKS_PER_USER_MAX} webhook subscriptions per user")));
+        }
+        let mut unique = Vec::new();
+        for e in events {
+            if !unique.contains(&e) {
+                unique.push(e);
+            }
+        }
+        let sub = WebhookSubscription {
+            id: Uuid::now_v7(),
+            user_id: principal.user.id,
+            target_url: target_url.to_string(),
+            secret: format!("whsec_{}", auth::random_token(32)),
+            events: unique,
+            active: true,
+            created_at: now(),
+        };
+        self.store.create_webhook(&sub).await?;
+        let payload = serde_json::json!({"webhook_id": sub.id, "target_url": sub.target_url});
+        self.audit(principal.actor(), "webhook.create", payload, origin).await?;
+        Ok(sub)
+    }
+
+    pub async fn list_webhooks(&self, principal: &Principal) -> Result<Vec<WebhookSubscription>> {
+        self.store.webhooks_for_user(principal.user.id).await
+    }
+
+    pub async fn delete_webhook(&self, principal: &Principal, id: Uuid, origin: &Origin) -> Result<()> {
+        if !self.store.delete_webhook(principal.user.id, id).await? {
+            return Err(Error::NotFound("webhook"));
+        }
+        self.audit(principal.actor(), "webhook.delete", serde_json::json!({"webhook_id": id}), origin).await
+    }
+
+    /// Verifies a signed completion callback. Every failure is the same 401 to the caller
+    /// (the reason is logged), so subscription ids and secrets cannot be probed.
+    pub async fn receive_completion(
+        &self,
+        subscription_id: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+        origin: &Origin,
+    ) -> Result<CompletionNotice> {
+        let unauthorized = |why: &str| {
+            tracing::info!(reason = why, "completion hook rejected");
+            Error::Unauthorized("invalid webhook signature".into())
+        };
+        let signing_id = subscription_id.ok_or_else(|| unauthorized("missing X-GVN-Webhook-Id"))?;
+        let signature = signature.ok_or_else(|| unauthorized("missing X-GVN-Signature"))?;
+        // `user:<id>` signs deliveries to a submission's notify_webhook; otherwise a subscription id.
+        let (owner, secret) = match signing_id.strip_prefix("user:") {
+            Some(user_id) => {
+                let user_id = user_id.parse::<Uuid>().map_err(|_| unauthorized("malformed X-GVN-Webhook-Id"))?;
+                let user = self.store.user_by_id(user_id).await?.filter(|u| u.is_active).ok_or_else(|| unauthorized("unknown user"))?;
+                (user.id, user.webhook_secret)
+            }
+            None => {
+                let id = signing_id.parse::<Uuid>().map_err(|_| unauthorized("malformed X-GVN-Webhook-Id"))?;
+                let sub =
+                    self.store.webhook(id).await?.filter(|s| s.active).ok_or_else(|| unauthorized("unknown or inactive subscription"))?;
+                (sub.user_id, sub.secret)
+            }
+        };
+        auth::verify_webhook_signature(&secret, signature, body, OffsetDateTime::now_utc().unix_timestamp()).map_err(unauthorized)?;
+        let notice: CompletionNotice = serde_json::from_slice(body).map_err(|e| Error::validation("body", e.to_string()))?;
+        let payload = serde_json::json!({"webhook_id": signing_id, "job_id": notice.job_id, "status": notice.status});
+        self.audit(owner.to_string(), "webhook.completion_received", payload, origin).await?;
+        Ok(notice)
+    }
+}
+
+/// The body of a completion webhook (what the webhook stage sends).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionNotice {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// RFC 3339
+    pub timestamp: String,
+}
+
+fn key_payload(key: &ApiKey) -> serde_json::Value {
+    serde_json::json!({"key_id": key.id, "prefix": key.prefix, "user_id": key.user_id, "rotated_from": key.rotated_from})
+}
+
+fn check_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32> {
+    match limit {
+        None => Ok(default),
+        Some(l) if (1..=max).contains(&l) => Ok(l),
+        Some(_) => Err(Error::validation("limit", format!("must be between 1 and {max}"))),
+    }
+}
+
+pub fn normalize_email(email: &str) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid { Ok(email) } else { Err(Error::validation("email", "not a valid email address")) }
+}
+
+fn validate_idempotency_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_MAX && key.bytes().all(|b| b.is_ascii_graphic());
+    if ok { Ok(()) } else { Err(Error::validation("Idempotency-Key", format!("1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"))) }
+}
+
+/// Whether a webhook target is http:// on loopback (allowed only when configured for local development).
+fn is_loopback_http(url: &str) -> bool {
+    url.parse::<http::Uri>().is_ok_and(|u| {
+        u.scheme_str() == Some("http")
+            && u.host().is_some_and(|h| {
+                h == "localhost" || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            })
+    })
+}
+
+fn check_webhook_url(field: &str, url: &str, allow_loopback: bool, errors: &mut Vec<FieldError>) {
+    if !(allow_loopback && is_loopback_http(url)) {
+        check_https_url(field, url, errors);
+    }
+}
+
+/// Public https URL with a host, no credentials, bounded length.
+fn check_https_url(field: &str, url: &str, errors: &mut Vec<FieldError>) {
+    let problem = if url.chars().count() > URL_MAX_CHARS {
+        Some(format!("longer than {URL_MAX_CHARS} characters"))
+    } else {
+        match url.parse::<http::Uri>() {
+            Err(_) => Some("not a valid URL".to_string()),
+            Ok(uri) if uri.scheme_str() != Some("https") => Some("must be an https:// URL".to_string()),
+            Ok(uri) => match uri.authority() {
+                None => Some("has no host".to_string()),
+                Some(a) if a.as_str().contains('@') => Some("must not carry credentials".to_string()),
+                Some(a) if a.host().is_empty() => Some("has no host".to_string()),
+                Some(_) => None,
+            },
+        }
+    };
+    if let Some(p) = problem {
+        errors.push(FieldError::new(field, p));
+    }
+}
+
+/// Checks the rules of an analyze request and reports every broken one at once.
+pub fn validate_analyze(input: &AnalyzeInput, allow_loopback_webhooks: bool) -> Result<()> {
+    let mut errors = Vec::new();
+    let caption = input.caption.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    match input.content_type {
+        ContentType::Text => {
+            if caption.is_none() {
+                errors.push(FieldError::new("caption", "a text job needs a non-empty caption"));
+            }
+            if input.upload_id.is_some() {
+                errors.push(FieldError::new("upload_id", "a text job takes no upload"));
+            }
+        }
+        ContentType::Video => match (&input.source_url, &input.upload_id) {
+            (None, None) => errors.push(FieldError::new("source_url", "a video needs source_url or upload_id")),
+            (Some(_), Some(_)) => errors.push(FieldError::new("upload_id", "give source_url or upload_id, not both")),
+            _ => {}
+        },
+        ContentType::Post => {
+            if caption.is_none() && input.source_url.is_none() && input.upload_id.is_none() {
+                errors.push(FieldError::new("caption", "a post needs a caption, source_url or upload_id"));
+            }
+        }
+    }
+    if let Some(c) = &input.caption {
+        if c.chars().count() > CAPTION_MAX_CHARS {
+            errors.push(FieldError::new("caption", format!("longer than {CAPTION_MAX_CHARS} characters")));
+        }
+        if c.chars().any(|ch| ch == '\0') {
+            errors.push(FieldError::new("caption", "contains a NUL character"));
+        }
+    }
+    if let Some(u) = &input.source_url {
+        check_https_url("source_url", u, &mut errors);
+    }
+    if let Some(u) = &input.notify_webhook {
+        check_webhook_url("notify_webhook", u, allow_loopback_webhooks, &mut errors);
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(caption: Option<&str>) -> AnalyzeInput {
+        AnalyzeInput {
+            content_type: ContentType::Text,
+            source_url: None,
+            upload_id: None,
+            caption: caption.map(String::from),
+            platform_hint: None,
+            user_id: Uuid::nil(),
+            notify_webhook: None,
+        }
+    }
+
+    fn check(input: &AnalyzeInput) -> Result<()> {
+        validate_analyze(input, false)
+    }
+
+    #[test]
+    fn loopback_http_webhooks_only_when_configured() {
+        let mut t = text(Some("hi"));
+        t.notify_webhook = Some("http://127.0.0.1:9000/hook".into());
+        assert_eq!(fields(validate_analyze(&t, false)), ["notify_webhook"]);
+        assert!(validate_analyze(&t, true).is_ok());
+        t.notify_webhook = Some("http://example.com/hook".into());
+        assert_eq!(fields(validate_analyze(&t, true)), ["notify_webhook"]);
+    }
+
+    fn fields(r: Result<()>) -> Vec<String> {
+        match r {
+            Err(Error::Validation(errs)) => errs.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn text_needs_caption() {
+        assert!(check(&text(Some("hello"))).is_ok());
+        assert_eq!(fields(check(&text(None))), ["caption"]);
+        assert_eq!(fields(check(&text(Some("   ")))), ["caption"]);
+        assert_eq!(fields(check(&text(Some(&"x".repeat(CAPTION_MAX_CHARS + 1))))), ["caption"]);
+    }
+
+    #[test]
+    fn video_needs_one_https_source() {
+        let mut v = text(None);
+        v.content_type = ContentType::Video;
+        assert_eq!(fields(check(&v)), ["source_url"]);
+        v.source_url = Some("http://example.com/v.mp4".into());
+        assert_eq!(fields(check(&v)), ["source_url"]);
+        v.source_url = Some("https://user:pw@example.com/v.mp4".into());
+        assert_eq!(fields(check(&v)), ["source_url"]);
+        v.source_url = Some("https://example.com/v.mp4".into());
+        assert!(check(&v).is_ok());
+        v.upload_id = Some(Uuid::nil());
+        assert_eq!(fields(check(&v)), ["upload_id"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut t = text(None);
+        t.notify_webhook = Some("ftp://x".into());
+        assert_eq!(fields(check(&t)), ["caption", "notify_webhook"]);
+    }
+
+    #[test]
+    fn emails_are_normalised() {
+        assert_eq!(normalize_email(" Ann@Example.COM ").unwrap(), "ann@example.com");
+        assert!(normalize_email("nope").is_err());
+        assert!(normalize_email("a@b").is_err());
+        assert!(normalize_email("a b@c.d").is_err());
+    }
+}

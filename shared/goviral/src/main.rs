@@ -1,0 +1,127 @@
+//! `goviral`: the all-in-one local server and CLI. Same handlers and domain as the Lambdas;
+//! only the wiring differs.
+
+mod serve;
+
+use clap::{Parser, Subcommand};
+use domain::model::{Plan, Role};
+use goviral_app::{Config, Mode};
+
+#[derive(Parser)]
+#[command(name = "goviral", version, about = "GoViralNow: content virality scoring API")]
+struct Cli {
+    /// Where the embedded default keeps its database and secrets.
+    #[arg(long, global = true, env = "GOVIRAL_DATA_DIR")]
+    data_dir: Option<String>,
+    /// sqlite://… or postgres://… (default: a SQLite file in the data dir).
+    #[arg(long, global = true, env = "GOVIRAL_DATABASE_URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole product on this machine.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "GOVIRAL_BIND", default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user; prints {user_id, client_id, client_secret, api_key} as JSON.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Extra role, e.g. `admin`.
+        #[arg(long)]
+        role: Vec<String>,
+        /// free, pro or enterprise.
+        #[arg(long, default_value = "free")]
+        plan: String,
+    },
+    /// Deactivate a user: every credential of theirs stops working.
+    Deactivate { user_id: uuid::Uuid },
+    /// Reactivate a user.
+    Activate { user_id: uuid::Uuid },
+}
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    // Flags win over the environment; both end up in one Config.
+    let overrides = [("GOVIRAL_DATA_DIR", cli.data_dir.clone()), ("GOVIRAL_DATABASE_URL", cli.database_url.clone())];
+    let mut config = Config::from_lookup(Mode::Embedded, |name| {
+        overrides
+            .iter()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    })
+    .unwrap_or_else(|e| fail(e));
+    goviral_app::init_tracing(config.log_json);
+    goviral_app::prepare_data_dir(&mut config).unwrap_or_else(|e| fail(format!("data dir {}: {e}", config.data_dir.display())));
+
+    match cli.command {
+        Command::Serve { bind } => {
+            config.bind = bind;
+            serve::run(config).await.unwrap_or_else(|e| fail(e));
+        }
+        Command::Migrate => {
+            config.migrate = true;
+            goviral_app::wire(&config).await.unwrap_or_else(|e| fail(e));
+            println!("{}", serde_json::json!({"migrated": true}));
+        }
+        Command::Users { command } => {
+            config.migrate = true;
+            let wired = goviral_app::wire(&config).await.unwrap_or_else(|e| fail(e));
+            let app = wired.app;
+            match command {
+                UsersCommand::Create { email, role, plan } => {
+                    let plan: Plan = plan.parse().unwrap_or_else(|e| fail(e));
+                    let mut roles = vec![Role::User];
+                    for r in role {
+                        let r: Role = r.parse().unwrap_or_else(|e| fail(e));
+                        if !roles.contains(&r) {
+                            roles.push(r);
+                        }
+                    }
+                    let created = app.create_user(&email, plan, roles, "cli").await.unwrap_or_else(|e| fail(e));
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "user_id": created.user.id,
+                            "client_id": created.user.id,
+                            "client_secret": created.client_secret,
+                            "api_key": created.api_key,
+                        })
+                    );
+                }
+                UsersCommand::Deactivate { user_id } => {
+                    app.set_user_active(user_id, false, "cli").await.unwrap_or_else(|e| fail(e));
+                    println!("{}", serde_json::json!({"user_id": user_id, "is_active": false}));
+                }
+                UsersCommand::Activate { user_id } => {
+                    app.set_user_active(user_id, true, "cli").await.unwrap_or_else(|e| fail(e));
+                    println!("{}", serde_json::json!({"user_id": user_id, "is_active": true}));
+                }
+            }
+            wired.store.close().await;
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The local server: every endpoint on one listener, plus the timers the cloud runs as
+//! scheduled jobs (here: purging expired counters).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::Next;
+use domain::ports::Counters;
+use goviral_api::{ClientIp, Endpoint};
+use goviral_app::Config;
+
+async fn client_ip(mut request: Request, next: Next) -> axum::response::Response {
+    if let Some(ConnectInfo(addr)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        request.extensions_mut().insert(ClientIp(addr.ip()));
+    }
+    next.run(request).await
+}
+
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let wired = goviral_app::wire(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    let local = listener.local_addr()?;
+    let router = goviral_api::router(wired.app.clone(), Endpoint::ALL).layer(axum::middleware::from_fn(client_ip));
+
+    let store = wired.store.clone();
+    let purge = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let now_us = domain::model::to_micros(domain::model::now());
+            if let Err(e) = Counters::purge_expired(&store, now_us).await {
+                tracing::warn!(error = %e, "purging expired counters failed");
+            }
+        }
+    });
+
+    let (stop_runner, runner_stopped) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(wired.runner.clone().run(runner_stopped));
+
+    // The one line scripts wait for; stdout so it can be parsed.
+    println!("{}", serde_json::json!({"listening": format!("http://{local}"), "database": redact(&config.database_url)}));
+    tracing::info!(%local, "GoViralNow serving on the embedded default");
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
+    purge.abort();
+    let _ = stop_runner.send(true);
+    let _ = runner.await;
+    wired.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Drops the password from a database URL before it is printed.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,9 @@
+//! Local adapters for the embedded default: blobs as files, on-device moderation and scoring,
+//! the webhook sender, and the in-process runner that executes the pipeline's state machine.
+
+pub mod asl;
+pub mod baseline;
+pub mod blobs;
+pub mod moderation;
+pub mod runner;
+pub mod webhook;

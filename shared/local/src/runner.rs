@@ -1,0 +1,291 @@
+//! The in-process pipeline runner: executes infra/pipeline.asl.json over the same stage
+//! functions the Lambdas run, from a durable queue. Progress is saved after every Task, so a
+//! server killed mid-job resumes at the state it was in after a restart; stages are
+//! idempotent, so re-running the interrupted state writes and sends nothing twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use domain::model::{from_micros, now, to_micros};
+use domain::pipeline::{Stage, StageContext, StageError, run_stage};
+use domain::ports::{Pipeline, PipelineRun, RunQueue, Store};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, Notify, Semaphore, watch};
+use uuid::Uuid;
+
+use crate::asl::{self, State, StateMachine, Transition};
+
+/// How long a claimed run is ours before another runner may take it (a crash leaves it).
+const LEASE: Duration = Duration::from_secs(300);
+/// Longest sleep between looks at the queue when nothing wakes the runner.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+pub struct Runner {
+    machine: Arc<StateMachine>,
+    ctx: Arc<StageContext>,
+    queue: Arc<dyn RunQueue>,
+    wake: Arc<Notify>,
+    slots: Arc<Semaphore>,
+    /// Multiplies every retry delay of the state machine (1.0 = as written).
+    retry_delay_scale: f64,
+}
+
+fn now_us() -> i64 {
+    to_micros(now())
+}
+
+/// What happened to a run in one step.
+enum Step {
+    /// Saved at a later state or retry time; the queue hands it out again when due.
+    Continue,
+    Finished(&'static str),
+}
+
+impl Runner {
+    pub fn new(
+        machine: Arc<StateMachine>,
+        ctx: Arc<StageContext>,
+        queue: Arc<dyn RunQueue>,
+        wake: Arc<Notify>,
+        concurrency: usize,
+    ) -> Self {
+        Runner { machine, ctx, queue, wake, slots: Arc::new(Semaphore::new(concurrency.max(1))), retry_delay_scale: 1.0 }
+    }
+
+    /// Scales the state machine's retry delays, e.g. to 0.001 where waiting minutes for a
+    /// receiver to recover would only slow a test or a demo down. Order and counts stay as written.
+    pub fn with_retry_delay_scale(mut self, scale: f64) -> Self {
+        self.retry_delay_scale = scale.max(0.0);
+        self
+    }
+
+    /// Runs until `shutdown` turns true. In-flight steps finish their current state first.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        // A single local runner: leases left by a previous process are stale.
+        if let Err(e) = self.queue.release_leases().await {
+            tracing::error!(error = %e, "releasing stale leases failed");
+        }
+        while !*shutdown.borrow() {
+            let now = now_us();
+            if let Err(e) = self.queue.start_runs_for_queued(&self.machine.start_at, now, 1_000).await {
+                tracing::error!(error = %e, "picking up queued jobs failed");
+            }
+            let free = self.slots.available_permits().max(1) as u32;
+            let runs = match self.queue.claim_runs(now, now + LEASE.as_micros() as i64, free).await {
+                Ok(runs) => runs,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming runs failed");
+                    Vec::new()
+                }
+            };
+            if runs.is_empty() {
+                let wait = match self.queue.next_due_us().await {
+                    Ok(Some(due)) => Duration::from_micros((due - now).max(0) as u64).min(IDLE_POLL),
+                    _ => IDLE_POLL,
+                };
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            for run in runs {
+                let permit = self.slots.clone().acquire_owned().await.expect("semaphore open");
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.advance(run).await;
+                    drop(permit);
+                    this.wake.notify_one();
+                });
+            }
+        }
+        // Wait for in-flight steps to save their progress.
+        let _ = self.slots.acquire_many(self.slots.available_permits() as u32).await;
+    }
+
+    /// Drives a run through its states until it waits for a retry or ends.
+    async fn advance(&self, mut run: PipelineRun) {
+        let span = tracing::info_span!("pipeline", job_id = %run.job_id);
+        let _e = span.enter();
+        loop {
+            match self.step(&mut run).await {
+                Ok(Step::Continue) if run.next_run_at_us <= now_us() => continue,
+                Ok(Step::Continue) => {
+                    if let Err(e) = self.queue.save_run(&run, 0, now_us()).await {
+                        tracing::error!(error = %e, "saving run failed");
+                    }
+                    return;
+                }
+                Ok(Step::Finished(outcome)) => {
+                    if let Err(e) = self.queue.finish_run(run.job_id, outcome, now_us()).await {
+                        tracing::error!(error = %e, "finishing run failed");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    // The queue itself failed; the lease runs out and the run is retried.
+                    tracing::error!(error = %e, "runner could not save progress");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Executes the run's current state and saves where it goes next.
+    async fn step(&self, run: &mut PipelineRun) -> domain::Result<Step> {
+        let Some(state) = self.machine.states.get(&run.state).cloned() else {
+            self.fail_job(run.job_id, "runner", "States.Runtime", &format!("no state named {}", run.state)).await?;
+            return Ok(Step::Finished("failed"));
+        };
+        let next = match state {
+            State::Task { stage, result_path, timeout, retry, catch, then } => match self.execute(stage, &run.data, timeout).await {
+                Ok(result) => {
+                    if let Err(e) = asl::write_path(&mut run.data, result_path.as_deref(), result) {
+                        return self.runtime_failure(run, &e).await;
+                    }
+                    then
+                }
+                Err((error, cause)) => {
+                    tracing::warn!(stage = stage.as_str(), error, cause, attempt = run.attempt, "stage failed");
+                    if let Some(retrier) = retry.iter().find(|r| asl::matches(&r.error_equals, &error)) {
+                        if run.attempt < retrier.max_attempts {
+                            let delay = retrier.delay(run.attempt, rand::random::<f64>()).mul_f64(self.retry_delay_scale);
+                            run.attempt += 1;
+                            run.next_run_at_us = now_us() + delay.as_micros() as i64;
+                            return Ok(Step::Continue);
+                        }
+                    }
+                    match catch.iter().find(|c| asl::matches(&c.error_equals, &error)) {
+                        Some(catcher) => {
+                            let caught = json!({"Error": error, "Cause": cause});
+                            if let Err(e) = asl::write_path(&mut run.data, catcher.result_path.as_deref(), caught) {
+                                return self.runtime_failure(run, &e).await;
+                            }
+                            Transition::Next(catcher.next.clone())
+                        }
+                        None => {
+                            self.fail_job(run.job_id, stage.as_str(), &error, &cause).await?;
+                            return Ok(Step::Finished("failed"));
+                        }
+                    }
+                }
+            },
+            State::Choice { choices, default } => {
+                let chosen = choices.iter().find(|c| match (&c.test, asl::read_path(&run.data, &c.variable)) {
+                    (asl::Test::BooleanEquals(b), Some(Value::Bool(v))) => b == v,
+                    (asl::Test::StringEquals(s), Some(Value::String(v))) => s == v,
+                    _ => false,
+                });
+                match chosen.map(|c| c.next.clone()).or(default) {
+                    Some(n) => Transition::Next(n),
+                    None => return self.runtime_failure(run, "no choice matched and there is no default").await,
+                }
+            }
+            State::Pass { result, result_path, then } => {
+                if let Some(result) = result {
+                    if let Err(e) = asl::write_path(&mut run.data, result_path.as_deref(), result) {
+                        return self.runtime_failure(run, &e).await;
+                    }
+                }
+                then
+            }
+            State::Succeed => return Ok(Step::Finished("succeeded")),
+            State::Fail { error, cause } => {
+                self.fail_job(run.job_id, "pipeline", &error, &cause).await?;
+                return Ok(Step::Finished("failed"));
+            }
+        };
+        let after_task = matches!(self.machine.states.get(&run.state), Some(State::Task { .. }));
+        match next {
+            Transition::End => Ok(Step::Finished("succeeded")),
+            Transition::Next(n) => {
+                run.state = n;
+                run.attempt = 0;
+                run.next_run_at_us = now_us();
+                // Durable progress after each Task, lease kept: this runner carries on. Choice
+                // and Pass states are pure functions of the saved document and need no save.
+                if after_task {
+                    self.queue.save_run(run, now_us() + LEASE.as_micros() as i64, now_us()).await?;
+                }
+                Ok(Step::Continue)
+            }
+        }
+    }
+
+    async fn execute(&self, stage: Stage, data: &Value, timeout: Option<Duration>) -> Result<Value, (String, String)> {
+        let work = run_stage(&self.ctx, stage, data.clone());
+        let result = match timeout {
+            Some(t) => tokio::time::timeout(t, work)
+                .await
+                .map_err(|_| ("States.Timeout".to_string(), format!("{} took longer than {t:?}", stage.as_str())))?,
+            None => work.await,
+        };
+        result.map_err(|e: StageError| (e.type_name().to_string(), e.to_string()))
+    }
+
+    async fn runtime_failure(&self, run: &PipelineRun, why: &str) -> domain::Result<Step> {
+        self.fail_job(run.job_id, "runner", "States.Runtime", why).await?;
+        Ok(Step::Finished("failed"))
+    }
+
+    /// The execution failed outright: make sure the job says so (a no-op if it already ended).
+    async fn fail_job(&self, job_id: Uuid, stage: &str, error: &str, cause: &str) -> domain::Result<()> {
+        let errors = json!([{"stage": stage, "error": error, "reason": cause}]);
+        self.ctx.store.fail_job(job_id, &errors, None, now()).await.map(|_| ())
+    }
+}
+
+/// The embedded default's `Pipeline`: a stored queued job is already in the runner's queue
+/// (the runner picks up queued jobs), so a hand-off only wakes the runner.
+pub struct LocalPipeline {
+    wake: Arc<Notify>,
+    store: Arc<dyn Store>,
+    estimate: Mutex<Option<(Instant, u32)>>,
+}
+
+/// Before anything has been measured.
+const DEFAULT_ESTIMATE_SECS: u32 = 2;
+const ESTIMATE_TTL: Duration = Duration::from_secs(5);
+const ESTIMATE_SAMPLE: u32 = 100;
+
+impl LocalPipeline {
+    pub fn new(wake: Arc<Notify>, store: Arc<dyn Store>) -> Self {
+        LocalPipeline { wake, store, estimate: Mutex::new(None) }
+    }
+}
+
+#[async_trait]
+impl Pipeline for LocalPipeline {
+    async fn enqueue(&self, _job_id: Uuid) -> domain::Result<()> {
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Mean submit-to-complete time of the last 100 completed jobs, rounded up; refreshed at
+    /// most every 5 s so the submit path does not query it each time.
+    async fn estimated_completion_secs(&self) -> u32 {
+        let mut cached = self.estimate.lock().await;
+        if let Some((at, secs)) = *cached {
+            if at.elapsed() < ESTIMATE_TTL {
+                return secs;
+            }
+        }
+        let secs = match self.store.recent_completion_secs(ESTIMATE_SAMPLE).await {
+            Ok(Some(mean)) => (mean.ceil() as u32).max(1),
+            Ok(None) => DEFAULT_ESTIMATE_SECS,
+            Err(e) => {
+                tracing::warn!(error = %e, "estimating completion time failed");
+                DEFAULT_ESTIMATE_SECS
+            }
+        };
+        *cached = Some((Instant::now(), secs));
+        secs
+    }
+}
+
+/// For logs and tests: when a run is next due.
+pub fn due_at(run: &PipelineRun) -> time::OffsetDateTime {
+    from_micros(run.next_run_at_us)
+}

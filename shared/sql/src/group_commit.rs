@@ -1,0 +1,72 @@
+//! Group commit for SQLite's hot write: submissions arriving together share one transaction.
+//!
+//! SQLite has one writer, and every sqlx statement is a round trip to its worker thread, so
+//! BEGIN and COMMIT per submission dominate the cost under load. Here a writer task takes
+//! every submission waiting (up to `MAX_BATCH`) and writes them in one transaction. If that
+//! transaction fails, each is written alone, so one bad row cannot fail or hide its neighbours.
+//! Each caller still hears about its own rows only after they are committed.
+
+use domain::Result;
+use domain::model::{Job, Submission};
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db_error;
+
+const MAX_BATCH: usize = 128;
+
+struct Pending {
+    submission: Submission,
+    job: Job,
+    done: oneshot::Sender<Result<()>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct JobWriter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl JobWriter {
+    /// Spawns the writer on the current runtime; it stops when the last handle is dropped.
+    pub(crate) fn spawn(pool: SqlitePool) -> JobWriter {
+        let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(pool, rx));
+        JobWriter { queue }
+    }
+
+    pub(crate) async fn write(&self, submission: &Submission, job: &Job) -> Result<()> {
+        let (done, result) = oneshot::channel();
+        let pending = Pending { submission: submission.clone(), job: job.clone(), done };
+        let stopped = || domain::Error::Unavailable("the SQLite writer has stopped".into());
+        self.queue.send(pending).await.map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match write_all(&pool, &batch).await {
+            Ok(()) => batch.drain(..).for_each(|p| {
+                let _ = p.done.send(Ok(()));
+            }),
+            Err(e) if batch.len() == 1 => {
+                let _ = batch.remove(0).done.send(Err(e));
+            }
+            Err(_) => {
+                for p in batch.drain(..) {
+                    let result = write_all(&pool, std::slice::from_ref(&p)).await;
+                    let _ = p.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn write_all(pool: &SqlitePool, batch: &[Pending]) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    for p in batch {
+        crate::store::insert_submission_and_job(&mut tx, &p.submission, &p.job, crate::dialect::to_sqlite).await?;
+    }
+    tx.commit().await.map_err(db_error)
+}

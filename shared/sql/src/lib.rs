@@ -1,0 +1,139 @@
+//! The relational store and hot counters over sqlx: PostgreSQL in production, SQLite as the
+//! embedded default, chosen by the database URL. Queries are written once, in PostgreSQL's
+//! dialect; [`dialect::to_sqlite`] rewrites them for SQLite, and [`on_pool!`] compiles each
+//! query body for both backends, so the two stores cannot drift apart.
+
+/// Runs `$body` with `$pool` bound to the backend's `read` or `write` pool and `$sql` to a
+/// function turning a PostgreSQL query into this backend's dialect. The body is compiled once
+/// per backend, so both stores run the same code.
+macro_rules! on_pool {
+    ($store:expr, $kind:ident, |$pool:ident, $sql:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite { $kind: $pool, .. } => {
+                let $sql = |q: &str| $crate::dialect::to_sqlite(q);
+                $body
+            }
+            $crate::Backend::Postgres($pool) => {
+                let $sql = |q: &str| q.to_string();
+                $body
+            }
+        }
+    };
+}
+
+mod counters;
+pub mod dialect;
+mod group_commit;
+mod migrate;
+mod rows;
+mod runs;
+mod store;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use domain::Error;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings { max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    /// SQLite allows one writer at a time: a single-connection write pool queues writers in
+    /// the pool (fair, no busy-wait) while readers run in parallel under WAL.
+    Sqlite {
+        read: SqlitePool,
+        write: SqlitePool,
+        jobs: group_commit::JobWriter,
+    },
+    Postgres(PgPool),
+}
+
+/// One handle for every SQL-backed port (store, counters); cheap to clone.
+#[derive(Clone)]
+pub struct SqlStore {
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// `sqlite://path/to/file.db` (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, Error> {
+        let backend = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::Internal(format!("bad SQLite URL: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+                .pragma("cache_size", "-16000");
+            // A local file cannot drop a connection the way a network can: skip the ping sqlx
+            // would otherwise send (a round trip to the worker thread) on every acquire.
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .test_before_acquire(false)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options.clone())
+                .await
+                .map_err(db_error)?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(settings.max_connections.max(1))
+                .test_before_acquire(false)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options.read_only(true))
+                .await
+                .map_err(db_error)?;
+            let jobs = group_commit::JobWriter::spawn(write.clone());
+            Backend::Sqlite { read, write, jobs }
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect(url)
+                .await
+                .map_err(db_error)?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(Error::Internal("database URL must start with sqlite: or postgres:".into()));
+        };
+        Ok(SqlStore { backend })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { read, write, .. } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// sqlx errors at the store's edge: unique violations are conflicts, lost connections are
+/// retryable, the rest is internal.
+pub(crate) fn db_error(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict("already exists".into()),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::NotFound("referenced record"),
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            Error::Unavailable(format!("database: {e}"))
+        }
+        _ => Error::Internal(format!("database: {e}")),
+    }
+}

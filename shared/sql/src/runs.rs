@@ -1,0 +1,94 @@
+//! `RunQueue` over SQL: the local runner's durable executions.
+
+use async_trait::async_trait;
+use domain::Result;
+use domain::ports::{PipelineRun, RunQueue};
+use uuid::Uuid;
+
+use crate::rows::{RunRow, convert};
+use crate::{SqlStore, db_error};
+
+#[async_trait]
+impl RunQueue for SqlStore {
+    async fn start_run(&self, run: &PipelineRun, now_us: i64) -> Result<bool> {
+        let q = "INSERT INTO pipeline_runs (job_id, state, data, attempt, next_run_at_us, lease_until_us, created_at_us, updated_at_us) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (job_id) DO NOTHING";
+        let inserted = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(run.job_id.to_string())
+                .bind(&run.state)
+                .bind(run.data.to_string())
+                .bind(run.attempt as i64)
+                .bind(run.next_run_at_us)
+                .bind(now_us)
+                .execute(pool)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+        });
+        Ok(inserted == 1)
+    }
+
+    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32) -> Result<Vec<PipelineRun>> {
+        let q = "UPDATE pipeline_runs SET lease_until_us = $2 WHERE job_id IN (SELECT job_id FROM pipeline_runs \
+                 WHERE outcome IS NULL AND next_run_at_us <= $1 AND lease_until_us <= $1 ORDER BY next_run_at_us LIMIT $3) \
+                 RETURNING job_id, state, data, attempt::bigint AS attempt, next_run_at_us";
+        let rows: Vec<RunRow> = on_pool!(self, write, |pool, sql| {
+            sqlx::query_as(&sql(q)).bind(now_us).bind(lease_until_us).bind(limit as i64).fetch_all(pool).await.map_err(db_error)?
+        });
+        convert(rows)
+    }
+
+    async fn save_run(&self, run: &PipelineRun, lease_until_us: i64, now_us: i64) -> Result<()> {
+        let q = "UPDATE pipeline_runs SET state = $2, data = $3, attempt = $4, next_run_at_us = $5, lease_until_us = $7, updated_at_us = $6 \
+                 WHERE job_id = $1";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(run.job_id.to_string())
+                .bind(&run.state)
+                .bind(run.data.to_string())
+                .bind(run.attempt as i64)
+                .bind(run.next_run_at_us)
+                .bind(now_us)
+                .bind(lease_until_us)
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn start_runs_for_queued(&self, state: &str, now_us: i64, limit: u32) -> Result<u64> {
+        let q = "INSERT INTO pipeline_runs (job_id, state, data, attempt, next_run_at_us, lease_until_us, created_at_us, updated_at_us) \
+                 SELECT id::text, $1, '{\"job_id\":\"' || id::text || '\"}', 0, $2, 0, $2, $2 FROM analysis_jobs \
+                 WHERE status = 'queued' AND NOT EXISTS (SELECT 1 FROM pipeline_runs r WHERE r.job_id = analysis_jobs.id::text) \
+                 ORDER BY created_at LIMIT $3 ON CONFLICT (job_id) DO NOTHING";
+        let started = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q)).bind(state).bind(now_us).bind(limit as i64).execute(pool).await.map_err(db_error)?.rows_affected()
+        });
+        Ok(started)
+    }
+
+    async fn release_leases(&self) -> Result<()> {
+        let q = "UPDATE pipeline_runs SET lease_until_us = 0 WHERE outcome IS NULL AND lease_until_us > 0";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q)).execute(pool).await.map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn finish_run(&self, job_id: Uuid, outcome: &str, now_us: i64) -> Result<()> {
+        let q = "UPDATE pipeline_runs SET outcome = $2, lease_until_us = 0, updated_at_us = $3 WHERE job_id = $1";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q)).bind(job_id.to_string()).bind(outcome).bind(now_us).execute(pool).await.map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn next_due_us(&self) -> Result<Option<i64>> {
+        let q = "SELECT min(CASE WHEN lease_until_us > next_run_at_us THEN lease_until_us ELSE next_run_at_us END) FROM pipeline_runs \
+                 WHERE outcome IS NULL";
+        let due: Option<i64> = on_pool!(self, read, |pool, sql| sqlx::query_scalar(&sql(q)).fetch_one(pool).await.map_err(db_error)?);
+        Ok(due)
+    }
+}

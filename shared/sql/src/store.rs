@@ -1,0 +1,659 @@
+//! `Store` over SQL. Every method body is compiled for both backends by `on_pool!`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use domain::model::*;
+use domain::ports::Store;
+use domain::{Error, Result};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::rows::*;
+use crate::{SqlStore, db_error};
+
+fn us(t: OffsetDateTime) -> i64 {
+    to_micros(t)
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+/// `$first, $first+1, …` for a list of `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// What a submission's status becomes when its job moves to `job`.
+fn submission_status(job: JobStatus) -> Option<SubmissionStatus> {
+    match job {
+        JobStatus::Queued => Some(SubmissionStatus::Queued),
+        JobStatus::Processing => Some(SubmissionStatus::Processing),
+        JobStatus::Complete => Some(SubmissionStatus::Complete),
+        JobStatus::Failed => Some(SubmissionStatus::Failed),
+        JobStatus::Archived => None,
+    }
+}
+
+const SET_SUBMISSION_STATUS: &str = "UPDATE content_submissions SET status = $2, updated_at = gv_ts($3) WHERE id = (SELECT submission_id FROM analysis_jobs WHERE id = $1::uuid)";
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<()> {
+        on_pool!(self, read, |pool, _sql| {
+            sqlx::query("SELECT 1").execute(pool).await.map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn create_user(&self, u: &User) -> Result<()> {
+        let q = "INSERT INTO users (id, email, hashed_secret, plan, is_active, rbac_roles, webhook_secret, created_at, updated_at) \
+                 VALUES ($1::uuid, $2, $3, $4, $5, gv_list($6), $9, gv_ts($7), gv_ts($8))";
+        let result = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(u.id.to_string())
+                .bind(&u.email)
+                .bind(&u.hashed_secret)
+                .bind(u.plan.as_str())
+                .bind(u.is_active)
+                .bind(join_values(&u.roles, Role::as_str))
+                .bind(us(u.created_at))
+                .bind(us(u.updated_at))
+                .bind(&u.webhook_secret)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        });
+        match result.map_err(db_error) {
+            Err(Error::Conflict(_)) => Err(Error::Conflict(format!("a user with email {} already exists", u.email))),
+            other => other,
+        }
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<User>> {
+        let q = format!("SELECT {USER_COLS} FROM users WHERE id = $1::uuid AND archived_at IS NULL");
+        let row: Option<UserRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q)).bind(id.to_string()).fetch_optional(pool).await.map_err(db_error)?
+        });
+        row.map(User::try_from).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let q = format!("SELECT {USER_COLS} FROM users WHERE email = $1 AND archived_at IS NULL");
+        let row: Option<UserRow> =
+            on_pool!(self, read, |pool, sql| sqlx::query_as(&sql(&q)).bind(email).fetch_optional(pool).await.map_err(db_error)?);
+        row.map(User::try_from).transpose()
+    }
+
+    async fn set_user_active(&self, id: Uuid, active: bool, now: OffsetDateTime) -> Result<bool> {
+        let q = "UPDATE users SET is_active = $2, updated_at = gv_ts($3) WHERE id = $1::uuid";
+        let done = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q)).bind(id.to_string()).bind(active).bind(us(now)).execute(pool).await.map_err(db_error)?.rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    async fn insert_api_key(&self, k: &ApiKey) -> Result<()> {
+        let q = "INSERT INTO api_keys (id, user_id, prefix, hashed_key, created_at, revoked_at, last_used_at, rotated_from) \
+                 VALUES ($1::uuid, $2::uuid, $3, $4, gv_ts($5), gv_ts($6), gv_ts($7), $8::uuid)";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(k.id.to_string())
+                .bind(k.user_id.to_string())
+                .bind(&k.prefix)
+                .bind(&k.hashed_key)
+                .bind(us(k.created_at))
+                .bind(k.revoked_at.map(us))
+                .bind(k.last_used_at.map(us))
+                .bind(k.rotated_from.map(|u| u.to_string()))
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKey>> {
+        let q = format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1");
+        let row: Option<KeyRow> =
+            on_pool!(self, read, |pool, sql| sqlx::query_as(&sql(&q)).bind(prefix).fetch_optional(pool).await.map_err(db_error)?);
+        row.map(ApiKey::try_from).transpose()
+    }
+
+    async fn api_keys_for_user(&self, user_id: Uuid) -> Result<Vec<ApiKey>> {
+        let q = format!("SELECT {KEY_COLS} FROM api_keys WHERE user_id = $1::uuid ORDER BY created_at, id");
+        let rows: Vec<KeyRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q)).bind(user_id.to_string()).fetch_all(pool).await.map_err(db_error)?
+        });
+        convert(rows)
+    }
+
+    async fn revoke_api_key(&self, user_id: Uuid, key_id: Uuid, now: OffsetDateTime) -> Result<bool> {
+        let q = "UPDATE api_keys SET revoked_at = gv_ts($3) WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL";
+        let done = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(key_id.to_string())
+                .bind(user_id.to_string())
+                .bind(us(now))
+                .execute(pool)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    async fn rotate_api_key(&self, user_id: Uuid, old_id: Uuid, new_key: &ApiKey, now: OffsetDateTime) -> Result<bool> {
+        let revoke = "UPDATE api_keys SET revoked_at = gv_ts($3) WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL";
+        let insert = "INSERT INTO api_keys (id, user_id, prefix, hashed_key, created_at, rotated_from) \
+                      VALUES ($1::uuid, $2::uuid, $3, $4, gv_ts($5), $6::uuid)";
+        on_pool!(self, write, |pool, sql| {
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            let revoked = sqlx::query(&sql(revoke))
+                .bind(old_id.to_string())
+                .bind(user_id.to_string())
+                .bind(us(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            if revoked != 1 {
+                return Ok(false); // dropping tx rolls back
+            }
+            sqlx::query(&sql(insert))
+                .bind(new_key.id.to_string())
+                .bind(user_id.to_string())
+                .bind(&new_key.prefix)
+                .bind(&new_key.hashed_key)
+                .bind(us(new_key.created_at))
+                .bind(old_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+        });
+        Ok(true)
+    }
+
+    async fn touch_api_key(&self, key_id: Uuid, now: OffsetDateTime) -> Result<()> {
+        let q = "UPDATE api_keys SET last_used_at = gv_ts($2) WHERE id = $1::uuid";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q)).bind(key_id.to_string()).bind(us(now)).execute(pool).await.map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn create_submission_and_job(&self, s: &Submission, j: &Job) -> Result<()> {
+        match &self.backend {
+            crate::Backend::Sqlite { jobs, .. } => jobs.write(s, j).await,
+            crate::Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                insert_submission_and_job(&mut tx, s, j, |q| q.to_string()).await?;
+                tx.commit().await.map_err(db_error)
+            }
+        }
+    }
+
+    async fn job(&self, job_id: Uuid) -> Result<Option<Job>> {
+        let q = format!("SELECT {JOB_COLS} FROM analysis_jobs WHERE id = $1::uuid");
+        let row: Option<JobRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q)).bind(job_id.to_string()).fetch_optional(pool).await.map_err(db_error)?
+        });
+        row.map(Job::try_from).transpose()
+    }
+
+    async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>> {
+        let q = format!("SELECT {SUBMISSION_COLS} FROM content_submissions WHERE id = $1::uuid");
+        let row: Option<SubmissionRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q)).bind(submission_id.to_string()).fetch_optional(pool).await.map_err(db_error)?
+        });
+        row.map(Submission::try_from).transpose()
+    }
+
+    async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>> {
+        // Fixed category order, the order the product presents them in.
+        let q = "SELECT category, message, recommendations::text AS recommendations, weight::float8 AS weight FROM insights \
+                 WHERE job_id = $1::uuid ORDER BY CASE category WHEN 'hook' THEN 1 WHEN 'pacing' THEN 2 WHEN 'emotion' THEN 3 \
+                 WHEN 'storytelling' THEN 4 ELSE 5 END";
+        let rows: Vec<InsightRow> =
+            on_pool!(self, read, |pool, sql| sqlx::query_as(&sql(q)).bind(job_id.to_string()).fetch_all(pool).await.map_err(db_error)?);
+        convert(rows)
+    }
+
+    async fn transition_job(&self, job_id: Uuid, from: &[JobStatus], to: JobStatus, now: OffsetDateTime) -> Result<bool> {
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let q = format!(
+            "UPDATE analysis_jobs SET status = $2, updated_at = gv_ts($3) WHERE id = $1::uuid AND status IN ({})",
+            placeholders(4, from.len())
+        );
+        on_pool!(self, write, |pool, sql| {
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            let q = sql(&q);
+            let mut update = sqlx::query(&q).bind(job_id.to_string()).bind(to.as_str()).bind(us(now));
+            for status in from {
+                update = update.bind(status.as_str());
+            }
+            if update.execute(&mut *tx).await.map_err(db_error)?.rows_affected() != 1 {
+                return Ok(false);
+            }
+            if let Some(sub_status) = submission_status(to) {
+                sqlx::query(&sql(SET_SUBMISSION_STATUS))
+                    .bind(job_id.to_string())
+                    .bind(sub_status.as_str())
+                    .bind(us(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            tx.commit().await.map_err(db_error)?;
+        });
+        Ok(true)
+    }
+
+    async fn complete_job(&self, job_id: Uuid, r: &JobResult, run: Option<&ModelRun>, now: OffsetDateTime) -> Result<bool> {
+        let update = "UPDATE analysis_jobs SET status = 'complete', score = $2::numeric, confidence = $3::numeric, metrics = $4::jsonb, \
+                      completed_at = gv_ts($5), updated_at = gv_ts($5) WHERE id = $1::uuid AND status IN ('queued', 'processing')";
+        let insert_head = "INSERT INTO insights (id, job_id, category, message, recommendations, weight, created_at) VALUES";
+        on_pool!(self, write, |pool, sql| {
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            let updated = sqlx::query(&sql(update))
+                .bind(job_id.to_string())
+                .bind(two_decimals(r.score))
+                .bind(two_decimals(r.confidence))
+                .bind(json_text(&r.metrics))
+                .bind(us(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            if updated != 1 {
+                return Ok(false);
+            }
+            if !r.insights.is_empty() {
+                // One statement for all of them: the writer is the bottleneck on SQLite.
+                let rows: Vec<String> = (0..r.insights.len())
+                    .map(|i| {
+                        let p = 1 + i * 7;
+                        format!(
+                            "(${}::uuid, ${}::uuid, ${}, ${}, ${}::jsonb, ${}::numeric, gv_ts(${}))",
+                            p,
+                            p + 1,
+                            p + 2,
+                            p + 3,
+                            p + 4,
+                            p + 5,
+                            p + 6
+                        )
+                    })
+                    .collect();
+                let q = sql(&format!("{insert_head} {} ON CONFLICT (job_id, category) DO NOTHING", rows.join(", ")));
+                let mut query = sqlx::query(&q);
+                for i in &r.insights {
+                    let recommendations = serde_json::to_string(&i.recommendations).map_err(|e| Error::Internal(e.to_string()))?;
+                    query = query
+                        .bind(Uuid::now_v7().to_string())
+                        .bind(job_id.to_string())
+                        .bind(i.category.as_str())
+                        .bind(i.message.clone())
+                        .bind(recommendations)
+                        .bind(two_decimals(i.weight))
+                        .bind(us(now));
+                }
+                query.execute(&mut *tx).await.map_err(db_error)?;
+            }
+            if let Some(run) = run {
+                insert_model_run(&mut tx, run, &sql).await?;
+            }
+            sqlx::query(&sql(SET_SUBMISSION_STATUS))
+                .bind(job_id.to_string())
+                .bind(SubmissionStatus::Complete.as_str())
+                .bind(us(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+        });
+        Ok(true)
+    }
+
+    async fn fail_job(
+        &self,
+        job_id: Uuid,
+        errors: &serde_json::Value,
+        flags: Option<&serde_json::Value>,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let update = "UPDATE analysis_jobs SET status = 'failed', errors = $2::jsonb, moderation_flags = $3::jsonb, \
+                      completed_at = gv_ts($4), updated_at = gv_ts($4) WHERE id = $1::uuid AND status IN ('queued', 'processing')";
+        on_pool!(self, write, |pool, sql| {
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            let updated = sqlx::query(&sql(update))
+                .bind(job_id.to_string())
+                .bind(json_text(errors))
+                .bind(flags.map(json_text))
+                .bind(us(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            if updated != 1 {
+                return Ok(false);
+            }
+            sqlx::query(&sql(SET_SUBMISSION_STATUS))
+                .bind(job_id.to_string())
+                .bind(SubmissionStatus::Failed.as_str())
+                .bind(us(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+        });
+        Ok(true)
+    }
+
+    async fn archive_job(&self, user_id: Uuid, job_id: Uuid, now: OffsetDateTime) -> Result<bool> {
+        let q = "UPDATE analysis_jobs SET status = 'archived', archived_at = gv_ts($3), updated_at = gv_ts($3) \
+                 WHERE id = $1::uuid AND user_id = $2::uuid AND archived_at IS NULL";
+        let done = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(job_id.to_string())
+                .bind(user_id.to_string())
+                .bind(us(now))
+                .execute(pool)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    async fn history(&self, user_id: Uuid, status: Option<JobStatus>, cursor: Option<Cursor>, limit: u32) -> Result<Vec<JobSummary>> {
+        let q = "SELECT id::text AS id, score::float8 AS score, status, gv_us(created_at) AS created_at FROM analysis_jobs \
+                 WHERE user_id = $1::uuid AND archived_at IS NULL AND ($2::text IS NULL OR status = $2::text) \
+                 AND ($3::bigint IS NULL OR (created_at, id) < (gv_ts($3::bigint), $4::uuid)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $5";
+        let rows: Vec<SummaryRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(q))
+                .bind(user_id.to_string())
+                .bind(status.map(JobStatus::as_str))
+                .bind(cursor.map(|c| c.created_at_us))
+                .bind(cursor.map(|c| c.id.to_string()))
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await
+                .map_err(db_error)?
+        });
+        convert(rows)
+    }
+
+    async fn admin_jobs(&self, f: &AdminJobFilter) -> Result<Vec<Job>> {
+        let q = format!(
+            "SELECT {JOB_COLS} FROM analysis_jobs WHERE {ADMIN_FILTER} \
+             AND ($4::bigint IS NULL OR (created_at, id) < (gv_ts($4::bigint), $5::uuid)) ORDER BY created_at DESC, id DESC LIMIT $6"
+        );
+        let rows: Vec<JobRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q))
+                .bind(f.status.map(JobStatus::as_str))
+                .bind(f.from.map(us))
+                .bind(f.to.map(us))
+                .bind(f.cursor.map(|c| c.created_at_us))
+                .bind(f.cursor.map(|c| c.id.to_string()))
+                .bind(f.limit as i64)
+                .fetch_all(pool)
+                .await
+                .map_err(db_error)?
+        });
+        convert(rows)
+    }
+
+    async fn job_totals(&self, f: &AdminJobFilter) -> Result<BTreeMap<JobStatus, u64>> {
+        let q = format!("SELECT status, count(*) AS n FROM analysis_jobs WHERE {ADMIN_FILTER} GROUP BY status");
+        let rows: Vec<(String, i64)> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q))
+                .bind(f.status.map(JobStatus::as_str))
+                .bind(f.from.map(us))
+                .bind(f.to.map(us))
+                .fetch_all(pool)
+                .await
+                .map_err(db_error)?
+        });
+        let mut totals: BTreeMap<JobStatus, u64> = JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for (status, n) in rows {
+            let status = status.parse().map_err(|e: String| Error::Internal(e))?;
+            totals.insert(status, n as u64);
+        }
+        Ok(totals)
+    }
+
+    async fn queued_jobs(&self, limit: u32) -> Result<Vec<Uuid>> {
+        let q = "SELECT id::text FROM analysis_jobs WHERE status = 'queued' ORDER BY created_at LIMIT $1";
+        let ids: Vec<String> =
+            on_pool!(self, read, |pool, sql| sqlx::query_scalar(&sql(q)).bind(limit as i64).fetch_all(pool).await.map_err(db_error)?);
+        ids.iter().map(|s| uuid(s)).collect()
+    }
+
+    async fn create_webhook(&self, w: &WebhookSubscription) -> Result<()> {
+        let q = "INSERT INTO webhook_subscriptions (id, user_id, target_url, secret, events, active, created_at, updated_at) \
+                 VALUES ($1::uuid, $2::uuid, $3, $4, gv_list($5), $6, gv_ts($7), gv_ts($7))";
+        let result = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(w.id.to_string())
+                .bind(w.user_id.to_string())
+                .bind(&w.target_url)
+                .bind(&w.secret)
+                .bind(join_values(&w.events, WebhookEvent::as_str))
+                .bind(w.active)
+                .bind(us(w.created_at))
+                .execute(pool)
+                .await
+                .map(|_| ())
+        });
+        match result.map_err(db_error) {
+            Err(Error::Conflict(_)) => Err(Error::Conflict(format!("you already have a subscription for {}", w.target_url))),
+            other => other,
+        }
+    }
+
+    async fn webhooks_for_user(&self, user_id: Uuid) -> Result<Vec<WebhookSubscription>> {
+        let q = format!("SELECT {WEBHOOK_COLS} FROM webhook_subscriptions WHERE user_id = $1::uuid ORDER BY created_at, id");
+        let rows: Vec<WebhookRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q)).bind(user_id.to_string()).fetch_all(pool).await.map_err(db_error)?
+        });
+        convert(rows)
+    }
+
+    async fn webhook(&self, id: Uuid) -> Result<Option<WebhookSubscription>> {
+        let q = format!("SELECT {WEBHOOK_COLS} FROM webhook_subscriptions WHERE id = $1::uuid");
+        let row: Option<WebhookRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q)).bind(id.to_string()).fetch_optional(pool).await.map_err(db_error)?
+        });
+        row.map(WebhookSubscription::try_from).transpose()
+    }
+
+    async fn delete_webhook(&self, user_id: Uuid, id: Uuid) -> Result<bool> {
+        let q = "DELETE FROM webhook_subscriptions WHERE id = $1::uuid AND user_id = $2::uuid";
+        let done = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q)).bind(id.to_string()).bind(user_id.to_string()).execute(pool).await.map_err(db_error)?.rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    async fn append_audit(&self, e: &AuditEntry) -> Result<()> {
+        let q = "INSERT INTO audit_logs (id, actor, action, payload, ip_address, created_at) VALUES ($1::uuid, $2, $3, $4::jsonb, $5::inet, gv_ts($6))";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(e.id.to_string())
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(json_text(&e.payload))
+                .bind(e.ip_address.map(|ip| ip.to_string()))
+                .bind(us(e.created_at))
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn audit_for_actor(&self, actor: &str, limit: u32) -> Result<Vec<AuditEntry>> {
+        let q = "SELECT id::text AS id, actor, action, payload::text AS payload, host(ip_address) AS ip_address, gv_us(created_at) AS created_at \
+                 FROM audit_logs WHERE actor = $1 ORDER BY created_at DESC, id DESC LIMIT $2";
+        let rows: Vec<AuditRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(q)).bind(actor).bind(limit as i64).fetch_all(pool).await.map_err(db_error)?
+        });
+        convert(rows)
+    }
+
+    async fn append_model_run(&self, r: &ModelRun) -> Result<()> {
+        on_pool!(self, write, |pool, sql| {
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            insert_model_run(&mut tx, r, &sql).await?;
+            tx.commit().await.map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn recent_completion_secs(&self, sample: u32) -> Result<Option<f64>> {
+        let q = "SELECT avg(gv_us(completed_at) - gv_us(created_at))::float8 FROM (SELECT completed_at, created_at FROM analysis_jobs \
+                 WHERE status = 'complete' ORDER BY completed_at DESC LIMIT $1) recent";
+        let mean_us: Option<f64> =
+            on_pool!(self, read, |pool, sql| sqlx::query_scalar(&sql(q)).bind(sample as i64).fetch_one(pool).await.map_err(db_error)?);
+        Ok(mean_us.map(|us| us / 1_000_000.0))
+    }
+
+    async fn webhook_delivery(&self, job_id: Uuid, target_url: &str, event: WebhookEvent) -> Result<WebhookDelivery> {
+        let insert = "INSERT INTO webhook_deliveries (id, job_id, target_url, event, status, attempts, created_at, updated_at) \
+                      VALUES ($1::uuid, $2::uuid, $3, $4, 'pending', 0, gv_ts($5), gv_ts($5)) ON CONFLICT (job_id, target_url, event) DO NOTHING";
+        let select = format!("SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE job_id = $1::uuid AND target_url = $2 AND event = $3");
+        let row: DeliveryRow = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(insert))
+                .bind(Uuid::now_v7().to_string())
+                .bind(job_id.to_string())
+                .bind(target_url)
+                .bind(event.as_str())
+                .bind(us(now()))
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+            sqlx::query_as(&sql(&select))
+                .bind(job_id.to_string())
+                .bind(target_url)
+                .bind(event.as_str())
+                .fetch_one(pool)
+                .await
+                .map_err(db_error)?
+        });
+        WebhookDelivery::try_from(row)
+    }
+
+    async fn record_delivery_attempt(&self, id: Uuid, status: DeliveryStatus, error: Option<&str>, now: OffsetDateTime) -> Result<()> {
+        let q = "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $2, last_error = $3, updated_at = gv_ts($4) WHERE id = $1::uuid";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(id.to_string())
+                .bind(status.as_str())
+                .bind(error)
+                .bind(us(now))
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn dead_deliveries(&self, limit: u32) -> Result<Vec<WebhookDelivery>> {
+        let q = format!("SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE status = 'dead' ORDER BY updated_at DESC, id DESC LIMIT $1");
+        let rows: Vec<DeliveryRow> =
+            on_pool!(self, read, |pool, sql| sqlx::query_as(&sql(&q)).bind(limit as i64).fetch_all(pool).await.map_err(db_error)?);
+        convert(rows)
+    }
+
+    async fn model_runs(&self, job_id: Uuid) -> Result<Vec<ModelRun>> {
+        let q = "SELECT id::text AS id, job_id::text AS job_id, model_name, latency_ms, token_usage::text AS token_usage, prompt_hash, \
+                 gv_us(created_at) AS created_at FROM model_runs WHERE job_id = $1::uuid ORDER BY created_at, id";
+        let rows: Vec<ModelRunRow> =
+            on_pool!(self, read, |pool, sql| sqlx::query_as(&sql(q)).bind(job_id.to_string()).fetch_all(pool).await.map_err(db_error)?);
+        convert(rows)
+    }
+}
+
+/// Both rows of a new submission, inside the caller's transaction (PostgreSQL: one per
+/// submission; SQLite: one per group commit).
+pub(crate) async fn insert_submission_and_job<DB: sqlx::Database>(
+    tx: &mut sqlx::Transaction<'_, DB>,
+    s: &Submission,
+    j: &Job,
+    sql: impl Fn(&str) -> String,
+) -> Result<()>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let insert_submission =
+        sql("INSERT INTO content_submissions (id, user_id, content_type, source_url, upload_id, storage_key, caption, \
+                                 platform_hint, notify_webhook, status, created_at, updated_at) \
+                                 VALUES ($1::uuid, $2::uuid, $3, $4, $5::uuid, $6, $7, $8, $9, $10, gv_ts($11), gv_ts($11))");
+    let insert_job = sql("INSERT INTO analysis_jobs (id, submission_id, user_id, status, created_at, updated_at) \
+                          VALUES ($1::uuid, $2::uuid, $3::uuid, $4, gv_ts($5), gv_ts($6))");
+    sqlx::query(&insert_submission)
+        .bind(s.id.to_string())
+        .bind(s.user_id.to_string())
+        .bind(s.content_type.as_str().to_string())
+        .bind(s.source_url.clone())
+        .bind(s.upload_id.map(|u| u.to_string()))
+        .bind(s.storage_key.clone())
+        .bind(s.caption.clone())
+        .bind(s.platform_hint.map(|p| p.as_str().to_string()))
+        .bind(s.notify_webhook.clone())
+        .bind(s.status.as_str().to_string())
+        .bind(us(s.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    sqlx::query(&insert_job)
+        .bind(j.id.to_string())
+        .bind(j.submission_id.to_string())
+        .bind(j.user_id.to_string())
+        .bind(j.status.as_str().to_string())
+        .bind(us(j.created_at))
+        .bind(us(j.updated_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// A model run, inside the caller's transaction.
+async fn insert_model_run<DB: sqlx::Database>(tx: &mut sqlx::Transaction<'_, DB>, r: &ModelRun, sql: impl Fn(&str) -> String) -> Result<()>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let q = sql("INSERT INTO model_runs (id, job_id, model_name, latency_ms, token_usage, prompt_hash, created_at) \
+                 VALUES ($1::uuid, $2::uuid, $3, $4, $5::jsonb, $6, gv_ts($7))");
+    sqlx::query(&q)
+        .bind(r.id.to_string())
+        .bind(r.job_id.to_string())
+        .bind(r.model_name.clone())
+        .bind(r.latency_ms)
+        .bind(r.token_usage.as_ref().map(json_text))
+        .bind(r.prompt_hash.clone())
+        .bind(us(r.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Status and time-range filter shared by the admin listing and its totals ($1–$3); `to` is inclusive.
+const ADMIN_FILTER: &str = "($1::text IS NULL OR status = $1::text) AND ($2::bigint IS NULL OR created_at >= gv_ts($2::bigint)) \
+                            AND ($3::bigint IS NULL OR created_at <= gv_ts($3::bigint))";

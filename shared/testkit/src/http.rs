@@ -1,0 +1,196 @@
+//! The real app on a real socket (port 0), and a small client that checks every response
+//! carries an `x-request-id` and, for errors, the standard error body.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use domain::auth::AuthConfig;
+use domain::service::{App, NewUserCredentials, RateLimits, Settings};
+use goviral_api::Endpoint;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::{Backend, TestDb};
+
+/// Cheap Argon2 (chosen by configuration, as any deployment could) keeps auth tests fast.
+pub fn test_settings(rate_limits: RateLimits) -> Settings {
+    Settings {
+        auth: AuthConfig {
+            jwt_secret: b"test-secret-test-secret-test-secret!".to_vec(),
+            token_ttl_secs: 600,
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+        },
+        rate_limits,
+        // The tests' webhook receivers listen on loopback over http.
+        allow_loopback_webhooks: true,
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    pub db: TestDb,
+    /// Wakes a pipeline runner started with `start_pipeline`.
+    pub wake: Arc<tokio::sync::Notify>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: Bytes,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `error.code` of a standard error body.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["error"]["details"]["fields"]
+            .as_array()
+            .map_or_else(Vec::new, |f| f.iter().map(|e| e["field"].as_str().unwrap_or_default().to_string()).collect())
+    }
+}
+
+/// A request under construction.
+pub struct Call<'a> {
+    app: &'a TestApp,
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Bytes>,
+}
+
+impl Call<'_> {
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn api_key(self, key: &str) -> Self {
+        self.header("x-api-key", key)
+    }
+
+    pub fn json(mut self, body: &Value) -> Self {
+        self.headers.push(("content-type".into(), "application/json".into()));
+        self.body = Some(Bytes::from(body.to_string()));
+        self
+    }
+
+    pub fn raw(mut self, content_type: &str, body: impl Into<Bytes>) -> Self {
+        self.headers.push(("content-type".into(), content_type.into()));
+        self.body = Some(body.into());
+        self
+    }
+
+    pub async fn send(self) -> TestResponse {
+        let mut request = http::Request::builder().method(self.method.clone()).uri(format!("http://{}{}", self.app.addr, self.path));
+        for (k, v) in &self.headers {
+            request = request.header(k, v);
+        }
+        let request = request.body(Full::new(self.body.unwrap_or_default())).expect("request");
+        let response = self.app.client.request(request).await.expect("the server answers");
+        let (parts, body) = response.into_parts();
+        let raw = body.collect().await.expect("body").to_bytes();
+        let body: Value = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).unwrap_or(Value::Null) };
+        let response = TestResponse { status: parts.status, headers: parts.headers, body, raw };
+        // Every response, success or error, carries a request id.
+        assert!(response.header("x-request-id").is_some_and(|v| !v.is_empty()), "no x-request-id on {} {}", self.method, self.path);
+        if response.status.is_client_error() || response.status.is_server_error() {
+            let e = &response.body["error"];
+            assert!(
+                e["code"].is_string() && e["message"].is_string(),
+                "{} {} → {}: not the standard error body: {:?}",
+                self.method,
+                self.path,
+                response.status,
+                String::from_utf8_lossy(&response.raw)
+            );
+        }
+        response
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, RateLimits::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, rate_limits: RateLimits) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let store = Arc::new(db.store.clone());
+        // No runner unless a test starts one: jobs stay queued, so API tests see what they submitted.
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let pipeline = Arc::new(goviral_local::runner::LocalPipeline::new(wake.clone(), store.clone()));
+        let app = Arc::new(App::new(store.clone(), store, pipeline, test_settings(rate_limits)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("addr");
+        let router = goviral_api::router(app.clone(), Endpoint::ALL);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("server");
+        });
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        TestApp { addr, app, db, wake, client, server }
+    }
+
+    pub fn call(&self, method: Method, path: &str) -> Call<'_> {
+        Call { app: self, method, path: path.into(), headers: Vec::new(), body: None }
+    }
+
+    pub fn get(&self, path: &str) -> Call<'_> {
+        self.call(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Call<'_> {
+        self.call(Method::POST, path)
+    }
+
+    pub fn delete(&self, path: &str) -> Call<'_> {
+        self.call(Method::DELETE, path)
+    }
+
+    /// A user made the way operators make them (the CLI's use case).
+    pub async fn user(&self, email: &str, plan: domain::model::Plan, admin: bool) -> NewUserCredentials {
+        let mut roles = vec![domain::model::Role::User];
+        if admin {
+            roles.push(domain::model::Role::Admin);
+        }
+        self.app.create_user(email, plan, roles, "test").await.expect("create user")
+    }
+
+    /// A bearer token for the user, through the real token endpoint.
+    pub async fn token(&self, creds: &NewUserCredentials) -> String {
+        let r = self
+            .post("/api/v1/auth/token")
+            .json(&serde_json::json!({"client_id": creds.user.id, "client_secret": creds.client_secret}))
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["access_token"].as_str().expect("token").to_string()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}

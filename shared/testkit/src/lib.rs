@@ -1,0 +1,92 @@
+//! Test helpers shared by the suites under tests/: a fresh, migrated database per test on
+//! SQLite (a temp file) or on the real PostgreSQL (a new database, dropped afterwards).
+
+mod http;
+pub mod pipeline;
+
+pub use http::{Call, TestApp, TestResponse, test_settings};
+
+use goviral_sql::{PoolSettings, SqlStore};
+use sqlx::Connection;
+
+/// Where the suites find PostgreSQL; a new database is created there per test.
+pub fn postgres_admin_url() -> String {
+    std::env::var("GOVIRAL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, migrated database. Dropping it removes the file or the PostgreSQL database.
+pub struct TestDb {
+    pub url: String,
+    pub store: SqlStore,
+    _dir: Option<tempfile::TempDir>,
+    pg_database: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => Self::sqlite().await,
+            Backend::Postgres => Self::postgres().await,
+        }
+    }
+
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("goviral.db").display());
+        let store = connect(&url).await;
+        TestDb { url, store, _dir: Some(dir), pg_database: None }
+    }
+
+    /// Fails the test (never skips it) when PostgreSQL is not reachable.
+    pub async fn postgres() -> TestDb {
+        let admin = postgres_admin_url();
+        let name = format!("gv_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn =
+            sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed by this test: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+        conn.close().await.ok();
+        let url = replace_database(&admin, &name);
+        let store = connect(&url).await;
+        TestDb { url, store, _dir: None, pg_database: Some(name) }
+    }
+}
+
+async fn connect(url: &str) -> SqlStore {
+    let settings = PoolSettings { max_connections: 4, ..PoolSettings::default() };
+    let store = SqlStore::connect(url, &settings).await.expect("connect to test database");
+    store.migrate().await.expect("migrate test database");
+    store
+}
+
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_database.take() else { return };
+        // Drop runs inside the test's (blocked) runtime: clean up from a thread of its own.
+        // FORCE ends the pool's connections server-side, so the pool need not be closed first.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}

@@ -1,0 +1,271 @@
+//! Benchmarks `goviral serve` on the embedded default, over loopback, as a client would.
+//!   goviral-bench <goviral binary> api [requests] [connections]
+//!     POST /api/v1/analyze then GET /api/v1/analyze/{id}: req/s, p50/p99, server peak memory.
+//!   goviral-bench <goviral binary> pipeline [jobs] [connections]
+//!     submits text jobs and waits for all to complete: submit→complete p50/p95/p99 (server
+//!     timestamps) and jobs/s.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+struct Phase {
+    name: &'static str,
+    requests: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+    errors: usize,
+}
+
+impl Phase {
+    fn percentile(&self, p: f64) -> f64 {
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+
+    fn report(&self) -> Value {
+        json!({
+            "phase": self.name,
+            "requests": self.requests,
+            "errors": self.errors,
+            "req_per_sec": (self.requests as f64 / self.elapsed.as_secs_f64()).round(),
+            "p50_ms": self.percentile(0.50),
+            "p99_ms": self.percentile(0.99),
+            "max_ms": self.percentile(1.0),
+        })
+    }
+}
+
+async fn request(client: &HttpClient, method: &str, url: &str, headers: &[(&str, &str)], body: Option<String>) -> (u16, Bytes) {
+    let mut b = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("request");
+    match client.request(req).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            (status, resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default())
+        }
+        Err(_) => (0, Bytes::new()),
+    }
+}
+
+/// Runs `total` requests over `connections` concurrent workers; `make(i)` builds request i.
+async fn run_phase<F, Fut>(name: &'static str, total: usize, connections: usize, make: F) -> (Phase, Vec<Bytes>)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (u16, Bytes)> + Send,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (make, next) = (make.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let (status, body) = make(i).await;
+                    out.push((t.elapsed().as_micros() as u64, status, body));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    let mut bodies = Vec::with_capacity(total);
+    let mut errors = 0;
+    for w in workers {
+        for (us, status, body) in w.await.expect("worker") {
+            latencies.push(us);
+            if !(200..300).contains(&status) {
+                errors += 1;
+            }
+            bodies.push(body);
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    (Phase { name, requests: total, elapsed, latencies_us: latencies, errors }, bodies)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let binary = args.get(1).expect("usage: goviral-bench <goviral binary> [api|pipeline] [count] [connections]").clone();
+    let mode = args.get(2).map_or("api", String::as_str).to_string();
+    let pipeline_mode = match mode.as_str() {
+        "api" => false,
+        "pipeline" => true,
+        other => panic!("unknown mode {other}: api or pipeline"),
+    };
+    let total: usize = args.get(3).map_or(if pipeline_mode { 1_000 } else { 20_000 }, |s| s.parse().expect("count"));
+    let connections: usize = args.get(4).map_or(if pipeline_mode { 8 } else { 32 }, |s| s.parse().expect("connections"));
+    let data_dir = std::env::temp_dir().join(format!("goviral-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let env = [("GOVIRAL_DATA_DIR", data_dir.to_str().unwrap()), ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000000"), ("RUST_LOG", "warn")];
+
+    let created = Command::new(&binary)
+        .args(["users", "create", "--email", "bench@example.com", "--plan", "enterprise"])
+        .envs(env)
+        .output()
+        .expect("run goviral");
+    assert!(created.status.success(), "users create failed: {}", String::from_utf8_lossy(&created.stderr));
+    let user: Value = serde_json::from_slice(&created.stdout).expect("user json");
+
+    let mut server = Command::new(&binary)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).expect("listening line");
+    let base = serde_json::from_str::<Value>(&line).expect("listening json")["listening"].as_str().unwrap().to_string();
+    let pid = server.id();
+
+    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(connections).build_http();
+    let creds = json!({"client_id": user["client_id"], "client_secret": user["client_secret"]}).to_string();
+    let (status, body) =
+        request(&client, "POST", &format!("{base}/api/v1/auth/token"), &[("content-type", "application/json")], Some(creds)).await;
+    assert_eq!(status, 200, "token: {}", String::from_utf8_lossy(&body));
+    let token: Value = serde_json::from_slice(&body).unwrap();
+    let auth = Arc::new(format!("Bearer {}", token["access_token"].as_str().unwrap()));
+    let user_id = user["user_id"].as_str().unwrap().to_string();
+
+    let submit = {
+        let (client, auth, base) = (client.clone(), auth.clone(), base.clone());
+        move |i: usize| {
+            let (client, auth, base, user_id) = (client.clone(), auth.clone(), base.clone(), user_id.clone());
+            async move {
+                let body = json!({"content_type": "text", "caption": format!("Post {i}: 5 habits that changed my mornings"), "platform_hint": "tiktok", "user_id": user_id}).to_string();
+                request(
+                    &client,
+                    "POST",
+                    &format!("{base}/api/v1/analyze"),
+                    &[("authorization", &auth), ("content-type", "application/json")],
+                    Some(body),
+                )
+                .await
+            }
+        }
+    };
+    if pipeline_mode {
+        let report = pipeline_bench(&client, &base, auth.clone(), total, connections, submit).await;
+        let peak = peak_rss_kib(pid);
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let mut report = report;
+        report["server_peak_rss_mib"] = json!(peak.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0));
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
+    // Warm-up: connections, caches, SQLite pages.
+    run_phase("warmup", 1_000.min(total), connections, submit.clone()).await;
+    let (post, bodies) = run_phase("POST /api/v1/analyze", total, connections, submit).await;
+    let ids: Arc<Vec<String>> =
+        Arc::new(bodies.iter().filter_map(|b| serde_json::from_slice::<Value>(b).ok()?["job_id"].as_str().map(String::from)).collect());
+    assert!(!ids.is_empty(), "no job was created");
+    let read = {
+        let (client, auth, base, ids) = (client.clone(), auth.clone(), base.clone(), ids.clone());
+        move |i: usize| {
+            let (client, auth, base, ids) = (client.clone(), auth.clone(), base.clone(), ids.clone());
+            async move {
+                request(&client, "GET", &format!("{base}/api/v1/analyze/{}", ids[i % ids.len()]), &[("authorization", &auth)], None).await
+            }
+        }
+    };
+    let (get, _) = run_phase("GET /api/v1/analyze/{id}", total, connections, read).await;
+    let peak = peak_rss_kib(pid);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data_dir);
+
+    let report = json!({
+        "server": "goviral serve (embedded default: SQLite WAL, one machine)",
+        "connections": connections,
+        "results": [post.report(), get.report()],
+        "server_peak_rss_mib": peak.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
+    });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    if post.errors + get.errors > 0 {
+        eprintln!("error: {} requests failed", post.errors + get.errors);
+        std::process::exit(1);
+    }
+}
+
+fn rfc3339_us(v: &Value) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(v.as_str()?, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000) as i64)
+}
+
+/// Submits `total` jobs, waits until every one is complete, and reports submit→complete latency
+/// from the server's own timestamps (created_at → completed_at).
+async fn pipeline_bench<F, Fut>(client: &HttpClient, base: &str, auth: Arc<String>, total: usize, connections: usize, submit: F) -> Value
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (u16, Bytes)> + Send,
+{
+    let (submitted, bodies) = run_phase("submit", total, connections, submit).await;
+    let ids: Vec<String> =
+        bodies.iter().filter_map(|b| serde_json::from_slice::<Value>(b).ok()?["job_id"].as_str().map(String::from)).collect();
+    assert_eq!(ids.len(), total, "every submission was accepted");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut pending: Vec<String> = ids.clone();
+    let mut finished: Vec<Value> = Vec::new();
+    while !pending.is_empty() {
+        assert!(Instant::now() < deadline, "{} jobs still unfinished after 300 s", pending.len());
+        let mut still = Vec::new();
+        for id in pending {
+            let (_, body) = request(client, "GET", &format!("{base}/api/v1/analyze/{id}"), &[("authorization", &auth)], None).await;
+            let job: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            match job["status"].as_str() {
+                Some("complete") | Some("failed") => finished.push(job),
+                _ => still.push(id),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let failed = finished.iter().filter(|j| j["status"] == "failed").count();
+    let mut latencies: Vec<i64> =
+        finished.iter().filter_map(|j| Some(rfc3339_us(&j["completed_at"])? - rfc3339_us(&j["created_at"])?)).collect();
+    latencies.sort_unstable();
+    let first = finished.iter().filter_map(|j| rfc3339_us(&j["created_at"])).min().unwrap();
+    let last = finished.iter().filter_map(|j| rfc3339_us(&j["completed_at"])).max().unwrap();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
+    json!({
+        "server": "goviral serve (embedded default: SQLite WAL, in-process pipeline runner)",
+        "jobs": total,
+        "failed": failed,
+        "submit_connections": connections,
+        "submit_req_per_sec": submitted.report()["req_per_sec"],
+        "submit_to_complete_ms": {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0)},
+        "jobs_per_sec": (total as f64 / ((last - first) as f64 / 1e6)).round(),
+    })
+}

@@ -1,0 +1,1 @@
+//! The suites live in tests/suite; this crate has no library code.

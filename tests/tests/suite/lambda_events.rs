@@ -1,0 +1,186 @@
+//! The Lambda packaging: sample API Gateway events from events/ go through lambda_http's own
+//! event conversion into the router each Lambda serves, and the template declares every
+//! function with every route.
+
+use std::sync::Arc;
+
+use domain::model::Plan;
+use goviral_api::Endpoint;
+use goviral_testkit::{Backend, TestApp};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn event(name: &str, substitutions: &[(&str, &str)]) -> String {
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    for (from, to) in substitutions {
+        text = text.replace(from, to);
+    }
+    text
+}
+
+async fn invoke(app: &Arc<domain::service::App>, endpoint: Endpoint, event: &str) -> (StatusCode, http::HeaderMap, Value) {
+    let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
+    let response = goviral_lambda::endpoint_router(app.clone(), endpoint).oneshot(request).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn sample_events_run_through_the_lambda_routers() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let user_id = ann.user.id.to_string();
+    let subs = [("REPLACE_WITH_API_KEY", ann.api_key.as_str()), ("REPLACE_WITH_USER_ID", user_id.as_str())];
+
+    let (status, headers, body) = invoke(&t.app, Endpoint::Health, &event("apigw-health.json", &[])).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(headers.get("x-request-id").unwrap(), "evt-health-1");
+
+    let (status, _, body) = invoke(&t.app, Endpoint::OpenApi, &event("apigw-openapi.json", &[])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["paths"]["/api/v1/analyze"].is_object());
+
+    let (status, _, body) = invoke(&t.app, Endpoint::InsightTemplates, &event("apigw-insight-templates-unauthenticated.json", &[])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+
+    let (status, _, body) = invoke(&t.app, Endpoint::AuthToken, &event("apigw-auth-token.json", &subs)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "bearer");
+
+    let (status, headers, body) = invoke(&t.app, Endpoint::Analyze, &event("apigw-analyze.json", &subs)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(headers.contains_key("x-request-id"));
+    let job_id: uuid::Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
+    assert!(t.app.store.job(job_id).await.unwrap().is_some());
+
+    let (status, _, body) = invoke(&t.app, Endpoint::Analyze, &event("apigw-analyze-malformed.json", &subs)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed_json")));
+
+    // A Lambda serves only its own endpoint.
+    let (status, _, body) = invoke(&t.app, Endpoint::Health, &event("apigw-openapi.json", &[])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+
+    // The caller's address from API Gateway reaches the audit log.
+    let mut create: Value = serde_json::from_str(&event("apigw-analyze.json", &subs)).unwrap();
+    create["rawPath"] = "/api/v1/webhooks".into();
+    create["requestContext"]["http"]["path"] = "/api/v1/webhooks".into();
+    create["body"] = r#"{"target_url": "https://hooks.example.com/gvn"}"#.into();
+    let (status, _, body) = invoke(&t.app, Endpoint::Webhooks, &create.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let audit = t.app.store.audit_for_actor(&user_id, 10).await.unwrap();
+    let entry = audit.iter().find(|a| a.action == "webhook.create").expect("audited");
+    assert_eq!(entry.ip_address, Some("203.0.113.10".parse().unwrap()));
+}
+
+#[test]
+fn template_declares_every_function_and_route() {
+    let template = std::fs::read_to_string(format!("{}/../template.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let functions_dir = format!("{}/../functions", env!("CARGO_MANIFEST_DIR"));
+    let mut packages: Vec<String> =
+        std::fs::read_dir(&functions_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    packages.sort();
+    let mut declared: Vec<String> = template.lines().filter_map(|l| l.trim().strip_prefix("Binary: ").map(String::from)).collect();
+    declared.sort();
+    assert_eq!(packages, declared, "functions/ and template.yaml disagree");
+    for endpoint in Endpoint::ALL {
+        assert!(packages.contains(&endpoint.function_name().to_string()), "{endpoint:?} has no package");
+        let block = template.split(&format!("Binary: {}\n", endpoint.function_name())).nth(1).unwrap();
+        let block = block.split("Type: AWS::Serverless::Function").next().unwrap();
+        for (method, path) in endpoint.routes() {
+            assert!(
+                block.contains(&format!("Method: {method}\n            Path: {path}\n")),
+                "{method} {path} missing from {}",
+                endpoint.function_name()
+            );
+        }
+    }
+    // Each stage Lambda consumes its own queue (which has a DLQ) and reports partial failures.
+    for stage in domain::pipeline::Stage::ALL {
+        let name = format!("stage-{}", stage.as_str());
+        assert!(packages.contains(&name), "{name} has no package");
+        let block = template.split(&format!("Binary: {name}\n")).nth(1).unwrap();
+        let block = block.split("Type: AWS::Serverless::Function").next().unwrap();
+        assert!(block.contains("FunctionResponseTypes: [ReportBatchItemFailures]"), "{name} does not report batch failures");
+        let queue = block.split("Queue: !GetAtt ").nth(1).unwrap().split(".Arn").next().unwrap();
+        let queue_block = template.split(&format!("  {queue}:\n")).nth(1).unwrap();
+        assert!(queue_block.split("\n  Stage").next().unwrap().contains("deadLetterTargetArn"), "{queue} has no DLQ");
+    }
+    // The state machine is the file in infra/, and every placeholder in it is substituted.
+    assert!(template.contains("DefinitionUri: infra/pipeline.asl.json"));
+    let asl = std::fs::read_to_string(format!("{}/../infra/pipeline.asl.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    for placeholder in asl.split("${").skip(1).map(|rest| rest.split('}').next().unwrap()) {
+        assert!(template.contains(&format!("        {placeholder}: ")), "${{{placeholder}}} is not substituted");
+    }
+}
+
+/// Step Functions as the stage Lambdas see it: records every answer; one token cannot be
+/// reported (Step Functions unreachable).
+#[derive(Default)]
+struct RecordingCallbacks {
+    answers: std::sync::Mutex<Vec<(String, Result<Value, (String, String)>)>>,
+}
+
+#[async_trait::async_trait]
+impl domain::pipeline::TaskCallbacks for RecordingCallbacks {
+    async fn succeed(&self, token: &str, output: &Value) -> domain::Result<domain::pipeline::CallbackOutcome> {
+        self.answer(token, Ok(output.clone()))
+    }
+    async fn fail(&self, token: &str, error: &str, cause: &str) -> domain::Result<domain::pipeline::CallbackOutcome> {
+        self.answer(token, Err((error.to_string(), cause.to_string())))
+    }
+}
+
+impl RecordingCallbacks {
+    fn answer(&self, token: &str, result: Result<Value, (String, String)>) -> domain::Result<domain::pipeline::CallbackOutcome> {
+        if token == "TOKEN-SFN-UNREACHABLE" {
+            return Err(domain::Error::Unavailable("states.us-east-1.amazonaws.com: connection refused".into()));
+        }
+        self.answers.lock().unwrap().push((token.to_string(), result));
+        Ok(domain::pipeline::CallbackOutcome::Accepted)
+    }
+}
+
+#[tokio::test]
+async fn sqs_stage_batches_answer_step_functions_and_fail_only_what_was_not_reported() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let body = serde_json::json!({"content_type": "text", "caption": "A calm caption", "user_id": ann.user.id});
+    let job = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string();
+    let stages = goviral_testkit::pipeline::Stages::new();
+    let ctx = domain::pipeline::StageContext {
+        store: t.app.store.clone(),
+        blobs: stages.blobs.clone(),
+        moderator: stages.moderator.clone(),
+        scorer: stages.scorer.clone(),
+        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false, false)),
+        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false },
+    };
+    let sqs: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&event("sqs-stage-moderation.json", &[("REPLACE_WITH_JOB_ID", &job)])).expect("an SQS event");
+    let callbacks = RecordingCallbacks::default();
+
+    let response = goviral_lambda::stage::handle_sqs_event(&ctx, &callbacks, domain::pipeline::Stage::Moderation, sqs).await;
+
+    // Only the poison message and the unreportable one go back to the queue (and on to its DLQ).
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["9d5e1c4a-0002-4c1b-9a55-000000000002", "9d5e1c4a-0006-4c1b-9a55-000000000006"]);
+    let answers = callbacks.answers.lock().unwrap();
+    let tokens: Vec<&str> = answers.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(tokens, ["TOKEN-FIRST", "TOKEN-FIRST", "TOKEN-MISROUTED", "TOKEN-BAD-INPUT"]);
+    // The redelivered message gets the same answer, and moderation ran on the real job.
+    assert_eq!(answers[0].1, Ok(serde_json::json!({"flagged": false})));
+    assert_eq!(answers[0].1, answers[1].1);
+    let (error, cause) = answers[2].1.clone().unwrap_err();
+    assert_eq!(error, "Stage.Permanent");
+    assert!(cause.contains("inference") && cause.contains("moderation"), "{cause}");
+    let (error, cause) = answers[3].1.clone().unwrap_err();
+    assert_eq!(error, "Stage.Permanent");
+    assert!(cause.contains("bad stage input"), "{cause}");
+    // The wire shape Lambda expects back.
+    let wire = serde_json::to_value(&response).unwrap();
+    assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], "9d5e1c4a-0002-4c1b-9a55-000000000002");
+}

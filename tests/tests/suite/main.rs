@@ -1,0 +1,8 @@
+//! One test binary for every suite (one link instead of many).
+
+mod api_analyze;
+mod api_auth;
+mod api_resources;
+mod lambda_events;
+mod pipeline;
+mod store_contract;

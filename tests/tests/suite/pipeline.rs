@@ -1,0 +1,382 @@
+//! The analysis pipeline on the embedded default: the runner executing infra/'s state
+//! machine over the real stages, with scripted failures and a real webhook receiver.
+
+use std::sync::Arc;
+
+use domain::Error;
+use domain::auth::verify_webhook_signature;
+use domain::model::{Plan, now};
+use domain::pipeline::{DeliveryOutcome, PipelineState, Stage, WebhookSender, run_stage};
+use goviral_local::asl::{State, StateMachine, Transition};
+use goviral_local::webhook::HttpWebhookSender;
+use goviral_testkit::pipeline::{Receiver, Stages};
+use goviral_testkit::{Backend, TestApp};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+async fn submit(t: &TestApp, key: &str, user: uuid::Uuid, caption: &str, notify: Option<&str>) -> String {
+    let mut body = json!({"content_type": "text", "caption": caption, "platform_hint": "tiktok", "user_id": user});
+    if let Some(url) = notify {
+        body["notify_webhook"] = url.into();
+    }
+    let r = t.post("/api/v1/analyze").api_key(key).json(&body).send().await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body["job_id"].as_str().unwrap().to_string()
+}
+
+/// Waits until the receiver has `n` requests (5 s at most).
+async fn hits(receiver: &Receiver, n: usize) -> Vec<goviral_testkit::pipeline::Hit> {
+    for _ in 0..250 {
+        if receiver.hits().len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    receiver.hits()
+}
+
+fn verify(hit: &goviral_testkit::pipeline::Hit, secret: &str) -> Value {
+    let sig = hit.headers.get("x-gvn-signature").unwrap().to_str().unwrap();
+    verify_webhook_signature(secret, sig, &hit.body, time::OffsetDateTime::now_utc().unix_timestamp()).expect("valid signature");
+    serde_json::from_slice(&hit.body).unwrap()
+}
+
+#[tokio::test]
+async fn happy_path_scores_explains_and_delivers_a_signed_webhook() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    let pipeline = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let receiver = Receiver::start().await;
+    let sub = t
+        .post("/api/v1/webhooks")
+        .api_key(&ann.api_key)
+        .json(&json!({"target_url": receiver.url, "events": ["job.completed"]}))
+        .send()
+        .await;
+    let secret = sub.body["secret"].as_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let job = submit(&t, &ann.api_key, ann.user.id, "Did you know 3 habits change your mornings?\nFollow for more!", None).await;
+    let done = t.finished_job(&ann.api_key, &job).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(done["status"], "complete");
+    assert!(done["score"].as_f64().unwrap() > 0.0 && done["confidence"].as_f64().unwrap() > 0.0);
+    assert_eq!(done["insights"].as_array().unwrap().len(), 5);
+    assert!(done["insights"][0]["message"].as_str().unwrap().contains("Did you know 3 habits"), "insights quote the text");
+    assert_eq!(done["metrics"]["model"], "baseline-heuristic-v0");
+    let id: uuid::Uuid = job.parse().unwrap();
+    let runs = t.app.store.model_runs(id).await.unwrap();
+    assert_eq!((runs.len(), runs[0].model_name.as_str()), (1, "baseline-heuristic-v0"));
+    assert!(runs[0].prompt_hash.is_some());
+    let got = hits(&receiver, 1).await;
+    assert_eq!(got.len(), 1);
+    let payload = verify(&got[0], &secret);
+    assert_eq!((payload["job_id"].as_str(), payload["status"].as_str()), (Some(job.as_str()), Some("complete")));
+    assert_eq!(payload["score"], done["score"]);
+    assert_eq!(got[0].headers["x-gvn-webhook-id"], sub.body["id"].as_str().unwrap());
+    // The signed notice is exactly what the completion endpoint accepts.
+    let r = t
+        .post("/api/v1/hooks/completion")
+        .header("x-gvn-webhook-id", got[0].headers["x-gvn-webhook-id"].to_str().unwrap())
+        .header("x-gvn-signature", got[0].headers["x-gvn-signature"].to_str().unwrap())
+        .raw("application/json", got[0].body.clone())
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn notify_webhook_is_signed_with_the_account_secret() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    let pipeline = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let receiver = Receiver::start().await;
+    let job = submit(&t, &ann.api_key, ann.user.id, "One line", Some(&receiver.url)).await;
+    t.finished_job(&ann.api_key, &job).await;
+    let got = hits(&receiver, 1).await;
+    assert_eq!(got[0].headers["x-gvn-webhook-id"], format!("user:{}", ann.user.id).as_str());
+    verify(&got[0], &ann.user.webhook_secret);
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn flagged_content_fails_with_flags_and_is_never_scored() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    let pipeline = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let receiver = Receiver::start().await;
+    let job = submit(&t, &ann.api_key, ann.user.id, "Send me bitcoin and I will double your bitcoin", Some(&receiver.url)).await;
+    let done = t.finished_job(&ann.api_key, &job).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["errors"][0]["stage"], "moderation");
+    assert_eq!(done["errors"][0]["error"], "content_flagged");
+    assert_eq!(done["moderation_flags"]["categories"]["scam"], 1.0);
+    assert!(done.get("score").is_none());
+    assert_eq!(stages.scorer.calls(), 0);
+    let got = hits(&receiver, 1).await;
+    assert_eq!(verify(&got[0], &ann.user.webhook_secret)["status"], "failed");
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn moderation_unavailable_fails_closed_after_retries() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    stages.moderator.fail_next((0..10).map(|_| Error::Unavailable("moderation API down".into())));
+    let pipeline = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let job = submit(&t, &ann.api_key, ann.user.id, "A fine caption", None).await;
+    let done = t.finished_job(&ann.api_key, &job).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!((done["errors"][0]["stage"].as_str(), done["errors"][0]["error"].as_str()), (Some("moderation"), Some("Stage.Retryable")));
+    assert!(done["errors"][0]["reason"].as_str().unwrap().contains("moderation unavailable"));
+    let retries = StateMachine::pipeline().task_retry(Stage::Moderation).unwrap().max_attempts;
+    assert_eq!(stages.moderator.calls(), retries + 1, "one try plus every retry the state machine allows");
+    assert_eq!(stages.scorer.calls(), 0, "nothing unmoderated reaches inference");
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn retryable_stage_errors_are_retried_until_success() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    stages.blobs.fail_next([Error::Unavailable("disk busy".into())]);
+    stages.scorer.fail_next([Error::Unavailable("model warming".into()), Error::Unavailable("model warming".into())]);
+    let pipeline = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let job = submit(&t, &ann.api_key, ann.user.id, "Retry me", None).await;
+    let done = t.finished_job(&ann.api_key, &job).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!((stages.blobs.calls(), stages.scorer.calls()), (2, 3));
+    assert_eq!(t.app.store.model_runs(job.parse().unwrap()).await.unwrap().len(), 1);
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_stage_errors_fail_the_job_with_the_stage_and_reason() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    stages.scorer.fail_next([Error::Internal("weights corrupt".into())]);
+    let pipeline = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let receiver = Receiver::start().await;
+    let job = submit(&t, &ann.api_key, ann.user.id, "Doomed", Some(&receiver.url)).await;
+    let done = t.finished_job(&ann.api_key, &job).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["errors"], json!([{"stage": "inference", "error": "Stage.Permanent", "reason": "internal error: weights corrupt"}]));
+    assert_eq!(stages.scorer.calls(), 1, "permanent errors are not retried");
+    assert_eq!(verify(&hits(&receiver, 1).await[0], &ann.user.webhook_secret)["status"], "failed");
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_receiver_down_then_up_gets_it_exactly_once() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    let pipeline = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(2, 503);
+    let job = submit(&t, &ann.api_key, ann.user.id, "Hello", Some(&receiver.url)).await;
+    t.finished_job(&ann.api_key, &job).await;
+    let got = hits(&receiver, 3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(receiver.hits().len(), 3, "two failures, one success, nothing after");
+    // One delivery id across the attempts, so receivers can deduplicate.
+    assert!(got.iter().all(|h| h.headers["x-gvn-delivery"] == got[0].headers["x-gvn-delivery"]));
+    let delivery =
+        t.app.store.webhook_delivery(job.parse().unwrap(), &receiver.url, domain::model::WebhookEvent::JobCompleted).await.unwrap();
+    assert_eq!((delivery.status, delivery.attempts), (domain::model::DeliveryStatus::Delivered, 3));
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_receiver_down_for_good_is_dead_lettered_and_visible_to_admins() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    let pipeline = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let admin = t.user("root@example.com", Plan::Pro, true).await;
+    let receiver = Receiver::start().await;
+    receiver.always(500);
+    let job = submit(&t, &ann.api_key, ann.user.id, "Hello", Some(&receiver.url)).await;
+    assert_eq!(t.finished_job(&ann.api_key, &job).await["status"], "complete");
+    let max_attempts = StateMachine::pipeline().task_retry(Stage::Webhook).unwrap().max_attempts + 1;
+    let mut letters = Value::Null;
+    for _ in 0..250 {
+        letters = t.get("/api/v1/admin/dead-letters").api_key(&admin.api_key).send().await.body;
+        if !letters["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(letters["items"].as_array().unwrap().len(), 1, "{letters}");
+    let letter = &letters["items"][0];
+    assert_eq!((letter["job_id"].as_str(), letter["target_url"].as_str()), (Some(job.as_str()), Some(receiver.url.as_str())));
+    assert_eq!(letter["attempts"], max_attempts);
+    assert!(letter["last_error"].as_str().unwrap().contains("500"));
+    assert_eq!(receiver.hits().len() as u32, max_attempts);
+    assert_eq!(t.get("/api/v1/admin/dead-letters").api_key(&ann.api_key).send().await.status, StatusCode::FORBIDDEN);
+    pipeline.stop().await;
+}
+
+#[tokio::test]
+async fn redelivered_stage_messages_write_and_send_nothing_twice() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let receiver = Receiver::start().await;
+    let job: uuid::Uuid = submit(&t, &ann.api_key, ann.user.id, "Twice is once", Some(&receiver.url)).await.parse().unwrap();
+    let machine = StateMachine::pipeline();
+    let ctx = domain::pipeline::StageContext {
+        store: t.app.store.clone(),
+        blobs: stages.blobs.clone(),
+        moderator: stages.moderator.clone(),
+        scorer: stages.scorer.clone(),
+        webhooks: Arc::new(HttpWebhookSender::new(std::time::Duration::from_secs(2), true, true)),
+        webhook_policy: domain::pipeline::WebhookPolicy {
+            max_attempts: machine.task_retry(Stage::Webhook).unwrap().max_attempts + 1,
+            allow_loopback: true,
+        },
+    };
+    // Each message delivered twice, as SQS may.
+    let mut state = serde_json::to_value(PipelineState::new(job)).unwrap();
+    for (stage, key) in
+        [(Stage::Moderation, "moderation"), (Stage::Extraction, "extraction"), (Stage::Inference, "inference"), (Stage::Webhook, "notify")]
+    {
+        let first = run_stage(&ctx, stage, state.clone()).await.unwrap();
+        let second = run_stage(&ctx, stage, state.clone()).await.unwrap();
+        assert_eq!(first.get("score"), second.get("score"));
+        state[key] = first;
+    }
+    assert_eq!(t.app.store.insights(job).await.unwrap().len(), 5);
+    assert_eq!(t.app.store.model_runs(job).await.unwrap().len(), 1);
+    assert_eq!(stages.scorer.calls(), 1, "a complete job is not scored again");
+    assert_eq!(receiver.hits().len(), 1);
+}
+
+#[tokio::test]
+async fn a_runner_killed_mid_job_resumes_after_restart_without_duplicates() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    stages.scorer.hang(true);
+    let first = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let receiver = Receiver::start().await;
+    let job = submit(&t, &ann.api_key, ann.user.id, "Survive a crash", Some(&receiver.url)).await;
+    for _ in 0..250 {
+        if stages.scorer.calls() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(stages.scorer.calls(), 1, "inference started");
+    first.kill().await;
+    assert_eq!(t.get(&format!("/api/v1/analyze/{job}")).api_key(&ann.api_key).send().await.body["status"], "processing");
+    stages.scorer.hang(false);
+    let second = t.start_pipeline(&stages);
+    let done = t.finished_job(&ann.api_key, &job).await;
+    assert_eq!(done["status"], "complete");
+    assert_eq!(stages.scorer.calls(), 2, "only the interrupted state ran again");
+    assert_eq!(stages.moderator.calls(), 1, "finished states did not");
+    assert_eq!(t.app.store.model_runs(job.parse().unwrap()).await.unwrap().len(), 1);
+    assert_eq!(hits(&receiver, 1).await.len(), 1);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn ssrf_targets_are_refused() {
+    let strict = HttpWebhookSender::new(std::time::Duration::from_secs(2), false, false);
+    let body = b"{}";
+    for url in [
+        "https://127.0.0.1/hook",
+        // A name, so the guarded resolver (not a literal check) refuses its loopback answer.
+        "https://localhost/hook",
+        "https://10.1.2.3/hook",
+        "https://192.168.1.10/hook",
+        "https://172.16.0.1/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://[fd00:ec2::254]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://0.0.0.0/hook",
+        "http://example.com/hook",
+        "ftp://example.com/hook",
+    ] {
+        let outcome = strict.post(url, &[], body).await;
+        assert!(matches!(outcome, DeliveryOutcome::Refused { .. }), "{url}: {outcome:?}");
+    }
+    // Loopback only when the local configuration explicitly allows it.
+    let receiver = Receiver::start().await;
+    let dev = HttpWebhookSender::new(std::time::Duration::from_secs(2), true, true);
+    assert_eq!(dev.post(&receiver.url, &[], body).await, DeliveryOutcome::Delivered { status: 204 });
+    assert!(matches!(strict.post(&receiver.url, &[], body).await, DeliveryOutcome::Refused { .. }));
+    assert!(!domain::pipeline::ip_allowed("169.254.169.254".parse().unwrap(), true));
+    assert!(domain::pipeline::ip_allowed("93.184.216.34".parse().unwrap(), false));
+
+    // Through the pipeline: a subscription to a private address is dead-lettered, never sent.
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    t.post("/api/v1/webhooks").api_key(&ann.api_key).json(&json!({"target_url": "https://10.0.0.5/internal"})).send().await;
+    let ctx = domain::pipeline::StageContext {
+        store: t.app.store.clone(),
+        blobs: stages.blobs.clone(),
+        moderator: stages.moderator.clone(),
+        scorer: stages.scorer.clone(),
+        webhooks: Arc::new(strict),
+        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: false },
+    };
+    let job: uuid::Uuid = submit(&t, &ann.api_key, ann.user.id, "x", None).await.parse().unwrap();
+    t.app.store.fail_job(job, &json!([]), None, now()).await.unwrap();
+    run_stage(&ctx, Stage::Webhook, serde_json::to_value(PipelineState::new(job)).unwrap()).await.unwrap();
+    let dead = t.app.store.dead_deliveries(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].last_error.as_deref().unwrap().starts_with("refused"));
+}
+
+#[test]
+fn the_runner_executes_the_state_machine_in_infra() {
+    // The runner has no order or policy of its own: it parses infra/pipeline.asl.json.
+    let on_disk = std::fs::read_to_string(format!("{}/../infra/pipeline.asl.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert_eq!(on_disk, goviral_local::asl::PIPELINE_ASL, "the embedded definition is the file in infra/");
+    let m = StateMachine::parse(&on_disk).unwrap();
+    // Follow the happy path.
+    let mut order = Vec::new();
+    let mut at = m.start_at.clone();
+    loop {
+        match &m.states[&at] {
+            State::Task { stage, then, catch, retry, .. } => {
+                order.push(stage.as_str());
+                assert!(
+                    retry.iter().any(|r| r.error_equals.contains(&"Stage.Retryable".to_string()) && r.full_jitter && r.backoff_rate > 1.0),
+                    "{at}: exponential backoff with jitter"
+                );
+                assert!(
+                    !retry.iter().any(|r| r.error_equals.iter().any(|e| e == "Stage.Permanent" || e == "States.ALL")),
+                    "{at}: permanent errors are never retried"
+                );
+                assert!(catch.iter().any(|c| c.error_equals == ["States.ALL"]), "{at}: every failure is caught");
+                match then {
+                    Transition::Next(n) => at = n.clone(),
+                    Transition::End => break,
+                }
+            }
+            State::Choice { default, .. } => at = default.clone().unwrap(),
+            other => panic!("unexpected {other:?} on the happy path"),
+        }
+    }
+    assert_eq!(order, ["moderation", "extraction", "inference", "webhook"]);
+    // Stage failures are caught into the failure handler, which then notifies.
+    for stage_state in ["Moderate", "Extract", "Infer"] {
+        let State::Task { catch, .. } = &m.states[stage_state] else { panic!() };
+        let State::Pass { then: Transition::Next(next), .. } = &m.states[&catch[0].next] else {
+            panic!("{stage_state}: catch goes to a Pass")
+        };
+        let State::Task { stage: Stage::Failure, then: Transition::Next(after), .. } = &m.states[next] else { panic!("then MarkFailed") };
+        assert_eq!(after, "Notify");
+    }
+}
