@@ -65,7 +65,7 @@ pub fn local_stage_context(config: &Config, store: Arc<dyn Store>, machine: &Sta
         store,
         blobs: Arc::new(goviral_local::blobs::FileBlobStore::new(config.data_dir.join("blobs"))),
         moderator: Arc::new(goviral_local::moderation::LexiconModerator),
-        scorer: Arc::new(goviral_local::baseline::BaselineScorer),
+        scorer: Arc::new(goviral_scoring::ModelScorer::embedded()),
         webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(
             config.webhook_timeout,
             config.webhook_allow_loopback,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Platform;
 
 /// Phrases that ask the audience to act.
-const CTA_PHRASES: &[&str] = &[
+pub const CTA_PHRASES: &[&str] = &[
     "follow",
     "subscribe",
     "comment",
@@ -26,8 +26,17 @@ const CTA_PHRASES: &[&str] = &[
     "don't miss",
     "download",
     "try it",
+    "tag",
 ];
-const SECOND_PERSON: &[&str] = &["you", "your", "you're", "yours", "yourself", "you'll", "you've"];
+pub const SECOND_PERSON: &[&str] = &["you", "your", "you're", "yours", "yourself", "you'll", "you've", "you'd"];
+
+/// The CTA phrases in a text, matched on whole words ("tap" is not in "tape").
+pub fn cta_phrases_in(text: &str) -> Vec<String> {
+    let words: Vec<String> =
+        text.to_lowercase().split(|c: char| !c.is_alphanumeric() && c != '\'').filter(|w| !w.is_empty()).map(String::from).collect();
+    let padded = format!(" {} ", words.join(" "));
+    CTA_PHRASES.iter().filter(|p| padded.contains(&format!(" {p} "))).map(|p| p.to_string()).collect()
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextFeatures {
@@ -73,7 +82,6 @@ pub fn extract(text: &str, platform: Option<Platform>) -> TextFeatures {
     let text = text.trim();
     let words: Vec<&str> = text.split_whitespace().collect();
     let first_line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default().to_string();
-    let lower = text.to_lowercase();
     let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
     let upper = letters.iter().filter(|c| c.is_uppercase()).count();
     let bare = |w: &str| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'').to_lowercase();
@@ -93,7 +101,7 @@ pub fn extract(text: &str, platform: Option<Platform>) -> TextFeatures {
         exclamations: text.matches('!').count(),
         questions: text.matches('?').count(),
         uppercase_ratio: if letters.is_empty() { 0.0 } else { upper as f64 / letters.len() as f64 },
-        cta_phrases: CTA_PHRASES.iter().filter(|p| lower.contains(*p)).map(|p| p.to_string()).collect(),
+        cta_phrases: cta_phrases_in(text),
         length_vs_platform: text.chars().count() as f64 / platform_target_chars(platform),
     }
 }

@@ -1,6 +1,8 @@
 //! `goviral`: the all-in-one local server and CLI. Same handlers and domain as the Lambdas;
 //! only the wiring differs.
 
+mod model_cli;
+mod score_cli;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -30,10 +32,44 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Score JSON lines from stdin ({"caption", "platform_hint"?}); one JSON line out per input.
+    Score,
+    /// Rank variants, JSON lines from stdin ({"variants": [2–10 texts], "platform_hint"?}).
+    Compare,
+    /// Train or evaluate the scorer's model.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Manage users.
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Train from an A/B test CSV (Upworthy archive columns); deterministic for a seed.
+    Train {
+        #[arg(long)]
+        data: std::path::PathBuf,
+        #[arg(long, default_value = model_cli::MODEL_PATH)]
+        out: std::path::PathBuf,
+        #[arg(long, default_value_t = 20261124)]
+        seed: u64,
+        #[arg(long, default_value = "headline-charlr-v1")]
+        name: String,
+    },
+    /// Pairwise accuracy (with a 95% interval) and calibration error on an A/B test CSV.
+    Eval {
+        #[arg(long)]
+        data: std::path::PathBuf,
+        /// A model file (default: the one built into this binary).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
 }
 
@@ -64,6 +100,23 @@ fn fail(message: impl std::fmt::Display) -> ! {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    // Offline commands: no configuration, no data dir.
+    if let Command::Score | Command::Compare = cli.command {
+        match score_cli::run(matches!(cli.command, Command::Compare)) {
+            Ok(true) => return,
+            Ok(false) => std::process::exit(2),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return,
+            Err(e) => fail(e),
+        }
+    }
+    if let Command::Model { command } = cli.command {
+        let result = match command {
+            ModelCommand::Train { data, out, seed, name } => model_cli::train(&data, &out, seed, &name),
+            ModelCommand::Eval { data, model, seed } => model_cli::eval(&data, model, seed),
+        };
+        result.unwrap_or_else(|e| fail(e));
+        return;
+    }
     // Flags win over the environment; both end up in one Config.
     let overrides = [("GOVIRAL_DATA_DIR", cli.data_dir.clone()), ("GOVIRAL_DATABASE_URL", cli.database_url.clone())];
     let mut config = Config::from_lookup(Mode::Embedded, |name| {
@@ -123,5 +176,6 @@ async fn main() {
             }
             wired.store.close().await;
         }
+        Command::Model { .. } | Command::Score | Command::Compare => unreachable!("handled above"),
     }
 }

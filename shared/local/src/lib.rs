@@ -2,7 +2,6 @@
 //! the webhook sender, and the in-process runner that executes the pipeline's state machine.
 
 pub mod asl;
-pub mod baseline;
 pub mod blobs;
 pub mod moderation;
 pub mod runner;

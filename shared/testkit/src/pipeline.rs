@@ -133,7 +133,7 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
 }
 
 pub type ScriptedModerator = Scripted<goviral_local::moderation::LexiconModerator>;
-pub type ScriptedScorer = Scripted<goviral_local::baseline::BaselineScorer>;
+pub type ScriptedScorer = Scripted<goviral_scoring::ModelScorer>;
 pub type ScriptedBlobs = Scripted<goviral_local::blobs::FileBlobStore>;
 
 /// The stage dependencies of a pipeline test, each scriptable.
@@ -149,7 +149,7 @@ impl Stages {
         let dir = tempfile::tempdir().unwrap();
         Stages {
             moderator: Scripted::new(goviral_local::moderation::LexiconModerator),
-            scorer: Scripted::new(goviral_local::baseline::BaselineScorer),
+            scorer: Scripted::new(goviral_scoring::ModelScorer::embedded()),
             blobs: Scripted::new(goviral_local::blobs::FileBlobStore::new(dir.path())),
             _blob_dir: dir,
         }

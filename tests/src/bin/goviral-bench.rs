@@ -113,12 +113,16 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let binary = args.get(1).expect("usage: goviral-bench <goviral binary> [api|pipeline] [count] [connections]").clone();
+    let binary = args.get(1).expect("usage: goviral-bench <goviral binary> [api|pipeline|scorer] [count] [connections]").clone();
     let mode = args.get(2).map_or("api", String::as_str).to_string();
+    if mode == "scorer" {
+        scorer_bench(&binary, args.get(3).map_or(20_000, |s| s.parse().expect("count")));
+        return;
+    }
     let pipeline_mode = match mode.as_str() {
         "api" => false,
         "pipeline" => true,
-        other => panic!("unknown mode {other}: api or pipeline"),
+        other => panic!("unknown mode {other}: api, pipeline or scorer"),
     };
     let total: usize = args.get(3).map_or(if pipeline_mode { 1_000 } else { 20_000 }, |s| s.parse().expect("count"));
     let connections: usize = args.get(4).map_or(if pipeline_mode { 8 } else { 32 }, |s| s.parse().expect("connections"));
@@ -268,4 +272,78 @@ where
         "submit_to_complete_ms": {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0)},
         "jobs_per_sec": (total as f64 / ((last - first) as f64 / 1e6)).round(),
     })
+}
+
+/// Captions of varied shape, generated so the bench needs no data files.
+fn captions(n: usize) -> Vec<String> {
+    const OPENERS: &[&str] = &[
+        "5 mistakes everyone makes with",
+        "Here's why nobody talks about",
+        "I tried",
+        "What happens when you stop",
+        "The truth about",
+        "This 9-year-old changed how we think about",
+    ];
+    const TOPICS: &[&str] =
+        &["sourdough", "morning routines", "city cycling", "budget travel", "houseplants", "public speaking", "cold showers"];
+    const TAILS: &[&str] =
+        &["", " for 30 days", " and it changed everything!", " (watch till the end) #tips #learn", "\nFollow for part 2 🔥", "?"];
+    (0..n).map(|i| format!("{} {}{}", OPENERS[i % OPENERS.len()], TOPICS[(i / 6) % TOPICS.len()], TAILS[(i / 42) % TAILS.len()])).collect()
+}
+
+/// In-process: model load time and per-text latency. Then `goviral score` end to end: texts/s
+/// and the process's peak memory.
+fn scorer_bench(binary: &str, total: usize) {
+    use std::io::Write;
+    let started = Instant::now();
+    let model = goviral_scoring::Model::embedded();
+    let load_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let texts = captions(total);
+    let mut latencies: Vec<f64> = texts
+        .iter()
+        .map(|t| {
+            let s = Instant::now();
+            std::hint::black_box(goviral_scoring::score(model, t, None));
+            s.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+
+    let input: String =
+        texts.iter().map(|t| format!("{}\n", json!({"content_type": "text", "caption": t, "platform_hint": "tiktok"}))).collect();
+    let started = Instant::now();
+    let mut child = Command::new(binary).arg("score").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("run goviral score");
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let mut stdout = child.stdout.take().unwrap();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watcher = {
+        let peak = peak.clone();
+        std::thread::spawn(move || {
+            while let Some(kib) = peak_rss_kib(pid) {
+                peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    let status = child.wait().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    writer.join().unwrap().unwrap();
+    watcher.join().unwrap();
+    assert!(status.success() && out.lines().count() == total, "goviral score failed");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "model": model.header.name,
+            "model_load_ms": (load_ms * 100.0).round() / 100.0,
+            "per_text_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
+            "in_process_texts_per_sec": (total as f64 / latencies.iter().sum::<f64>() * 1000.0).round(),
+            "cli": {"texts": total, "seconds": elapsed, "texts_per_sec": (total as f64 / elapsed).round(), "peak_rss_mib": peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0},
+        }))
+        .unwrap()
+    );
 }

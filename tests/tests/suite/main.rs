@@ -5,4 +5,5 @@ mod api_auth;
 mod api_resources;
 mod lambda_events;
 mod pipeline;
+mod scorer;
 mod store_contract;

@@ -1,0 +1,38 @@
+//! `goviral model train | eval`: rebuild the scorer's model from A/B test data and measure it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use goviral_scoring::train::{self, TrainOptions};
+
+pub const MODEL_PATH: &str = "shared/scoring/model/headline-charlr.gvnm";
+
+pub fn train(data: &Path, out: &Path, seed: u64, name: &str) -> Result<(), String> {
+    let started = Instant::now();
+    let variants = train::read_variants(data)?;
+    let model = train::train(&variants, &TrainOptions { seed, name: name.into(), calibration_share: 0.2 });
+    std::fs::write(out, model.to_bytes()).map_err(|e| format!("{}: {e}", out.display()))?;
+    let summary = serde_json::json!({
+        "model": out,
+        "name": model.header.name,
+        "temperature": model.header.temperature,
+        "training": model.header.training,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    Ok(())
+}
+
+pub fn eval(data: &Path, model: Option<PathBuf>, seed: u64) -> Result<(), String> {
+    let loaded = match &model {
+        Some(path) => goviral_scoring::Model::from_bytes(&std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)?,
+        None => goviral_scoring::Model::embedded().clone(),
+    };
+    let variants = train::read_variants(data)?;
+    let evaluation = train::evaluate(&loaded, &variants, seed);
+    let mut out = serde_json::to_value(&evaluation).unwrap();
+    out["model"] = loaded.header.name.clone().into();
+    out["data"] = data.display().to_string().into();
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The on-device virality scorer. `Model::embedded()` loads the committed model; `score`
+//! rates one text, `compare` ranks variants; `train` and `evaluate` rebuild and measure it.
+
+pub mod model;
+pub mod text;
+pub mod train;
+
+pub use model::Model;
+
+/// The committed model, parsed once.
+impl Model {
+    pub fn embedded() -> &'static Model {
+        static MODEL: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+        MODEL.get_or_init(|| Model::from_bytes(EMBEDDED).expect("the committed model is valid"))
+    }
+
+    /// The committed model file, byte for byte.
+    pub fn embedded_bytes() -> &'static [u8] {
+        EMBEDDED
+    }
+}
+
+static EMBEDDED: &[u8] = include_bytes!("../model/headline-charlr.gvnm");
+
+pub mod score;
+
+pub use score::{Comparison, Scored, compare, score};
+
+/// The scorer port on the committed model: what the inference stage calls.
+pub struct ModelScorer {
+    model: &'static Model,
+}
+
+impl ModelScorer {
+    pub fn embedded() -> ModelScorer {
+        ModelScorer { model: Model::embedded() }
+    }
+}
+
+#[async_trait::async_trait]
+impl domain::pipeline::Scorer for ModelScorer {
+    async fn score(&self, request: &domain::pipeline::ScoreRequest) -> domain::Result<domain::pipeline::ScoreOutput> {
+        let scored = score::score(self.model, &request.text, request.platform);
+        let metrics = serde_json::json!({
+            "sub_scores": scored.sub_scores,
+            "drivers": scored.drivers,
+            "utility": scored.utility,
+            "score_basis": format!("percentile of the model's utility among {} A/B-tested headlines", self.model.header.training["headlines"]),
+            "confidence_basis": "calibrated probability that the content beats (or trails) a typical alternative, as the score says",
+        });
+        Ok(domain::pipeline::ScoreOutput {
+            score: scored.score,
+            confidence: scored.confidence,
+            insights: scored.insights,
+            metrics,
+            model_name: self.model.header.name.clone(),
+            token_usage: None,
+            prompt_hash: None,
+        })
+    }
+}

@@ -1,0 +1,495 @@
+//! Scoring one text and ranking variants: the model's utility becomes a 0–100 score (its
+//! percentile among tested headlines) and a calibrated confidence; the insights explain it in
+//! the five categories, quoting the text.
+
+use std::collections::BTreeMap;
+
+use domain::model::{Insight, InsightCategory, Platform};
+use serde::Serialize;
+
+use crate::model::Model;
+use crate::text::{DENSE_FEATURES, Signals};
+
+/// How much each category counts in the insights' ordering (sums to 1).
+pub const CATEGORY_WEIGHTS: [(InsightCategory, f64); 5] = [
+    (InsightCategory::Hook, 0.35),
+    (InsightCategory::Emotion, 0.2),
+    (InsightCategory::Storytelling, 0.15),
+    (InsightCategory::Pacing, 0.15),
+    (InsightCategory::Cta, 0.15),
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    /// Percentile of the text's utility among the training headlines, 0–100.
+    pub score: f64,
+    /// Calibrated probability that the text beats (score ≥ 50) or loses to (score < 50) a
+    /// typical alternative, as the score says.
+    pub confidence: f64,
+    pub utility: f64,
+    pub sub_scores: BTreeMap<&'static str, f64>,
+    pub insights: Vec<Insight>,
+    pub drivers: Drivers,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Drivers {
+    /// Dense signals with their value and their pull on the utility, largest pull first.
+    pub signals: Vec<SignalDriver>,
+    /// Words whose character patterns pulled the score up in tested headlines.
+    pub words_up: Vec<WordDriver>,
+    /// …and down.
+    pub words_down: Vec<WordDriver>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalDriver {
+    pub signal: &'static str,
+    pub value: f64,
+    pub contribution: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WordDriver {
+    pub word: String,
+    pub contribution: f64,
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+fn quote(s: &str, max: usize) -> String {
+    let short: String = s.chars().take(max).collect();
+    if short.chars().count() < s.chars().count() { format!("\"{}…\"", short.trim_end()) } else { format!("\"{short}\"") }
+}
+
+fn clean_word(w: &str) -> String {
+    w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'').to_string()
+}
+
+/// Characters that tend to perform per platform (captions; YouTube titles).
+pub fn platform_target_chars(platform: Option<Platform>) -> usize {
+    match platform {
+        Some(Platform::X) => 100,
+        Some(Platform::Youtube) => 70,
+        Some(Platform::Tiktok) => 150,
+        Some(Platform::Instagram) => 150,
+        None => 120,
+    }
+}
+
+const STOPWORDS: &[&str] = &[
+    "the", "a", "an", "and", "or", "but", "of", "to", "in", "on", "for", "with", "is", "are", "was", "were", "it", "this", "that", "these",
+    "those", "you", "your", "i", "we", "my", "our", "they", "he", "she", "his", "her", "their", "be", "at", "by", "from", "as", "what",
+    "how", "why", "who", "when", "about", "just", "so", "can", "will", "not", "all", "have", "has", "do", "does", "today", "some", "guess",
+    "made", "make", "makes", "really", "everyone", "people", "thing", "things", "would", "could", "should", "there", "here", "been",
+    "being", "into", "than", "then", "them", "only", "even", "every", "ever",
+];
+
+/// The most topical word of the text: its longest non-stopword.
+fn topic(signals: &Signals) -> Option<String> {
+    signals
+        .words
+        .iter()
+        .filter(|w| !STOPWORDS.contains(&w.as_str()) && w.chars().all(|c| c.is_alphabetic() || c == '\''))
+        .fold(None::<&String>, |best, w| match best {
+            Some(b) if b.chars().count() >= w.chars().count() => Some(b),
+            _ => Some(w),
+        })
+        .cloned()
+}
+
+pub fn score(model: &Model, text: &str, platform: Option<Platform>) -> Scored {
+    let signals = Signals::of(text);
+    let encoded = model.encode(text, &signals);
+    let utility = model.utility(&encoded);
+    let score = round(model.percentile(utility), 2);
+    let p = model.p_better(utility, model.median());
+    let confidence = round(p.max(1.0 - p), 2);
+
+    let mut signal_drivers: Vec<SignalDriver> = DENSE_FEATURES
+        .iter()
+        .zip(signals.dense())
+        .zip(encoded.dense.iter().zip(&model.header.dense_weights))
+        .map(|((name, value), (z, w))| SignalDriver { signal: name, value: round(value, 3), contribution: round(z * w, 4) })
+        .collect();
+    signal_drivers.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+    let mut words: Vec<WordDriver> = model
+        .word_contributions(text)
+        .into_iter()
+        .map(|(w, c)| WordDriver { word: clean_word(&w), contribution: round(c, 4) })
+        .filter(|w| !w.word.is_empty())
+        .collect();
+    words.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
+    let mut seen = std::collections::HashSet::new();
+    words.retain(|w| seen.insert(w.word.to_lowercase()));
+    let words_up: Vec<WordDriver> = words.iter().filter(|w| w.contribution > 0.0).take(5).cloned().collect();
+    let words_down: Vec<WordDriver> = words.iter().rev().filter(|w| w.contribution < 0.0).take(5).cloned().collect();
+    let drivers = Drivers { signals: signal_drivers, words_up, words_down };
+
+    let hook_utility = model.utility(&model.encode(&signals.first_line, &Signals::of(&signals.first_line)));
+    let hook = hook_insight(model.percentile(hook_utility), &signals, &drivers);
+    let insights_by_category =
+        [hook, emotion_insight(&signals), story_insight(&signals), pacing_insight(&signals, platform), cta_insight(&signals, platform)];
+    let mut sub_scores = BTreeMap::new();
+    let mut insights = Vec::new();
+    for ((category, weight), (sub, message, recommendations)) in CATEGORY_WEIGHTS.iter().zip(insights_by_category) {
+        sub_scores.insert(category.as_str(), round(sub.clamp(0.0, 100.0), 1));
+        insights.push(Insight { category: *category, message, recommendations, weight: *weight });
+    }
+    Scored { score, confidence, utility, sub_scores, insights, drivers }
+}
+
+type Assessment = (f64, String, Vec<String>);
+
+fn hook_insight(percentile: f64, s: &Signals, d: &Drivers) -> Assessment {
+    let first = quote(&s.first_line, 90);
+    let mut recs = Vec::new();
+    let opening_words: Vec<String> = s.first_line.split_whitespace().map(clean_word).collect();
+    if s.first_line_words > 14 {
+        let head: Vec<&str> = s.first_line.split_whitespace().take(10).collect();
+        recs.push(format!(
+            "Cut the opening from {} words to about 10; everything after \"{}\" arrives after the scroll decision.",
+            s.first_line_words,
+            head.join(" ")
+        ));
+    }
+    let fillers: Vec<&String> = s.filler.iter().filter(|f| opening_words.iter().any(|w| w.eq_ignore_ascii_case(f))).collect();
+    if !fillers.is_empty() {
+        let list: Vec<String> = fillers.iter().map(|f| format!("\"{f}\"")).collect();
+        recs.push(format!("Drop {} from the opening; they add length, not meaning.", list.join(", ")));
+    }
+    if let Some(weak) = d.words_down.iter().find(|w| opening_words.iter().any(|o| o.eq_ignore_ascii_case(&w.word))) {
+        recs.push(format!(
+            "\"{}\" is the word in your opening that held similar headlines back most in A/B tests; try a more concrete word in its place.",
+            weak.word
+        ));
+    }
+    let first_has_number = s.first_line.chars().any(|c| c.is_ascii_digit());
+    if !first_has_number {
+        match s.numbers.first() {
+            Some(n) => recs.push(format!("Move \"{n}\" into the first line: a specific number up front earns the stop.")),
+            None => recs.push(format!("Add one concrete number (a count, a time, a price) to {first}.")),
+        }
+    }
+    if s.second_person == 0 {
+        recs.push(format!("Speak to the viewer: work \"you\" or \"your\" into {first}."));
+    }
+    if !s.question && s.curiosity.is_empty() {
+        recs.push(format!("Open a gap the viewer wants closed: turn {first} into a question, or hint at the payoff (\"here's why…\")."));
+    }
+    if let Some(strong) = d.words_up.iter().find(|w| opening_words.iter().any(|o| o.eq_ignore_ascii_case(&w.word))) {
+        recs.push(format!("Keep \"{}\": it is the strongest word of your opening by our tests.", strong.word));
+    }
+    if recs.is_empty() {
+        recs.push(format!("{first} already does what strong openings do; test it against one variant with a different number or verb."));
+    }
+    let message = format!(
+        "Your opening line {first} ranks above {:.0}% of tested headlines ({} words{}{}).",
+        percentile,
+        s.first_line_words,
+        if first_has_number { ", with a number" } else { "" },
+        if s.question { ", as a question" } else { "" }
+    );
+    (percentile, message, recs)
+}
+
+fn emotion_insight(s: &Signals) -> Assessment {
+    let intensity = s.sentiment_compound.abs();
+    let tone = if s.sentiment_compound >= 0.05 {
+        "positive"
+    } else if s.sentiment_compound <= -0.05 {
+        "negative"
+    } else {
+        "neutral"
+    };
+    let mut sub = 35.0 + 55.0 * intensity + 10.0 * f64::from(u8::from(s.exclamations > 0 || s.emoji > 0));
+    let mut recs = Vec::new();
+    let shouting = s.uppercase_ratio > 0.5 && s.chars > 20;
+    if shouting {
+        sub -= 25.0;
+        recs.push("Most of the text is in capitals; it reads as shouting. Keep capitals for one word at most.".into());
+    }
+    let charged: Vec<String> = s
+        .words
+        .iter()
+        .filter(|w| {
+            let v = crate::text::word_valence(w);
+            v.abs() >= 0.25
+        })
+        .take(3)
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    if intensity < 0.2 {
+        recs.push(format!(
+            "The text reads {tone} (sentiment {:+.2}); name the feeling you want the viewer to have: surprise, relief, outrage, delight.",
+            s.sentiment_compound
+        ));
+    } else if s.sentiment_compound < -0.5 {
+        recs.push(format!(
+            "Strongly negative ({:+.2}{}); pair it with a turn toward what the viewer can do or what went right.",
+            s.sentiment_compound,
+            if charged.is_empty() { String::new() } else { format!(", from {}", charged.join(", ")) }
+        ));
+    } else if !charged.is_empty() {
+        recs.push(format!("{} carry the emotion; put the strongest of them in the first line.", charged.join(", ")));
+    } else {
+        recs.push(format!(
+            "The {tone} tone comes from the whole sentence, not one word; one vivid word (e.g. \"stunned\", \"finally\", \"heartbreaking\") would sharpen it."
+        ));
+    }
+    if s.exclamations > 2 {
+        recs.push(format!("{} exclamation marks dilute each other; keep one.", s.exclamations));
+    }
+    let message = format!(
+        "Tone is {tone} (sentiment {:+.2} on a −1 to +1 scale){}.",
+        s.sentiment_compound,
+        if charged.is_empty() { String::new() } else { format!("; the emotional words are {}", charged.join(", ")) }
+    );
+    (sub, message, recs)
+}
+
+fn story_insight(s: &Signals) -> Assessment {
+    let mut sub = 30.0;
+    sub += 15.0 * (s.story_markers.len().min(2) as f64);
+    sub += 10.0 * f64::from(u8::from(s.first_person > 0));
+    sub += 10.0 * (s.proper_nouns.len().min(2) as f64);
+    sub += 10.0 * f64::from(u8::from(!s.numbers.is_empty()));
+    let mut recs = Vec::new();
+    if s.story_markers.is_empty() {
+        let about = topic(s).map(|t| format!(" with {t}")).unwrap_or_default();
+        recs.push(format!("Give it a before and after: what happened, then what changed{about} (\"when…\", \"until…\", \"then…\")."));
+    }
+    if s.proper_nouns.is_empty() && s.first_person == 0 {
+        recs.push("Put a person in it: a name, or \"I\"/\"we\"; stories travel through people.".into());
+    } else if !s.proper_nouns.is_empty() {
+        recs.push(format!(
+            "Keep {}: named people and places make it concrete.",
+            s.proper_nouns.iter().take(2).map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(" and ")
+        ));
+    }
+    if s.sentences.len() == 1 && s.words.len() > 8 {
+        recs.push("End on the payoff: one short closing sentence with the result.".into());
+    }
+    if recs.is_empty() {
+        recs.push("The story beats are there; make sure the result lands in the last line.".into());
+    }
+    let message = if s.story_markers.is_empty() {
+        "No narrative movement yet: nothing happens, changes or is discovered.".to_string()
+    } else {
+        format!("Story cues found: {}.", s.story_markers.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", "))
+    };
+    (sub, message, recs)
+}
+
+fn pacing_insight(s: &Signals, platform: Option<Platform>) -> Assessment {
+    let target = platform_target_chars(platform);
+    let ratio = s.chars as f64 / target as f64;
+    let mut sub = 100.0 - 60.0 * (ratio - 1.0).abs().min(1.5);
+    let longest = s.sentences.iter().max_by_key(|x| x.split_whitespace().count()).cloned().unwrap_or_default();
+    let longest_words = longest.split_whitespace().count();
+    let mut recs = Vec::new();
+    let where_ = platform.map(|p| format!(" on {}", p.as_str())).unwrap_or_default();
+    if ratio > 1.3 {
+        recs.push(format!("Cut about {} characters to get near the {target} that performs{where_}.", s.chars - target));
+    } else if ratio < 0.4 && s.words.len() < 6 {
+        recs.push("Add one concrete detail or result so the text stands on its own.".into());
+    }
+    if longest_words > 20 {
+        sub -= 15.0;
+        recs.push(format!("Split the longest sentence ({longest_words} words): {}.", quote(&longest, 70)));
+    }
+    if s.reading_ease < 50.0 {
+        sub -= 10.0;
+        recs.push(format!("Reading ease is {:.0}/100 (hard); swap long words for short ones.", s.reading_ease.min(100.0)));
+    }
+    if s.hashtags.len() > 5 {
+        recs.push(format!("{} hashtags crowd the text; keep the 3 most specific (e.g. {}).", s.hashtags.len(), s.hashtags[..3].join(" ")));
+    }
+    let message = format!(
+        "{} characters against about {target} that perform{where_}; longest sentence {longest_words} words; reading ease {:.0}/100.",
+        s.chars,
+        s.reading_ease.min(100.0)
+    );
+    if recs.is_empty() {
+        recs.push("The length and rhythm suit the platform; keep one idea per line as you edit.".into());
+    }
+    (sub, message, recs)
+}
+
+fn cta_insight(s: &Signals, platform: Option<Platform>) -> Assessment {
+    let about = topic(s).unwrap_or_else(|| "this".into());
+    if let Some(found) = s.cta_phrases.first() {
+        let message =
+            format!("Calls to action found: {}.", s.cta_phrases.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", "));
+        let mut recs = vec![format!("Keep \"{found}\" as the last line, after the payoff, and ask for one action only.")];
+        if s.cta_phrases.len() > 1 {
+            recs.push(format!("{} asks compete; pick the one that matters most.", s.cta_phrases.len()));
+        }
+        return (85.0 - 10.0 * (s.cta_phrases.len().saturating_sub(1)) as f64, message, recs);
+    }
+    let suggestion = match platform {
+        Some(Platform::Tiktok) => format!("\"Follow for part 2 on {about}\""),
+        Some(Platform::Youtube) => format!("\"Subscribe for the next {about} video\""),
+        Some(Platform::Instagram) => format!("\"Save this for your next {about}\""),
+        Some(Platform::X) => format!("\"Reply with your {about} take\""),
+        None => format!("\"Comment with your own {about} story\""),
+    };
+    (25.0, "No call to action: viewers are not asked to do anything.".into(), vec![format!("End with one ask, e.g. {suggestion}.")])
+}
+
+/// A variant's place in a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ranked {
+    pub rank: usize,
+    /// Position in the input.
+    pub index: usize,
+    pub text: String,
+    pub score: f64,
+    /// Calibrated probability that this variant beats the next one down (absent for the last).
+    pub p_beats_next: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub ranking: Vec<Ranked>,
+    /// Calibrated probability that the top variant beats the runner-up.
+    pub confidence: f64,
+    /// Why the winner leads the runner-up, from the signals and words that differ.
+    pub why: Vec<String>,
+}
+
+pub fn compare(model: &Model, variants: &[String], platform: Option<Platform>) -> Comparison {
+    let scored: Vec<Scored> = variants.iter().map(|v| score(model, v, platform)).collect();
+    let mut order: Vec<usize> = (0..variants.len()).collect();
+    order.sort_by(|a, b| scored[*b].utility.total_cmp(&scored[*a].utility).then(a.cmp(b)));
+    let ranking: Vec<Ranked> = order
+        .iter()
+        .enumerate()
+        .map(|(rank, &i)| Ranked {
+            rank: rank + 1,
+            index: i,
+            text: variants[i].clone(),
+            score: scored[i].score,
+            p_beats_next: order.get(rank + 1).map(|&j| round(model.p_better(scored[i].utility, scored[j].utility), 2)),
+        })
+        .collect();
+    let (why, confidence) = match order.as_slice() {
+        [top, second, ..] => (explain(&scored[*top], &scored[*second], *top, *second), ranking[0].p_beats_next.unwrap_or(0.5)),
+        _ => (Vec::new(), 0.5),
+    };
+    Comparison { ranking, confidence, why }
+}
+
+fn explain(winner: &Scored, runner_up: &Scored, wi: usize, ri: usize) -> Vec<String> {
+    let mut reasons: Vec<(f64, String)> = Vec::new();
+    for w in &winner.drivers.signals {
+        if let Some(r) = runner_up.drivers.signals.iter().find(|r| r.signal == w.signal) {
+            let gap = w.contribution - r.contribution;
+            if gap > 0.01 && w.value != r.value {
+                reasons.push((gap, format!("{}: {} vs {} ({})", w.signal.replace('_', " "), w.value, r.value, describe(w.signal))));
+            }
+        }
+    }
+    if let Some(up) = winner.drivers.words_up.first() {
+        reasons.push((up.contribution, format!("variant {} uses \"{}\", which drew clicks in tested headlines", wi + 1, up.word)));
+    }
+    if let Some(down) = runner_up.drivers.words_down.first() {
+        reasons.push((-down.contribution, format!("variant {} uses \"{}\", which held tested headlines back", ri + 1, down.word)));
+    }
+    reasons.sort_by(|a, b| b.0.total_cmp(&a.0));
+    reasons.into_iter().take(4).map(|(_, r)| r).collect()
+}
+
+fn describe(signal: &str) -> &'static str {
+    match signal {
+        "log_words" => "length in words, log scale",
+        "question" => "opens with a question",
+        "has_number" => "contains a number",
+        "starts_with_number" => "starts with a number",
+        "second_person" => "addresses the reader",
+        "first_person" => "speaks as I/we",
+        "curiosity_gap" => "opens a curiosity gap",
+        "sentiment_compound" => "overall sentiment",
+        "sentiment_positive" => "share of positive words",
+        "sentiment_negative" => "share of negative words",
+        "exclamation" => "has an exclamation mark",
+        "quotation" => "quotes someone",
+        "log_proper_nouns" => "names people or places",
+        "reading_ease" => "reading ease",
+        "mean_word_length" => "average word length",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> &'static Model {
+        Model::embedded()
+    }
+
+    #[test]
+    fn a_clearly_stronger_hook_outranks_a_weak_one() {
+        for (strong, weak) in [
+            ("Here's why 3 million people watched this dad's 2-minute speech", "Dad gives a speech"),
+            ("This 9-year-old asked one question that left the senator speechless", "Senator answers questions at event"),
+            ("What happens when you stop drinking soda for 30 days?", "Soda information"),
+            ("You won't believe what this teacher did for her students", "A teacher did something for students"),
+        ] {
+            // Either order in, the same winner out.
+            for variants in [vec![strong.to_string(), weak.to_string()], vec![weak.to_string(), strong.to_string()]] {
+                let c = compare(model(), &variants, None);
+                assert_eq!(c.ranking[0].text, strong, "{c:?}");
+                assert!(c.confidence > 0.5 && !c.why.is_empty(), "{c:?}");
+            }
+            assert!(score(model(), strong, None).score > score(model(), weak, None).score);
+        }
+    }
+
+    #[test]
+    fn insights_quote_and_work_from_the_actual_text() {
+        let text = "Here's why 3 million people watched this dad's 2-minute speech";
+        let s = score(model(), text, Some(Platform::Tiktok));
+        let categories: Vec<&str> = s.insights.iter().map(|i| i.category.as_str()).collect();
+        assert_eq!(categories, ["hook", "emotion", "storytelling", "pacing", "cta"]);
+        assert!(s.insights[0].message.contains(text), "{}", s.insights[0].message);
+        assert!(
+            s.insights[3].message.contains("on tiktok") && s.insights[3].message.contains(&format!("{} characters", text.chars().count()))
+        );
+        // No CTA in the text: the suggested one is about this text's topic, for this platform.
+        let cta = &s.insights[4].recommendations[0];
+        assert!(
+            cta.contains("Follow for part 2 on") && crate::text::words(text).iter().any(|w| w.len() > 4 && cta.contains(w.as_str())),
+            "{cta}"
+        );
+        assert!(s.insights.iter().all(|i| !i.recommendations.is_empty()), "{:?}", s.insights);
+        // A found CTA is quoted back; filler in the opening is named.
+        let s = score(model(), "I just really love this recipe\nComment your favourite bread below", None);
+        assert!(s.insights[4].message.contains("\"comment\""), "{:?}", s.insights[4]);
+        assert!(s.insights[0].recommendations.iter().any(|r| r.contains("\"just\"") && r.contains("\"really\"")), "{:?}", s.insights[0]);
+        // The drivers name words of the text.
+        let words: Vec<String> = crate::text::words(text);
+        for d in s.drivers.words_up.iter().chain(&s.drivers.words_down) {
+            assert!(
+                crate::text::words("I just really love this recipe\nComment your favourite bread below").contains(&d.word.to_lowercase())
+            );
+        }
+        assert!(!words.is_empty());
+    }
+
+    #[test]
+    fn output_is_deterministic_and_bounded() {
+        let text = "3 habits that changed my mornings (and my mood) 🌅 #routine";
+        let a = score(model(), text, Some(Platform::Instagram));
+        assert_eq!(a, score(model(), text, Some(Platform::Instagram)));
+        assert!((0.0..=100.0).contains(&a.score) && (0.5..=1.0).contains(&a.confidence));
+        for odd in ["", "!!!", "🔥🔥🔥", &"word ".repeat(3000)] {
+            let s = score(model(), odd, None);
+            assert!(s.score.is_finite() && (0.0..=100.0).contains(&s.score), "{odd:?}");
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The committed model is exactly what the training command builds from the archive, and it
+//! keeps its measured quality on the dev split. Needs ../shared/data/upworthy (present on the
+//! project's machines; the product itself never reads it).
+
+use std::path::PathBuf;
+
+use goviral_scoring::train::{self, TrainOptions};
+
+fn data(split: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../shared/data/upworthy/{split}.csv"));
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("SKIPPED: {} is not on this machine", path.display());
+        None
+    }
+}
+
+#[test]
+fn the_committed_model_is_reproducible_from_the_archive_and_holds_its_dev_accuracy() {
+    let (Some(train_csv), Some(dev_csv)) = (data("train"), data("dev")) else { return };
+    let committed = goviral_scoring::Model::embedded();
+    let seed = committed.header.training["seed"].as_u64().unwrap();
+    let rebuilt = train::train(
+        &train::read_variants(&train_csv).unwrap(),
+        &TrainOptions { seed, name: committed.header.name.clone(), calibration_share: 0.2 },
+    );
+    if rebuilt.to_bytes() != goviral_scoring::Model::embedded_bytes() {
+        std::fs::write(std::env::temp_dir().join("rebuilt.gvnm"), rebuilt.to_bytes()).unwrap();
+        panic!("shared/scoring/model/ is stale: rerun `goviral model train` (the rebuilt model is in the temp dir)");
+    }
+
+    let dev = train::evaluate(committed, &train::read_variants(&dev_csv).unwrap(), 7);
+    assert_eq!(dev.pairs, 1251);
+    assert!(dev.accuracy >= 0.66, "{dev:?}");
+    assert!(dev.ece < 0.05, "{dev:?}");
+    assert!(dev.accuracy > dev.longer_wins_baseline + 0.1, "{dev:?}");
+}
