@@ -35,6 +35,8 @@ pub struct Config {
     pub webhook_allow_loopback: bool,
     /// Multiplies the state machine's retry delays (1.0 in production).
     pub pipeline_retry_scale: f64,
+    /// The OpenAI path, on when `GOVIRAL_OPENAI_API_KEY` is set.
+    pub openai: Option<goviral_llm::OpenAiSettings>,
 }
 
 #[derive(Debug)]
@@ -108,8 +110,22 @@ impl Config {
             webhook_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_WEBHOOK_TIMEOUT_MS", 10_000u64)?),
             webhook_allow_loopback: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
             pipeline_retry_scale: parse(&lookup, "GOVIRAL_PIPELINE_RETRY_SCALE", 1.0f64)?,
+            openai: openai(&lookup)?,
         })
     }
+}
+
+fn openai(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<goviral_llm::OpenAiSettings>, ConfigError> {
+    let Some(key) = lookup("GOVIRAL_OPENAI_API_KEY").filter(|k| !k.trim().is_empty()) else { return Ok(None) };
+    let base_url = lookup("GOVIRAL_OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into());
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://127.0.0.1") || base_url.starts_with("http://localhost")) {
+        return Err(ConfigError(format!("GOVIRAL_OPENAI_BASE_URL={base_url:?}: must be https (or http on loopback)")));
+    }
+    let mut settings =
+        goviral_llm::OpenAiSettings::new(base_url, key.trim(), lookup("GOVIRAL_OPENAI_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()));
+    settings.timeout = Duration::from_millis(parse(lookup, "GOVIRAL_OPENAI_TIMEOUT_MS", 8_000u64)?);
+    settings.max_attempts = parse(lookup, "GOVIRAL_OPENAI_MAX_ATTEMPTS", 3u32)?.max(1);
+    Ok(Some(settings))
 }
 
 #[cfg(test)]
@@ -120,6 +136,16 @@ mod tests {
     fn config(mode: Mode, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(mode, |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn openai_is_off_without_a_key_and_checked_with_one() {
+        assert!(config(Mode::Embedded, &[]).unwrap().openai.is_none());
+        let c = config(Mode::Embedded, &[("GOVIRAL_OPENAI_API_KEY", "sk-test"), ("GOVIRAL_OPENAI_MODEL", "gpt-x")]).unwrap();
+        let o = c.openai.unwrap();
+        assert_eq!((o.base_url.as_str(), o.model.as_str(), o.max_attempts), ("https://api.openai.com/v1", "gpt-x", 3));
+        let e = config(Mode::Embedded, &[("GOVIRAL_OPENAI_API_KEY", "k"), ("GOVIRAL_OPENAI_BASE_URL", "http://10.0.0.1/v1")]).unwrap_err();
+        assert!(e.0.contains("GOVIRAL_OPENAI_BASE_URL"));
     }
 
     #[test]

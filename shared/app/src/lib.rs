@@ -59,13 +59,18 @@ pub struct Wired {
 
 /// The stage context of the embedded default: files under the data dir, on-device models,
 /// the guarded HTTP webhook sender. Dead-lettering follows the state machine's webhook retries.
+/// The on-device scorer, enriched by the OpenAI path when it is configured.
+pub fn scorer(config: &Config) -> Arc<dyn domain::pipeline::Scorer> {
+    Arc::new(goviral_llm::EnrichedScorer::new(config.openai.clone().map(goviral_llm::OpenAiRewriter::new)))
+}
+
 pub fn local_stage_context(config: &Config, store: Arc<dyn Store>, machine: &StateMachine) -> StageContext {
     let webhook_retries = machine.task_retry(domain::pipeline::Stage::Webhook).map_or(0, |r| r.max_attempts);
     StageContext {
         store,
         blobs: Arc::new(goviral_local::blobs::FileBlobStore::new(config.data_dir.join("blobs"))),
         moderator: Arc::new(goviral_local::moderation::LexiconModerator),
-        scorer: Arc::new(goviral_scoring::ModelScorer::embedded()),
+        scorer: scorer(config),
         webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(
             config.webhook_timeout,
             config.webhook_allow_loopback,

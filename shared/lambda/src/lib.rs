@@ -59,7 +59,7 @@ pub async fn run_stage_consumer(stage: domain::pipeline::Stage) -> Result<(), la
         store,
         blobs: Arc::new(goviral_aws::S3BlobStore::new(&aws, bucket, path_style)),
         moderator: Arc::new(goviral_local::moderation::LexiconModerator),
-        scorer: Arc::new(goviral_scoring::ModelScorer::embedded()),
+        scorer: goviral_app::scorer(&config),
         webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(config.webhook_timeout, false, false)),
         webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback: false },
     });

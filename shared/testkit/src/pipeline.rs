@@ -133,7 +133,7 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
 }
 
 pub type ScriptedModerator = Scripted<goviral_local::moderation::LexiconModerator>;
-pub type ScriptedScorer = Scripted<goviral_scoring::ModelScorer>;
+pub type ScriptedScorer = Scripted<goviral_llm::EnrichedScorer>;
 pub type ScriptedBlobs = Scripted<goviral_local::blobs::FileBlobStore>;
 
 /// The stage dependencies of a pipeline test, each scriptable.
@@ -149,9 +149,19 @@ impl Stages {
         let dir = tempfile::tempdir().unwrap();
         Stages {
             moderator: Scripted::new(goviral_local::moderation::LexiconModerator),
-            scorer: Scripted::new(goviral_scoring::ModelScorer::embedded()),
+            scorer: Scripted::new(goviral_llm::EnrichedScorer::new(None)),
             blobs: Scripted::new(goviral_local::blobs::FileBlobStore::new(dir.path())),
             _blob_dir: dir,
+        }
+    }
+}
+
+impl Stages {
+    /// The stages with the OpenAI path on, talking to `settings.base_url`.
+    pub fn with_openai(settings: goviral_llm::OpenAiSettings) -> Stages {
+        Stages {
+            scorer: Scripted::new(goviral_llm::EnrichedScorer::new(Some(goviral_llm::OpenAiRewriter::new(settings)))),
+            ..Stages::new()
         }
     }
 }

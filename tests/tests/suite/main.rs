@@ -4,6 +4,7 @@ mod api_analyze;
 mod api_auth;
 mod api_resources;
 mod lambda_events;
+mod openai;
 mod pipeline;
 mod scorer;
 mod store_contract;
