@@ -351,12 +351,14 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
     let doc: Value = serde_json::from_slice(&bytes).map_err(|e| StageError::Permanent(format!("features blob unreadable: {e}")))?;
     let features: TextFeatures =
         serde_json::from_value(doc["features"].clone()).map_err(|e| StageError::Permanent(format!("features unreadable: {e}")))?;
-    let request = ScoreRequest {
-        text: content_text(&submission),
-        platform: submission.platform_hint,
-        content_type: submission.content_type,
-        features,
-    };
+    let text = content_text(&submission);
+    if text.trim().is_empty() {
+        // A score of nothing would look real and mean nothing.
+        return Err(StageError::Permanent(
+            "nothing to score: the submission has no caption or transcript, and media analysis is not available yet".into(),
+        ));
+    }
+    let request = ScoreRequest { text, platform: submission.platform_hint, content_type: submission.content_type, features };
     let started = Instant::now();
     let out = ctx.scorer.score(&request).await?;
     let latency_ms = started.elapsed().as_millis() as i64;

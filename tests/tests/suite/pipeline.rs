@@ -174,6 +174,24 @@ async fn permanent_stage_errors_fail_the_job_with_the_stage_and_reason() {
 }
 
 #[tokio::test]
+async fn a_video_without_any_text_fails_with_a_reason_instead_of_a_made_up_score() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    let pipeline = t.start_pipeline(&stages);
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let body = json!({"content_type": "video", "source_url": "https://cdn.example.com/v/1.mp4", "user_id": ann.user.id});
+    let r = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let done = t.finished_job(&ann.api_key, r.body["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["score"], serde_json::Value::Null);
+    assert_eq!((done["errors"][0]["stage"].as_str(), done["errors"][0]["error"].as_str()), (Some("inference"), Some("Stage.Permanent")));
+    assert!(done["errors"][0]["reason"].as_str().unwrap().starts_with("nothing to score"), "{}", done["errors"]);
+    assert_eq!(stages.scorer.calls(), 0);
+    pipeline.stop().await;
+}
+
+#[tokio::test]
 async fn webhook_receiver_down_then_up_gets_it_exactly_once() {
     let t = TestApp::spawn(Backend::Sqlite).await;
     let stages = Stages::new();
