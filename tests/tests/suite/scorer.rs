@@ -1,17 +1,21 @@
 //! The committed model is exactly what the training command builds from the archive, and it
-//! keeps its measured quality on the dev split. Needs ../shared/data/upworthy (present on the
-//! project's machines; the product itself never reads it).
+//! keeps its measured quality on the dev split. Needs the Upworthy archive (present on the
+//! project's machines, found by scripts/test; the product itself never reads it).
 
 use std::path::PathBuf;
 
 use goviral_scoring::train::{self, TrainOptions};
 
 fn data(split: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../shared/data/upworthy/{split}.csv"));
+    // scripts/test finds the archive and sets this; a bare `cargo test` looks next to the checkout.
+    let dir = std::env::var("GOVIRAL_UPWORTHY_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/upworthy"));
+    let path = dir.join(format!("{split}.csv"));
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("SKIPPED: {} is not on this machine", path.display());
+        eprintln!("SKIPPED: {} is not on this machine (set GOVIRAL_UPWORTHY_DIR)", path.display());
         None
     }
 }
