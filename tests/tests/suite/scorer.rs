@@ -25,9 +25,12 @@ fn the_committed_model_is_reproducible_from_the_archive_and_holds_its_dev_accura
     let (Some(train_csv), Some(dev_csv)) = (data("train"), data("dev")) else { return };
     let committed = goviral_scoring::Model::embedded();
     let seed = committed.header.training["seed"].as_u64().unwrap();
+    // scripts/test installs the embeddings (scripts/minilm) and sets this.
+    let dir = std::env::var("GOVIRAL_MINILM_DIR").expect("GOVIRAL_MINILM_DIR: run the suite through scripts/test");
+    let embeddings = train::Embeddings::load(std::path::Path::new(&dir)).unwrap();
     let rebuilt = train::train(
         &train::read_variants(&train_csv).unwrap(),
-        &TrainOptions { seed, name: committed.header.name.clone(), calibration_share: 0.2 },
+        &TrainOptions { seed, embeddings: Some(&embeddings), name: committed.header.name.clone(), calibration_share: 0.2 },
     );
     if rebuilt.to_bytes() != goviral_scoring::Model::embedded_bytes() {
         std::fs::write(std::env::temp_dir().join("rebuilt.gvnm"), rebuilt.to_bytes()).unwrap();
@@ -36,7 +39,7 @@ fn the_committed_model_is_reproducible_from_the_archive_and_holds_its_dev_accura
 
     let dev = train::evaluate(committed, &train::read_variants(&dev_csv).unwrap(), 7);
     assert_eq!(dev.pairs, 1251);
-    assert!(dev.accuracy >= 0.66, "{dev:?}");
+    assert!(dev.accuracy >= 0.68, "{dev:?}");
     assert!(dev.ece < 0.05, "{dev:?}");
     assert!(dev.accuracy > dev.longer_wins_baseline + 0.1, "{dev:?}");
 }
