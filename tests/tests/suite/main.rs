@@ -3,6 +3,7 @@
 mod api_analyze;
 mod api_auth;
 mod api_resources;
+mod blob_contract;
 mod lambda_events;
 mod openai;
 mod pipeline;
