@@ -108,6 +108,8 @@ fn template_declares_every_function_and_route() {
         let queue = block.split("Queue: !GetAtt ").nth(1).unwrap().split(".Arn").next().unwrap();
         let queue_block = template.split(&format!("  {queue}:\n")).nth(1).unwrap();
         assert!(queue_block.split("\n  Stage").next().unwrap().contains("deadLetterTargetArn"), "{queue} has no DLQ");
+        let dlq = queue.replace("Queue", "Dlq");
+        assert!(template.contains(&format!("Value: !GetAtt {dlq}.QueueName")), "{dlq} has no alarm");
     }
     // The state machine is the file in infra/, and every placeholder in it is substituted.
     assert!(template.contains("DefinitionUri: infra/pipeline.asl.json"));
