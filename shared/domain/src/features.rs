@@ -74,7 +74,8 @@ fn platform_target_chars(platform: Option<Platform>) -> f64 {
     }
 }
 
-fn is_emoji(c: char) -> bool {
+/// Emoji and pictographs, by code point block.
+pub fn is_emoji(c: char) -> bool {
     matches!(c as u32, 0x1F300..=0x1FAFF | 0x2600..=0x27BF | 0x1F000..=0x1F2FF)
 }
 

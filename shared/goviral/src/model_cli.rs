@@ -25,12 +25,16 @@ pub fn train(data: &Path, embeddings: Option<&Path>, out: &Path, seed: u64, name
 }
 
 pub fn eval(data: &Path, model: Option<PathBuf>, seed: u64) -> Result<(), String> {
+    let from_file;
     let loaded = match &model {
-        Some(path) => goviral_scoring::Model::from_bytes(&std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)?,
-        None => goviral_scoring::Model::embedded().clone(),
+        Some(path) => {
+            from_file = goviral_scoring::Model::from_bytes(&std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)?;
+            &from_file
+        }
+        None => goviral_scoring::Model::embedded(),
     };
     let variants = train::read_variants(data)?;
-    let evaluation = train::evaluate(&loaded, &variants, seed);
+    let evaluation = train::evaluate(loaded, &variants, seed);
     let mut out = serde_json::to_value(&evaluation).unwrap();
     out["model"] = loaded.header.name.clone().into();
     out["data"] = data.display().to_string().into();

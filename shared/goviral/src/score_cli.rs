@@ -85,7 +85,9 @@ fn compare_line(model: &Model, line: &str) -> Result<Value, String> {
     for (i, v) in input.variants.iter().enumerate() {
         checked_text(v, &format!("variant {}", i + 1))?;
     }
-    let comparison = goviral_scoring::compare(model, &input.variants, platform(input.platform_hint.as_deref())?);
+    // The hint is checked like everywhere else, though the ranking does not depend on it.
+    platform(input.platform_hint.as_deref())?;
+    let comparison = goviral_scoring::compare(model, &input.variants);
     let mut out = serde_json::to_value(comparison).unwrap();
     out["model"] = model.header.name.clone().into();
     Ok(out)

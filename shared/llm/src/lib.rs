@@ -28,7 +28,7 @@ impl Scorer for EnrichedScorer {
         let Some(llm) = &self.llm else { return Ok(out) };
         let findings: Vec<(&str, &str)> = out.insights.iter().map(|i| (i.category.as_str(), i.message.as_str())).collect();
         let brief = openai::Brief { text: &request.text, platform: request.platform.map(|p| p.as_str()), score: out.score, findings };
-        let answer = llm.rewrite(&request.text, &brief).await;
+        let answer = llm.rewrite(&brief).await;
         let status = match answer {
             Ok(answer) => {
                 for insight in &mut out.insights {

@@ -204,8 +204,8 @@ impl OpenAiRewriter {
     // `seed` is deprecated upstream but still honoured on a best-effort basis; with
     // temperature 0 it is what makes answers repeatable.
     #[allow(deprecated)]
-    fn request(&self, text: &str, brief: &Brief<'_>) -> CreateChatCompletionRequest {
-        let redacted = redact(text);
+    fn request(&self, brief: &Brief<'_>) -> CreateChatCompletionRequest {
+        let redacted = redact(brief.text);
         let user = json!({
             "post": redacted,
             "platform": brief.platform,
@@ -260,11 +260,11 @@ impl OpenAiRewriter {
         };
     }
 
-    pub async fn rewrite(&self, text: &str, brief: &Brief<'_>) -> Result<Answer, LlmError> {
+    pub async fn rewrite(&self, brief: &Brief<'_>) -> Result<Answer, LlmError> {
         if !self.admit() {
             return Err(LlmError::CircuitOpen);
         }
-        let request = self.request(text, brief);
+        let request = self.request(brief);
         let prompt_hash = domain::auth::sha256_hex(serde_json::to_string(&request).expect("request serialises").as_bytes());
         let mut attempt = 0;
         let result = loop {

@@ -101,7 +101,16 @@ fn topic(signals: &Signals) -> Option<String> {
         .cloned()
 }
 
-pub fn score(model: &Model, text: &str, platform: Option<Platform>) -> Scored {
+/// What the model says of a text, before any insight is written: what `compare` needs.
+struct Assessed {
+    signals: Signals,
+    score: f64,
+    confidence: f64,
+    utility: f64,
+    drivers: Drivers,
+}
+
+fn assess(model: &Model, text: &str) -> Assessed {
     let signals = Signals::of(text);
     let encoded = model.encode(text, &signals);
     let utility = model.utility(&encoded);
@@ -128,7 +137,11 @@ pub fn score(model: &Model, text: &str, platform: Option<Platform>) -> Scored {
     let words_up: Vec<WordDriver> = words.iter().filter(|w| w.contribution > 0.0).take(5).cloned().collect();
     let words_down: Vec<WordDriver> = words.iter().rev().filter(|w| w.contribution < 0.0).take(5).cloned().collect();
     let drivers = Drivers { signals: signal_drivers, words_up, words_down };
+    Assessed { signals, score, confidence, utility, drivers }
+}
 
+pub fn score(model: &Model, text: &str, platform: Option<Platform>) -> Scored {
+    let Assessed { signals, score, confidence, utility, drivers } = assess(model, text);
     let hook_utility = model.utility(&model.encode(&signals.first_line, &Signals::of(&signals.first_line)));
     let hook = hook_insight(model.percentile(hook_utility), &signals, &drivers);
     let insights_by_category =
@@ -361,8 +374,9 @@ pub struct Comparison {
     pub why: Vec<String>,
 }
 
-pub fn compare(model: &Model, variants: &[String], platform: Option<Platform>) -> Comparison {
-    let scored: Vec<Scored> = variants.iter().map(|v| score(model, v, platform)).collect();
+/// Ranks variants by the model's utility, which does not depend on the platform.
+pub fn compare(model: &Model, variants: &[String]) -> Comparison {
+    let scored: Vec<Assessed> = variants.iter().map(|v| assess(model, v)).collect();
     let mut order: Vec<usize> = (0..variants.len()).collect();
     order.sort_by(|a, b| scored[*b].utility.total_cmp(&scored[*a].utility).then(a.cmp(b)));
     let ranking: Vec<Ranked> = order
@@ -383,7 +397,7 @@ pub fn compare(model: &Model, variants: &[String], platform: Option<Platform>) -
     Comparison { ranking, confidence, why }
 }
 
-fn explain(winner: &Scored, runner_up: &Scored, wi: usize, ri: usize) -> Vec<String> {
+fn explain(winner: &Assessed, runner_up: &Assessed, wi: usize, ri: usize) -> Vec<String> {
     let mut reasons: Vec<(f64, String)> = Vec::new();
     for w in &winner.drivers.signals {
         if let Some(r) = runner_up.drivers.signals.iter().find(|r| r.signal == w.signal) {
@@ -442,7 +456,7 @@ mod tests {
         ] {
             // Either order in, the same winner out.
             for variants in [vec![strong.to_string(), weak.to_string()], vec![weak.to_string(), strong.to_string()]] {
-                let c = compare(model(), &variants, None);
+                let c = compare(model(), &variants);
                 assert_eq!(c.ranking[0].text, strong, "{c:?}");
                 assert!(c.confidence > 0.5 && !c.why.is_empty(), "{c:?}");
             }

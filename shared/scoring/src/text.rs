@@ -97,10 +97,6 @@ fn syllables(word: &str) -> usize {
     count.max(1)
 }
 
-fn is_emoji(c: char) -> bool {
-    matches!(c as u32, 0x1F300..=0x1FAFF | 0x2600..=0x27BF | 0x1F1E6..=0x1F1FF)
-}
-
 /// The signals of one text that the model weighs and the insights explain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Signals {
@@ -155,10 +151,11 @@ impl Signals {
             .map(String::from)
             .collect();
         let mut proper_nouns = Vec::new();
+        // In Title Case Headlines capitals say nothing about names.
+        let all_caps_title = raw.iter().filter(|w| w.chars().next().is_some_and(char::is_uppercase)).count() * 2 > raw.len();
         for pair in raw.windows(2) {
             let prev_ends = pair[0].ends_with(['.', '!', '?', ':']);
             let w = pair[1].trim_matches(|c: char| !c.is_alphanumeric());
-            let all_caps_title = raw.iter().filter(|w| w.chars().next().is_some_and(char::is_uppercase)).count() * 2 > raw.len();
             if !prev_ends && !all_caps_title && w.chars().next().is_some_and(char::is_uppercase) && w.len() > 1 {
                 proper_nouns.push(w.to_string());
             }
@@ -184,7 +181,7 @@ impl Signals {
             hashtags: raw.iter().filter(|w| w.starts_with('#') && w.len() > 1).map(|w| w.to_string()).collect(),
             mentions: raw.iter().filter(|w| w.starts_with('@') && w.len() > 1).count(),
             links: raw.iter().filter(|w| w.starts_with("http://") || w.starts_with("https://") || w.starts_with("www.")).count(),
-            emoji: text.chars().filter(|c| is_emoji(*c)).count(),
+            emoji: text.chars().filter(|c| domain::features::is_emoji(*c)).count(),
             exclamations: text.matches('!').count(),
             quotes: text.contains('"') || text.contains('“') || text.contains(" '"),
             uppercase_ratio: if letters.is_empty() { 0.0 } else { upper as f64 / letters.len() as f64 },

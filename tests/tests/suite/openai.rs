@@ -30,13 +30,7 @@ async fn score(s: &EnrichedScorer) -> ScoreOutput {
 }
 
 async fn on_device() -> ScoreOutput {
-    let request = ScoreRequest {
-        text: TEXT.into(),
-        platform: Some(Platform::Tiktok),
-        content_type: ContentType::Text,
-        features: domain::features::extract(TEXT, Some(Platform::Tiktok)),
-    };
-    EnrichedScorer::new(None).score(&request).await.unwrap()
+    score(&EnrichedScorer::new(None)).await
 }
 
 fn assert_fallback(out: &ScoreOutput, reason: &str) {
