@@ -80,13 +80,21 @@ pub fn local_stage_context(config: &Config, store: Arc<dyn Store>, machine: &Sta
     }
 }
 
-/// Connects the store (migrating when configured) and builds the App and the pipeline on it.
-pub async fn wire(config: &Config) -> Result<Wired, domain::Error> {
+/// The relational store's pool, built once per process (or Lambda container): at most
+/// `GOVIRAL_DB_MAX_CONNECTIONS`, giving up on a connection after `GOVIRAL_DB_ACQUIRE_TIMEOUT_MS`.
+/// Migrates when configured.
+pub async fn connect_store(config: &Config) -> Result<SqlStore, domain::Error> {
     let pool = PoolSettings { max_connections: config.db_max_connections, acquire_timeout: config.db_acquire_timeout };
     let store = SqlStore::connect(&config.database_url, &pool).await?;
     if config.migrate {
         store.migrate().await?;
     }
+    Ok(store)
+}
+
+/// Connects the store and builds the App and the in-process pipeline on it.
+pub async fn wire(config: &Config) -> Result<Wired, domain::Error> {
+    let store = connect_store(config).await?;
     let shared: Arc<SqlStore> = Arc::new(store.clone());
     let wake = Arc::new(Notify::new());
     let pipeline = Arc::new(LocalPipeline::new(wake.clone(), shared.clone()));

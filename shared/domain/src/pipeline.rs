@@ -209,13 +209,18 @@ pub struct InferenceResult {
     pub score: f64,
 }
 
-/// The `{Error, Cause}` object Step Functions puts at a Catch's ResultPath.
+/// The `{Error, Cause}` object Step Functions puts at a Catch's ResultPath. Either may be
+/// null or missing (a failure reported without a cause); that must not fail the failure path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaughtError {
-    #[serde(rename = "Error")]
+    #[serde(rename = "Error", default, deserialize_with = "null_as_empty")]
     pub error: String,
-    #[serde(rename = "Cause", default)]
+    #[serde(rename = "Cause", default, deserialize_with = "null_as_empty")]
     pub cause: String,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The execution's state document. Each stage adds its result under its own key.
@@ -494,4 +499,20 @@ pub enum CallbackOutcome {
 pub trait TaskCallbacks: Send + Sync {
     async fn succeed(&self, task_token: &str, output: &Value) -> crate::Result<CallbackOutcome>;
     async fn fail(&self, task_token: &str, error: &str, cause: &str) -> crate::Result<CallbackOutcome>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caught_error_without_cause_still_reads() {
+        let state: PipelineState = serde_json::from_value(
+            json!({"job_id": Uuid::nil(), "error": {"Error": "Stage.Permanent", "Cause": null}, "failed_stage": "inference"}),
+        )
+        .unwrap();
+        assert_eq!(state.error, Some(CaughtError { error: "Stage.Permanent".into(), cause: String::new() }));
+        let bare: CaughtError = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(bare.error, "");
+    }
 }

@@ -128,6 +128,43 @@ pub trait Pipeline: Send + Sync {
     async fn estimated_completion_secs(&self) -> u32;
 }
 
+/// Expected seconds from submission to result: the mean submit-to-complete time of the last
+/// 100 completed jobs, rounded up, refreshed at most every 5 s so the submit path does not
+/// query it each time. Shared by every `Pipeline` adapter.
+pub struct CompletionEstimate {
+    store: std::sync::Arc<dyn Store>,
+    cached: std::sync::Mutex<Option<(std::time::Instant, u32)>>,
+}
+
+impl CompletionEstimate {
+    /// Before anything has been measured.
+    pub const DEFAULT_SECS: u32 = 2;
+    const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    const SAMPLE: u32 = 100;
+
+    pub fn new(store: std::sync::Arc<dyn Store>) -> Self {
+        CompletionEstimate { store, cached: std::sync::Mutex::new(None) }
+    }
+
+    pub async fn secs(&self) -> u32 {
+        if let Some((at, secs)) = *self.cached.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < Self::TTL {
+                return secs;
+            }
+        }
+        let secs = match self.store.recent_completion_secs(Self::SAMPLE).await {
+            Ok(Some(mean)) => (mean.ceil() as u32).max(1),
+            Ok(None) => Self::DEFAULT_SECS,
+            Err(e) => {
+                tracing::warn!(error = %e, "estimating completion time failed");
+                Self::DEFAULT_SECS
+            }
+        };
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), secs));
+        secs
+    }
+}
+
 /// One pipeline execution as the local runner keeps it: the state machine's current state and
 /// state document, durable so a restarted server resumes where it stopped.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,17 +1,22 @@
-//! What every API Lambda's `main` calls: read config, build the adapters once per container,
-//! and serve one endpoint's routes through lambda_http (API Gateway HTTP API, payload v2).
+//! What every Lambda's `main` calls: build the adapters once per container (wiring), then
+//! serve one kind of event: an API endpoint's routes through lambda_http (API Gateway HTTP
+//! API, payload v2), a stage's SQS batches, or the scheduled queued-job sweep.
 
 pub mod stage;
+pub mod wiring;
 
 use std::sync::Arc;
+
+use tracing::Instrument;
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use domain::service::App;
 use goviral_api::{ClientIp, Endpoint};
-use goviral_app::{Config, Mode};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
+
+pub use wiring::{Container, InitError};
 
 /// API Gateway knows the caller's address; hand it to the audit log.
 async fn source_ip(mut request: Request, next: Next) -> axum::response::Response {
@@ -30,40 +35,34 @@ pub fn endpoint_router(app: Arc<App>, endpoint: Endpoint) -> axum::Router {
     goviral_api::router(app, &[endpoint]).layer(axum::middleware::from_fn(source_ip))
 }
 
-pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
-    let config = Config::from_env(Mode::Lambda)?;
-    goviral_app::init_tracing(config.log_json);
-    let wired = goviral_app::wire(&config).await?;
+pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
+    let container = Container::init().await?;
+    let app = container.app()?;
     tracing::info!(function = endpoint.function_name(), "initialised");
-    lambda_http::run(endpoint_router(wired.app, endpoint)).await
+    lambda_http::run(endpoint_router(app, endpoint)).await
 }
 
 /// What every stage Lambda's `main` calls: builds the stage context once per container (the
 /// relational store, S3 blobs, on-device moderation and scoring, the guarded webhook sender)
 /// and consumes the stage's SQS queue, answering Step Functions by task token.
-pub async fn run_stage_consumer(stage: domain::pipeline::Stage) -> Result<(), lambda_http::Error> {
+pub async fn run_stage_consumer(stage: domain::pipeline::Stage) -> Result<(), InitError> {
     use aws_lambda_events::event::sqs::SqsEvent;
     use domain::pipeline::{StageContext, WebhookPolicy};
     use goviral_local::asl::StateMachine;
 
-    let config = Config::from_env(Mode::Lambda)?;
-    goviral_app::init_tracing(config.log_json);
-    let bucket = std::env::var("GOVIRAL_BLOB_BUCKET").map_err(|_| "GOVIRAL_BLOB_BUCKET is required")?;
-    let path_style = std::env::var("GOVIRAL_S3_PATH_STYLE").is_ok_and(|v| v == "true");
-    let pool = goviral_sql::PoolSettings { max_connections: config.db_max_connections, acquire_timeout: config.db_acquire_timeout };
-    let store = Arc::new(goviral_sql::SqlStore::connect(&config.database_url, &pool).await?);
-    let aws = goviral_aws::load_config().await;
+    let container = Container::init().await?;
+    let config = &container.config;
     let machine = StateMachine::pipeline();
     let webhook_retries = machine.task_retry(domain::pipeline::Stage::Webhook).map_or(0, |r| r.max_attempts);
     let ctx = Arc::new(StageContext {
-        store,
-        blobs: Arc::new(goviral_aws::S3BlobStore::new(&aws, bucket, path_style)),
+        store: container.store.clone(),
+        blobs: container.blobs()?,
         moderator: Arc::new(goviral_local::moderation::LexiconModerator),
-        scorer: goviral_app::scorer(&config),
+        scorer: goviral_app::scorer(config),
         webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(config.webhook_timeout, false, false)),
         webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback: false },
     });
-    let callbacks: Arc<dyn domain::pipeline::TaskCallbacks> = Arc::new(goviral_aws::SfnCallbacks::new(&aws));
+    let callbacks: Arc<dyn domain::pipeline::TaskCallbacks> = Arc::new(goviral_aws::SfnCallbacks::new(&container.aws));
     tracing::info!(stage = stage.as_str(), "initialised");
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
         let (ctx, callbacks) = (ctx.clone(), callbacks.clone());
@@ -71,6 +70,29 @@ pub async fn run_stage_consumer(stage: domain::pipeline::Stage) -> Result<(), la
             let response = stage::handle_sqs_event(&ctx, callbacks.as_ref(), stage, event.payload).await;
             Ok::<_, lambda_runtime::Error>(response)
         }
+    }))
+    .await
+}
+
+/// How many queued jobs one sweep looks at; the schedule runs it every few minutes.
+const SWEEP_LIMIT: u32 = 500;
+
+/// The scheduled sweep (EventBridge): starts an execution for every queued job without one.
+pub async fn run_pipeline_sweep() -> Result<(), InitError> {
+    use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+
+    let container = Arc::new(Container::init().await?);
+    let pipeline = container.pipeline()?;
+    tracing::info!("initialised");
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
+        let (container, pipeline) = (container.clone(), pipeline.clone());
+        let span = tracing::info_span!("sweep", event_id = event.payload.id.as_deref().unwrap_or(""));
+        async move {
+            let (started, running) = goviral_aws::pipeline::sweep_queued(container.store.as_ref(), &pipeline, SWEEP_LIMIT).await?;
+            tracing::info!(started, running, "swept queued jobs");
+            Ok::<_, lambda_runtime::Error>(serde_json::json!({ "started": started, "already_started": running }))
+        }
+        .instrument(span)
     }))
     .await
 }

@@ -39,6 +39,7 @@ pub async fn process_batch(
             match run_stage(ctx, expected, message.input).await {
                 Ok(output) => callbacks.succeed(&message.task_token, &output).await,
                 Err(e) => {
+                    tracing::warn!(error = e.type_name(), cause = %e, "stage failed; reporting to the state machine");
                     let cause: String = e.to_string().chars().take(CAUSE_MAX).collect();
                     callbacks.fail(&message.task_token, e.type_name(), &cause).await
                 }

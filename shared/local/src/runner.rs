@@ -4,14 +4,14 @@
 //! idempotent, so re-running the interrupted state writes and sends nothing twice.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::model::{from_micros, now, to_micros};
 use domain::pipeline::{Stage, StageContext, StageError, run_stage};
-use domain::ports::{Pipeline, PipelineRun, RunQueue, Store};
+use domain::ports::{CompletionEstimate, Pipeline, PipelineRun, RunQueue, Store};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use uuid::Uuid;
 
 use crate::asl::{self, State, StateMachine, Transition};
@@ -241,18 +241,12 @@ impl Runner {
 /// (the runner picks up queued jobs), so a hand-off only wakes the runner.
 pub struct LocalPipeline {
     wake: Arc<Notify>,
-    store: Arc<dyn Store>,
-    estimate: Mutex<Option<(Instant, u32)>>,
+    estimate: CompletionEstimate,
 }
-
-/// Before anything has been measured.
-const DEFAULT_ESTIMATE_SECS: u32 = 2;
-const ESTIMATE_TTL: Duration = Duration::from_secs(5);
-const ESTIMATE_SAMPLE: u32 = 100;
 
 impl LocalPipeline {
     pub fn new(wake: Arc<Notify>, store: Arc<dyn Store>) -> Self {
-        LocalPipeline { wake, store, estimate: Mutex::new(None) }
+        LocalPipeline { wake, estimate: CompletionEstimate::new(store) }
     }
 }
 
@@ -263,25 +257,8 @@ impl Pipeline for LocalPipeline {
         Ok(())
     }
 
-    /// Mean submit-to-complete time of the last 100 completed jobs, rounded up; refreshed at
-    /// most every 5 s so the submit path does not query it each time.
     async fn estimated_completion_secs(&self) -> u32 {
-        let mut cached = self.estimate.lock().await;
-        if let Some((at, secs)) = *cached {
-            if at.elapsed() < ESTIMATE_TTL {
-                return secs;
-            }
-        }
-        let secs = match self.store.recent_completion_secs(ESTIMATE_SAMPLE).await {
-            Ok(Some(mean)) => (mean.ceil() as u32).max(1),
-            Ok(None) => DEFAULT_ESTIMATE_SECS,
-            Err(e) => {
-                tracing::warn!(error = %e, "estimating completion time failed");
-                DEFAULT_ESTIMATE_SECS
-            }
-        };
-        *cached = Some((Instant::now(), secs));
-        secs
+        self.estimate.secs().await
     }
 }
 

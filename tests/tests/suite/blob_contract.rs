@@ -27,14 +27,7 @@ async fn file_blobs_keep_the_contract() {
 
 #[tokio::test]
 async fn s3_blobs_keep_the_contract_against_moto() {
-    let endpoint = std::env::var("GOVIRAL_TEST_AWS_ENDPOINT").expect("GOVIRAL_TEST_AWS_ENDPOINT: run the suite through scripts/test");
-    assert!(endpoint.starts_with("http://127.0.0.1:"), "tests talk to loopback only");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "moto"))
-        .load()
-        .await;
+    let config = crate::aws::config().await;
     let bucket = format!("goviral-test-{}", uuid::Uuid::now_v7().simple());
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();

@@ -3,9 +3,12 @@
 mod api_analyze;
 mod api_auth;
 mod api_resources;
+mod aws;
 mod blob_contract;
+mod counters_contract;
 mod lambda_events;
 mod openai;
 mod pipeline;
 mod scorer;
+mod state_machine;
 mod store_contract;

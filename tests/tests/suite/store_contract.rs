@@ -1,9 +1,10 @@
 //! The store contract: every port operation, run against SQLite and against PostgreSQL.
+//! (The hot counters the store also serves have their own contract: counters_contract.)
 
 use std::sync::Arc;
 
 use domain::model::*;
-use domain::ports::{Counters, IdempotencyRecord, Reservation, Store};
+use domain::ports::Store;
 use goviral_testkit::{Backend, TestDb};
 use serde_json::json;
 use uuid::Uuid;
@@ -31,8 +32,6 @@ contract!(
     admin_filters_and_totals,
     webhooks_unique_per_user_and_url,
     audit_and_model_runs_append,
-    counters_increment_atomically_and_expire,
-    idempotency_keys_reserve_once,
     ping_answers,
 );
 
@@ -355,51 +354,6 @@ async fn audit_and_model_runs_append(backend: Backend) {
     };
     s.append_model_run(&run).await.unwrap();
     assert_eq!(s.model_runs(job.id).await.unwrap(), vec![run]);
-}
-
-async fn counters_increment_atomically_and_expire(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let counters: Arc<dyn Counters> = Arc::new(db.store.clone());
-    let (now_us, until) = (1_000_000, 61_000_000);
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let c = counters.clone();
-            tokio::spawn(async move { c.increment("rate:u:1", until, now_us).await.unwrap() })
-        })
-        .collect();
-    let mut seen = Vec::new();
-    for t in tasks {
-        seen.push(t.await.unwrap());
-    }
-    seen.sort();
-    assert_eq!(seen, (1..=20).collect::<Vec<u64>>());
-    // Past its expiry the counter starts again.
-    assert_eq!(counters.increment("rate:u:1", 200_000_000, until).await.unwrap(), 1);
-    counters.increment("rate:u:2", until, now_us).await.unwrap();
-    assert_eq!(counters.purge_expired(until).await.unwrap(), 1);
-}
-
-async fn idempotency_keys_reserve_once(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let c: &dyn Counters = &db.store;
-    let rec = IdempotencyRecord {
-        user_id: Uuid::now_v7(),
-        key: "k-1".into(),
-        request_hash: "h1".into(),
-        job_id: Uuid::now_v7(),
-        expires_at_us: 100,
-    };
-    assert_eq!(c.reserve_idempotency(&rec, 10).await.unwrap(), Reservation::Reserved);
-    let second = IdempotencyRecord { job_id: Uuid::now_v7(), request_hash: "h2".into(), ..rec.clone() };
-    assert_eq!(c.reserve_idempotency(&second, 20).await.unwrap(), Reservation::Existing(rec.clone()));
-    // Other users have their own key space.
-    let other = IdempotencyRecord { user_id: Uuid::now_v7(), ..rec.clone() };
-    assert_eq!(c.reserve_idempotency(&other, 20).await.unwrap(), Reservation::Reserved);
-    // Expired records are taken over; released ones are free again.
-    let later = IdempotencyRecord { expires_at_us: 500, ..second.clone() };
-    assert_eq!(c.reserve_idempotency(&later, 100).await.unwrap(), Reservation::Reserved);
-    c.release_idempotency(rec.user_id, "k-1").await.unwrap();
-    assert_eq!(c.reserve_idempotency(&rec, 110).await.unwrap(), Reservation::Reserved);
 }
 
 async fn ping_answers(backend: Backend) {

@@ -1,0 +1,98 @@
+//! Secrets Manager: read once when a Lambda container starts, then kept in its configuration.
+//!
+//! A function's environment names secrets by ARN; each becomes the setting the rest of the
+//! code already reads, so nothing past `main` knows where a secret came from:
+//! - `GOVIRAL_JWT_SECRET_ARN` → `GOVIRAL_JWT_SECRET` (the secret string itself)
+//! - `GOVIRAL_OPENAI_SECRET_ARN` → `GOVIRAL_OPENAI_API_KEY` (the secret string itself)
+//! - `GOVIRAL_DATABASE_SECRET_ARN` → `GOVIRAL_DATABASE_URL`, from the JSON document RDS keeps
+//!   (`username`, `password`, `host`, `port`, `dbname`). `GOVIRAL_DATABASE_HOST` replaces the
+//!   host (the RDS Proxy endpoint); TLS is required and verified (`GOVIRAL_DATABASE_SSLMODE`,
+//!   default `verify-full`).
+
+use std::collections::HashMap;
+
+use domain::{Error, Result};
+use serde::Deserialize;
+
+use crate::unavailable;
+
+#[derive(Deserialize)]
+struct DatabaseSecret {
+    username: String,
+    password: String,
+    host: Option<String>,
+    port: Option<u16>,
+    dbname: Option<String>,
+}
+
+/// Userinfo and path segments keep only unreserved characters; the rest is %-escaped.
+fn escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn database_url(secret: &str, host_override: Option<String>, sslmode: &str) -> Result<String> {
+    let db: DatabaseSecret = serde_json::from_str(secret)
+        .map_err(|e| Error::Internal(format!("database secret: not the RDS JSON document (username, password, host, ...): {e}")))?;
+    let host = host_override
+        .or(db.host)
+        .ok_or_else(|| Error::Internal("database secret: no host, and GOVIRAL_DATABASE_HOST is not set".into()))?;
+    Ok(format!(
+        "postgres://{}:{}@{}:{}/{}?sslmode={}",
+        escape(&db.username),
+        escape(&db.password),
+        host,
+        db.port.unwrap_or(5432),
+        escape(db.dbname.as_deref().unwrap_or("postgres")),
+        sslmode
+    ))
+}
+
+async fn secret_string(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<String> {
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| unavailable("secretsmanager:GetSecretValue", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?;
+    out.secret_string().map(str::to_string).ok_or_else(|| Error::Internal(format!("secret {arn} holds no string")))
+}
+
+/// Fetches every secret the environment names and returns the settings they become.
+pub async fn resolve(config: &aws_config::SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<HashMap<String, String>> {
+    let client = aws_sdk_secretsmanager::Client::new(config);
+    let mut settings = HashMap::new();
+    for (arn_var, setting) in [("GOVIRAL_JWT_SECRET_ARN", "GOVIRAL_JWT_SECRET"), ("GOVIRAL_OPENAI_SECRET_ARN", "GOVIRAL_OPENAI_API_KEY")] {
+        if let Some(arn) = lookup(arn_var) {
+            settings.insert(setting.to_string(), secret_string(&client, &arn).await?.trim().to_string());
+        }
+    }
+    if let Some(arn) = lookup("GOVIRAL_DATABASE_SECRET_ARN") {
+        let secret = secret_string(&client, &arn).await?;
+        let sslmode = lookup("GOVIRAL_DATABASE_SSLMODE").unwrap_or_else(|| "verify-full".into());
+        settings.insert("GOVIRAL_DATABASE_URL".into(), database_url(&secret, lookup("GOVIRAL_DATABASE_HOST"), &sslmode)?);
+    }
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_escapes_and_prefers_the_proxy_host() {
+        let secret = r#"{"username":"app","password":"p@ss/w:rd","host":"db.internal","port":5433,"dbname":"goviral","engine":"postgres"}"#;
+        assert_eq!(
+            database_url(secret, None, "verify-full").unwrap(),
+            "postgres://app:p%40ss%2Fw%3Ard@db.internal:5433/goviral?sslmode=verify-full"
+        );
+        let proxied = database_url(secret, Some("proxy.example".into()), "require").unwrap();
+        assert!(proxied.starts_with("postgres://app:p%40ss%2Fw%3Ard@proxy.example:5433/"), "{proxied}");
+        assert!(database_url(r#"{"username":"a","password":"b"}"#, None, "require").is_err(), "no host anywhere");
+        assert!(database_url("hunter2", None, "require").is_err(), "not JSON");
+    }
+}
