@@ -16,7 +16,7 @@ use goviral_api::{ClientIp, Endpoint};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
-pub use wiring::{Container, InitError};
+pub use wiring::{Container, InitError, Role};
 
 /// API Gateway knows the caller's address; hand it to the audit log.
 async fn source_ip(mut request: Request, next: Next) -> axum::response::Response {
@@ -36,7 +36,7 @@ pub fn endpoint_router(app: Arc<App>, endpoint: Endpoint) -> axum::Router {
 }
 
 pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
-    let container = Container::init().await?;
+    let container = Container::init(Role::Api).await?;
     let app = container.app()?;
     tracing::info!(function = endpoint.function_name(), "initialised");
     lambda_http::run(endpoint_router(app, endpoint)).await
@@ -50,7 +50,7 @@ pub async fn run_stage_consumer(stage: domain::pipeline::Stage) -> Result<(), In
     use domain::pipeline::{StageContext, WebhookPolicy};
     use goviral_local::asl::StateMachine;
 
-    let container = Container::init().await?;
+    let container = Container::init(Role::Worker).await?;
     let config = &container.config;
     let machine = StateMachine::pipeline();
     let webhook_retries = machine.task_retry(domain::pipeline::Stage::Webhook).map_or(0, |r| r.max_attempts);
@@ -79,20 +79,30 @@ const SWEEP_LIMIT: u32 = 500;
 
 /// The scheduled sweep (EventBridge): starts an execution for every queued job without one.
 pub async fn run_pipeline_sweep() -> Result<(), InitError> {
-    use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-
-    let container = Arc::new(Container::init().await?);
+    let container = Arc::new(Container::init(Role::Worker).await?);
     let pipeline = container.pipeline()?;
     tracing::info!("initialised");
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ScheduledEvent>| {
         let (container, pipeline) = (container.clone(), pipeline.clone());
-        let span = tracing::info_span!("sweep", event_id = event.payload.id.as_deref().unwrap_or(""));
-        async move {
-            let (started, running) = goviral_aws::pipeline::sweep_queued(container.store.as_ref(), &pipeline, SWEEP_LIMIT).await?;
-            tracing::info!(started, running, "swept queued jobs");
-            Ok::<_, lambda_runtime::Error>(serde_json::json!({ "started": started, "already_started": running }))
-        }
-        .instrument(span)
+        async move { Ok::<_, lambda_runtime::Error>(sweep(container.store.as_ref(), &pipeline, event.payload).await?) }
     }))
+    .await
+}
+
+pub type ScheduledEvent = aws_lambda_events::event::eventbridge::EventBridgeEvent<serde_json::Value>;
+
+/// One scheduled sweep; answers with what it did.
+pub async fn sweep(
+    store: &dyn domain::ports::Store,
+    pipeline: &goviral_aws::StepFunctionsPipeline,
+    event: ScheduledEvent,
+) -> domain::Result<serde_json::Value> {
+    let span = tracing::info_span!("sweep", event_id = event.id.as_deref().unwrap_or(""));
+    async move {
+        let (started, existing) = goviral_aws::pipeline::sweep_queued(store, pipeline, SWEEP_LIMIT).await?;
+        tracing::info!(started, existing, "swept queued jobs");
+        Ok(serde_json::json!({ "started": started, "already_started": existing }))
+    }
+    .instrument(span)
     .await
 }

@@ -22,6 +22,15 @@ fn required(name: &str) -> Result<String, InitError> {
     env(name).ok_or_else(|| format!("configuration: {name} is required").into())
 }
 
+/// What a function does, as far as its wiring cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serves API routes: authenticates callers.
+    Api,
+    /// Pipeline stages and scheduled jobs: no callers to authenticate.
+    Worker,
+}
+
 /// The container's configuration with its secrets resolved, and the AWS SDK configuration.
 pub struct Container {
     pub config: Config,
@@ -30,10 +39,15 @@ pub struct Container {
 }
 
 impl Container {
-    /// Reads secrets, then the configuration, then connects the store's pool.
-    pub async fn init() -> Result<Container, InitError> {
+    /// Reads secrets, then the configuration, then connects the store's pool. Functions that
+    /// never issue or check a token (stages, the sweep) are not given the JWT key at all
+    /// (least privilege); they get a random one no token will ever be signed with.
+    pub async fn init(role: Role) -> Result<Container, InitError> {
         let aws = goviral_aws::load_config().await;
-        let secrets = goviral_aws::secrets::resolve(&aws, env).await?;
+        let mut secrets = goviral_aws::secrets::resolve(&aws, env).await?;
+        if role == Role::Worker && env("GOVIRAL_JWT_SECRET").is_none() && !secrets.contains_key("GOVIRAL_JWT_SECRET") {
+            secrets.insert("GOVIRAL_JWT_SECRET".into(), hex::encode(domain::auth::random_bytes::<32>()));
+        }
         let config = Config::from_lookup(Mode::Lambda, |name| secrets.get(name).cloned().or_else(|| env(name)))?;
         goviral_app::init_tracing(config.log_json);
         let store = Arc::new(goviral_app::connect_store(&config).await?);

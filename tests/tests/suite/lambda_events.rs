@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use domain::model::Plan;
+use domain::pipeline::Stage;
 use goviral_api::Endpoint;
 use goviral_testkit::{Backend, TestApp};
 use http::StatusCode;
@@ -86,6 +87,24 @@ fn template_declares_every_function_and_route() {
     let mut declared: Vec<String> = template.lines().filter_map(|l| l.trim().strip_prefix("Binary: ").map(String::from)).collect();
     declared.sort();
     assert_eq!(packages, declared, "functions/ and template.yaml disagree");
+    // Every function has a sample event in events/ that a test drives.
+    let tests = [include_str!("lambda_events.rs"), include_str!("state_machine.rs")].concat();
+    let events: Vec<String> = std::fs::read_dir(format!("{}/../events", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for package in &packages {
+        let prefix = match package.split_once('-').unwrap() {
+            ("api", rest) => format!("apigw-{rest}"),
+            ("stage", _) => format!("sqs-{package}"),
+            ("cron", rest) => format!("schedule-{rest}"),
+            _ => panic!("{package}: unknown kind of function"),
+        };
+        assert!(
+            events.iter().any(|e| e.starts_with(&prefix) && tests.contains(&format!("\"{e}\""))),
+            "{package}: no sample event {prefix}*.json used by a test"
+        );
+    }
     for endpoint in Endpoint::ALL {
         assert!(packages.contains(&endpoint.function_name().to_string()), "{endpoint:?} has no package");
         let block = template.split(&format!("Binary: {}\n", endpoint.function_name())).nth(1).unwrap();
@@ -185,4 +204,131 @@ async fn sqs_stage_batches_answer_step_functions_and_fail_only_what_was_not_repo
     // The wire shape Lambda expects back.
     let wire = serde_json::to_value(&response).unwrap();
     assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], "9d5e1c4a-0002-4c1b-9a55-000000000002");
+}
+
+#[tokio::test]
+async fn every_api_function_answers_its_sample_event() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let admin = t.user("ops@example.com", Plan::Enterprise, true).await;
+    let body = serde_json::json!({"content_type": "text", "caption": "A calm caption", "user_id": ann.user.id});
+    let job = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string();
+    let user_id = ann.user.id.to_string();
+    let subs = [
+        ("REPLACE_WITH_ADMIN_API_KEY", admin.api_key.as_str()),
+        ("REPLACE_WITH_API_KEY", ann.api_key.as_str()),
+        ("REPLACE_WITH_USER_ID", user_id.as_str()),
+        ("REPLACE_WITH_JOB_ID", job.as_str()),
+    ];
+    let cases = [
+        (Endpoint::AnalyzeStatus, "apigw-analyze-status.json", StatusCode::OK),
+        (Endpoint::UserHistory, "apigw-user-history.json", StatusCode::OK),
+        (Endpoint::AdminJobs, "apigw-admin-jobs.json", StatusCode::OK),
+        (Endpoint::AdminDeadLetters, "apigw-admin-dead-letters.json", StatusCode::OK),
+        (Endpoint::HooksCompletion, "apigw-hooks-completion-unsigned.json", StatusCode::UNAUTHORIZED),
+        (Endpoint::Webhooks, "apigw-webhooks-create.json", StatusCode::CREATED),
+        (Endpoint::Keys, "apigw-keys-list.json", StatusCode::OK),
+    ];
+    for (endpoint, file, expected) in cases {
+        let (status, headers, body) = invoke(&t.app, endpoint, &event(file, &subs)).await;
+        assert_eq!(status, expected, "{file}: {body}");
+        assert!(headers.contains_key("x-request-id"), "{file}");
+        if !status.is_success() {
+            assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string(), "{file}: {body}");
+        }
+    }
+    let (_, _, status) = invoke(&t.app, Endpoint::AnalyzeStatus, &event("apigw-analyze-status.json", &subs)).await;
+    assert_eq!(status["job_id"].as_str(), Some(job.as_str()));
+    let (_, _, history) = invoke(&t.app, Endpoint::UserHistory, &event("apigw-user-history.json", &subs)).await;
+    assert_eq!(history["items"][0]["job_id"].as_str(), Some(job.as_str()), "{history}");
+}
+
+/// Each stage's sample batch, in pipeline order on one job: the good message is answered with
+/// the stage's real output, the poison message is the only batch item failure.
+#[tokio::test]
+async fn stage_sample_events_run_every_stage_and_fail_only_the_poison_message() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let submit = |caption: &'static str| {
+        let body = serde_json::json!({"content_type": "text", "caption": caption, "user_id": ann.user.id});
+        let call = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body);
+        async move { call.send().await.body["job_id"].as_str().unwrap().to_string() }
+    };
+    let job = submit("Five mistakes everyone makes with sourdough (and the one fix)").await;
+    let failed_job = submit("A second caption that will be marked failed").await;
+    let stages = goviral_testkit::pipeline::Stages::new();
+    let ctx = domain::pipeline::StageContext {
+        store: t.app.store.clone(),
+        blobs: stages.blobs.clone(),
+        moderator: stages.moderator.clone(),
+        scorer: stages.scorer.clone(),
+        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false, false)),
+        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false },
+    };
+    let subs = [("REPLACE_WITH_FAILED_JOB_ID", failed_job.as_str()), ("REPLACE_WITH_JOB_ID", job.as_str())];
+    let batches = [
+        (Stage::Extraction, "sqs-stage-extraction.json"),
+        (Stage::Inference, "sqs-stage-inference.json"),
+        (Stage::Webhook, "sqs-stage-webhook.json"),
+        (Stage::Failure, "sqs-stage-failure.json"),
+    ];
+    for (stage, file) in batches {
+        let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&event(file, &subs)).expect("an SQS event");
+        let poison = sqs.records[1].message_id.clone().unwrap();
+        let callbacks = RecordingCallbacks::default();
+        let response = goviral_lambda::stage::handle_sqs_event(&ctx, &callbacks, stage, sqs).await;
+        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        assert_eq!(failed, [poison.as_str()], "{file}");
+        let answers = callbacks.answers.lock().unwrap();
+        assert_eq!(answers.len(), 1, "{file}");
+        assert_eq!(answers[0].0, format!("TOKEN-{}", stage.as_str().to_uppercase()));
+        let output = answers[0].1.clone().unwrap_or_else(|e| panic!("{file}: {e:?}"));
+        match stage {
+            Stage::Extraction => assert_eq!(output["features_key"], format!("features/{job}.json")),
+            Stage::Inference => assert!(output["score"].as_f64().is_some_and(|s| (0.0..=100.0).contains(&s)), "{output}"),
+            Stage::Webhook => assert_eq!(output["delivered"], 0, "no webhook subscribed: {output}"),
+            _ => assert_eq!(output["failed"], true),
+        }
+    }
+    let done = t.app.store.job(job.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(done.status, domain::model::JobStatus::Complete);
+    let failed = t.app.store.job(failed_job.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(failed.status, domain::model::JobStatus::Failed);
+    assert_eq!(failed.errors.unwrap()[0]["stage"], "inference");
+}
+
+/// The scheduled event drives the sweep Lambda's handler against Step Functions (moto): the
+/// queued job without an execution gets one; a second sweep starts nothing.
+#[tokio::test]
+async fn the_schedule_event_sweeps_queued_jobs_into_step_functions() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let body = serde_json::json!({"content_type": "text", "caption": "Left queued", "user_id": ann.user.id});
+    let job: uuid::Uuid =
+        t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.body["job_id"].as_str().unwrap().parse().unwrap();
+    let config = crate::aws::config().await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    // A stand-in machine that waits, so the execution is still there to be found.
+    let machine = sfn
+        .create_state_machine()
+        .name(crate::aws::unique("sweep"))
+        .definition(r#"{"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 30, "End": true}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/goviral-pipeline")
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_string();
+    let pipeline = goviral_aws::StepFunctionsPipeline::new(&config, &machine, t.app.store.clone());
+    let scheduled: goviral_lambda::ScheduledEvent =
+        serde_json::from_str(&event("schedule-pipeline-sweep.json", &[])).expect("a scheduled event");
+    assert_eq!(scheduled.detail_type, "Scheduled Event");
+
+    let report = goviral_lambda::sweep(t.app.store.as_ref(), &pipeline, scheduled.clone()).await.unwrap();
+    assert_eq!(report, serde_json::json!({"started": 1, "already_started": 0}));
+    assert!(pipeline.has_execution(job).await.unwrap());
+    let execution = sfn.describe_execution().execution_arn(pipeline.execution_arn(job)).send().await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(execution.input().unwrap()).unwrap(), serde_json::json!({"job_id": job}));
+    let report = goviral_lambda::sweep(t.app.store.as_ref(), &pipeline, scheduled).await.unwrap();
+    assert_eq!(report, serde_json::json!({"started": 0, "already_started": 1}));
 }

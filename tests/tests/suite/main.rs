@@ -10,5 +10,6 @@ mod lambda_events;
 mod openai;
 mod pipeline;
 mod scorer;
+mod secrets;
 mod state_machine;
 mod store_contract;
