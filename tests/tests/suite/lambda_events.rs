@@ -138,6 +138,18 @@ fn template_declares_every_function_and_route() {
     }
 }
 
+/// The context a stage Lambda builds, on the test app's store and the testkit's stage fakes.
+fn stage_context(t: &TestApp, stages: &goviral_testkit::pipeline::Stages) -> domain::pipeline::StageContext {
+    domain::pipeline::StageContext {
+        store: t.app.store.clone(),
+        blobs: stages.blobs.clone(),
+        moderator: stages.moderator.clone(),
+        scorer: stages.scorer.clone(),
+        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false, false)),
+        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false },
+    }
+}
+
 /// Step Functions as the stage Lambdas see it: records every answer; one token cannot be
 /// reported (Step Functions unreachable).
 #[derive(Default)]
@@ -172,14 +184,7 @@ async fn sqs_stage_batches_answer_step_functions_and_fail_only_what_was_not_repo
     let body = serde_json::json!({"content_type": "text", "caption": "A calm caption", "user_id": ann.user.id});
     let job = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string();
     let stages = goviral_testkit::pipeline::Stages::new();
-    let ctx = domain::pipeline::StageContext {
-        store: t.app.store.clone(),
-        blobs: stages.blobs.clone(),
-        moderator: stages.moderator.clone(),
-        scorer: stages.scorer.clone(),
-        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false, false)),
-        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false },
-    };
+    let ctx = stage_context(&t, &stages);
     let sqs: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_str(&event("sqs-stage-moderation.json", &[("REPLACE_WITH_JOB_ID", &job)])).expect("an SQS event");
     let callbacks = RecordingCallbacks::default();
@@ -257,14 +262,7 @@ async fn stage_sample_events_run_every_stage_and_fail_only_the_poison_message() 
     let job = submit("Five mistakes everyone makes with sourdough (and the one fix)").await;
     let failed_job = submit("A second caption that will be marked failed").await;
     let stages = goviral_testkit::pipeline::Stages::new();
-    let ctx = domain::pipeline::StageContext {
-        store: t.app.store.clone(),
-        blobs: stages.blobs.clone(),
-        moderator: stages.moderator.clone(),
-        scorer: stages.scorer.clone(),
-        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false, false)),
-        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false },
-    };
+    let ctx = stage_context(&t, &stages);
     let subs = [("REPLACE_WITH_FAILED_JOB_ID", failed_job.as_str()), ("REPLACE_WITH_JOB_ID", job.as_str())];
     let batches = [
         (Stage::Extraction, "sqs-stage-extraction.json"),

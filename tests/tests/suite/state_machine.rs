@@ -336,26 +336,13 @@ async fn the_state_machine_runs_the_stage_binaries_with_retry_catch_and_dlq() {
         notify_webhook: None,
     };
 
+    const GOOD_CAPTION: &str = "You won't believe what this dog did when the mail came. Watch till the end!";
     // A good caption (started by the API), and a video with no text at all (nothing to score:
     // a permanent error the state machine catches).
-    let (good, _) = app
-        .submit(
-            &principal,
-            input(Some("You won't believe what this dog did when the mail came. Watch till the end!"), None),
-            Some("idem-1"),
-        )
-        .await
-        .unwrap();
+    let (good, _) = app.submit(&principal, input(Some(GOOD_CAPTION), None), Some("idem-1")).await.unwrap();
     let (silent, _) = app.submit(&principal, input(None, Some("https://cdn.example.com/v/1.mp4")), None).await.unwrap();
     // The same Idempotency-Key and body replays the job; no second execution.
-    let (replay, _) = app
-        .submit(
-            &principal,
-            input(Some("You won't believe what this dog did when the mail came. Watch till the end!"), None),
-            Some("idem-1"),
-        )
-        .await
-        .unwrap();
+    let (replay, _) = app.submit(&principal, input(Some(GOOD_CAPTION), None), Some("idem-1")).await.unwrap();
     assert!(replay.replayed && replay.job_id == good.job_id);
     // Starting a job again (a retried hand-off) is harmless: one execution per job, named by its id.
     pipeline.start(good.job_id).await.unwrap();
