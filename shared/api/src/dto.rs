@@ -261,3 +261,68 @@ pub struct DeadLetter {
 pub struct DeadLetterList {
     pub items: Vec<DeadLetter>,
 }
+
+/// The upload request body is the domain's input type itself.
+pub use domain::uploads::UploadInput as UploadRequest;
+
+/// A request to make exactly as given: the method, the URL and every header.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedRequestDto {
+    pub method: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+}
+
+impl From<domain::ports::SignedRequest> for SignedRequestDto {
+    fn from(r: domain::ports::SignedRequest) -> Self {
+        SignedRequestDto { method: r.method, url: r.url, headers: r.headers, expires_at: r.expires_at }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadResponse {
+    pub upload_id: Uuid,
+    /// `pending` until the file has arrived, then `ready` (or `rejected`, with `rejection`).
+    pub status: UploadStatus,
+    /// True when a pending upload's URL no longer works: ask for a new upload.
+    pub expired: bool,
+    pub media_type: String,
+    pub size_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<String>,
+    /// How to send the file (in the creating response only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<SignedRequestDto>,
+    /// Where to fetch the file back, for a few minutes (ready uploads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download: Option<SignedRequestDto>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub received_at: Option<OffsetDateTime>,
+}
+
+impl UploadResponse {
+    pub fn new(u: &Upload, expired: bool) -> Self {
+        UploadResponse {
+            upload_id: u.id,
+            status: u.status,
+            expired,
+            media_type: u.media_type.clone(),
+            size_bytes: u.declared_bytes,
+            filename: u.filename.clone(),
+            rejection: u.rejection.clone(),
+            upload: None,
+            download: None,
+            created_at: u.created_at,
+            received_at: u.received_at,
+        }
+    }
+}

@@ -5,6 +5,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod local_blobs;
 pub mod openapi;
 pub mod request_id;
 
@@ -17,6 +18,7 @@ use domain::service::App;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use extract::ClientIp;
+pub use local_blobs::LocalBlobs;
 
 use crate::error::ApiError;
 use crate::handlers::*;
@@ -38,6 +40,7 @@ pub enum Endpoint {
     HooksCompletion,
     Webhooks,
     Keys,
+    Uploads,
     Health,
     OpenApi,
 }
@@ -54,6 +57,7 @@ impl Endpoint {
         Endpoint::HooksCompletion,
         Endpoint::Webhooks,
         Endpoint::Keys,
+        Endpoint::Uploads,
         Endpoint::Health,
         Endpoint::OpenApi,
     ];
@@ -71,6 +75,7 @@ impl Endpoint {
             Endpoint::HooksCompletion => "api-hooks-completion",
             Endpoint::Webhooks => "api-webhooks",
             Endpoint::Keys => "api-keys",
+            Endpoint::Uploads => "api-uploads",
             Endpoint::Health => "api-health",
             Endpoint::OpenApi => "api-openapi",
         }
@@ -98,6 +103,7 @@ impl Endpoint {
                 ("POST", "/api/v1/keys/{key_id}/rotate"),
                 ("DELETE", "/api/v1/keys/{key_id}"),
             ],
+            Endpoint::Uploads => &[("POST", "/api/v1/uploads"), ("GET", "/api/v1/uploads/{upload_id}")],
             Endpoint::Health => &[("GET", "/healthz")],
             Endpoint::OpenApi => &[("GET", "/api/v1/openapi.json")],
         }
@@ -120,6 +126,9 @@ impl Endpoint {
                 .route("/api/v1/keys", post(keys::create).get(keys::list))
                 .route("/api/v1/keys/{key_id}/rotate", post(keys::rotate))
                 .route("/api/v1/keys/{key_id}", delete(keys::revoke)),
+            Endpoint::Uploads => {
+                r.route("/api/v1/uploads", post(uploads::create)).route("/api/v1/uploads/{upload_id}", get(uploads::status))
+            }
             Endpoint::Health => r.route("/healthz", get(health::healthz)),
             Endpoint::OpenApi => r.route("/api/v1/openapi.json", get(openapi::serve)),
         }
@@ -130,6 +139,19 @@ impl Endpoint {
 /// wrong methods, oversized bodies and panics.
 pub fn router(app: Arc<App>, endpoints: &[Endpoint]) -> Router {
     let routes = endpoints.iter().fold(Router::new(), |r, e| e.mount(r));
+    with_middleware(routes, app)
+}
+
+/// Everything the embedded default serves: every endpoint, and signed blob URLs in place of S3.
+pub fn local_router(app: Arc<App>, blobs: LocalBlobs) -> Router {
+    let blob_routes = Router::new()
+        .route(&format!("{}{{*key}}", goviral_local::signed_urls::ROUTE_PREFIX), axum::routing::put(local_blobs::put).get(local_blobs::get))
+        .with_state(blobs);
+    let routes = Endpoint::ALL.iter().fold(Router::new(), |r, e| e.mount(r)).merge(blob_routes);
+    with_middleware(routes, app)
+}
+
+fn with_middleware(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
     routes
         .fallback(|uri: http::Uri| async move { ApiError::NoRoute(uri.path().to_string()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -24,6 +24,8 @@ pub struct Config {
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,
     pub bind: SocketAddr,
+    /// How clients reach the local server (signed blob URLs point here); default: the bound address.
+    pub public_url: Option<String>,
     /// Apply migrations at start-up (the local server does; Lambdas leave it to deploys).
     pub migrate: bool,
     pub settings: Settings,
@@ -99,6 +101,7 @@ impl Config {
             db_max_connections: parse(&lookup, "GOVIRAL_DB_MAX_CONNECTIONS", if mode == Mode::Lambda { 2 } else { 8 })?,
             db_acquire_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_DB_ACQUIRE_TIMEOUT_MS", 5_000u64)?),
             bind: parse(&lookup, "GOVIRAL_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            public_url: public_url(&lookup)?,
             migrate: parse(&lookup, "GOVIRAL_MIGRATE", mode == Mode::Embedded)?,
             settings: Settings {
                 auth: AuthConfig { jwt_secret: jwt_secret.unwrap_or_default(), token_ttl_secs, argon2_memory_kib, argon2_iterations },
@@ -112,6 +115,15 @@ impl Config {
             pipeline_retry_scale: parse(&lookup, "GOVIRAL_PIPELINE_RETRY_SCALE", 1.0f64)?,
             openai: openai(&lookup)?,
         })
+    }
+}
+
+fn public_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    match lookup("GOVIRAL_PUBLIC_URL") {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            Err(ConfigError(format!("GOVIRAL_PUBLIC_URL={url:?}: must be an http(s) URL")))
+        }
+        other => Ok(other.map(|u| u.trim_end_matches('/').to_string())),
     }
 }
 

@@ -13,6 +13,7 @@ use domain::pipeline::{StageContext, WebhookPolicy};
 use domain::ports::Store;
 use goviral_local::asl::StateMachine;
 use goviral_local::runner::{LocalPipeline, Runner};
+use goviral_local::signed_urls::LocalUrlSigner;
 use tokio::sync::Notify;
 
 /// JSON logs on Lambda (CloudWatch), human ones locally; `RUST_LOG` filters (default info).
@@ -53,6 +54,10 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
 pub struct Wired {
     pub app: Arc<App>,
     pub store: SqlStore,
+    /// The blob files under the data dir, shared by the stages and the signed-URL route.
+    pub blobs: Arc<dyn domain::pipeline::BlobStore>,
+    /// Signs the upload and download URLs the local server serves, when it serves them.
+    pub url_signer: Option<Arc<LocalUrlSigner>>,
     /// The in-process pipeline runner; `goviral serve` runs it.
     pub runner: Arc<Runner>,
 }
@@ -64,11 +69,20 @@ pub fn scorer(config: &Config) -> Arc<dyn domain::pipeline::Scorer> {
     Arc::new(goviral_llm::EnrichedScorer::new(config.openai.clone().map(goviral_llm::OpenAiRewriter::new)))
 }
 
-pub fn local_stage_context(config: &Config, store: Arc<dyn Store>, machine: &StateMachine) -> StageContext {
+pub fn local_blob_store(config: &Config) -> Arc<dyn domain::pipeline::BlobStore> {
+    Arc::new(goviral_local::blobs::FileBlobStore::new(config.data_dir.join("blobs")))
+}
+
+pub fn local_stage_context(
+    config: &Config,
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn domain::pipeline::BlobStore>,
+    machine: &StateMachine,
+) -> StageContext {
     let webhook_retries = machine.task_retry(domain::pipeline::Stage::Webhook).map_or(0, |r| r.max_attempts);
     StageContext {
         store,
-        blobs: Arc::new(goviral_local::blobs::FileBlobStore::new(config.data_dir.join("blobs"))),
+        blobs,
         moderator: Arc::new(goviral_local::moderation::LexiconModerator),
         scorer: scorer(config),
         webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(
@@ -92,16 +106,22 @@ pub async fn connect_store(config: &Config) -> Result<SqlStore, domain::Error> {
     Ok(store)
 }
 
-/// Connects the store and builds the App and the in-process pipeline on it.
-pub async fn wire(config: &Config) -> Result<Wired, domain::Error> {
+/// Connects the store and builds the App and the in-process pipeline on it. `public_url`: where
+/// clients reach the local server, when it serves signed blob URLs (`goviral serve`).
+pub async fn wire(config: &Config, public_url: Option<&str>) -> Result<Wired, domain::Error> {
     let store = connect_store(config).await?;
     let shared: Arc<SqlStore> = Arc::new(store.clone());
     let wake = Arc::new(Notify::new());
     let pipeline = Arc::new(LocalPipeline::new(wake.clone(), shared.clone()));
-    let app = Arc::new(App::new(shared.clone(), shared.clone(), pipeline, config.settings.clone()));
+    let mut app = App::new(shared.clone(), shared.clone(), pipeline, config.settings.clone());
+    let url_signer = public_url.map(|url| Arc::new(LocalUrlSigner::new(url, &config.settings.auth.jwt_secret)));
+    if let Some(signer) = &url_signer {
+        app = app.with_url_signer(signer.clone());
+    }
+    let blobs = local_blob_store(config);
     let machine = Arc::new(StateMachine::pipeline());
-    let ctx = Arc::new(local_stage_context(config, shared.clone(), &machine));
+    let ctx = Arc::new(local_stage_context(config, shared.clone(), blobs.clone(), &machine));
     let runner =
         Arc::new(Runner::new(machine, ctx, shared, wake, config.pipeline_concurrency).with_retry_delay_scale(config.pipeline_retry_scale));
-    Ok(Wired { app, store, runner })
+    Ok(Wired { app: Arc::new(app), store, blobs, url_signer, runner })
 }

@@ -1,13 +1,20 @@
-//! Blobs in S3: the claim-check documents stages pass by key.
+//! Blobs in S3: the claim-check documents stages pass by key, and presigned URLs that let
+//! clients put and fetch uploads without the bytes passing through a function.
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use domain::Result;
 use domain::pipeline::BlobStore;
+use domain::ports::{SignedRequest, UrlSigner};
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 
 use crate::unavailable;
 
 /// Blobs in S3.
+#[derive(Clone)]
 pub struct S3BlobStore {
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -45,5 +52,51 @@ impl BlobStore for S3BlobStore {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(unavailable("s3 get", aws_sdk_s3::error::DisplayErrorContext(e))),
         }
+    }
+}
+
+/// Presigned S3 requests (SigV4 in the query string). A URL signed with a Lambda's temporary
+/// credentials stops working when they expire, whichever comes first.
+#[async_trait]
+impl UrlSigner for S3BlobStore {
+    async fn sign_put(&self, key: &str, media_type: &str, bytes: u64, expires_in: Duration) -> Result<SignedRequest> {
+        let length = i64::try_from(bytes).map_err(|_| domain::Error::validation("size_bytes", "too large"))?;
+        // Content type and length are signed: S3 refuses a PUT that differs from the declaration.
+        let presigned = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(media_type)
+            .content_length(length)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(|e| unavailable("s3 presign", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(signed(&presigned, expires_in))
+    }
+
+    async fn sign_get(&self, key: &str, expires_in: Duration) -> Result<SignedRequest> {
+        let presigned = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(presigning(expires_in)?)
+            .await
+            .map_err(|e| unavailable("s3 presign", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(signed(&presigned, expires_in))
+    }
+}
+
+fn presigning(expires_in: Duration) -> Result<PresigningConfig> {
+    PresigningConfig::expires_in(expires_in).map_err(|e| domain::Error::Internal(format!("presigning config: {e}")))
+}
+
+fn signed(p: &PresignedRequest, expires_in: Duration) -> SignedRequest {
+    SignedRequest {
+        method: p.method().to_string(),
+        url: p.uri().to_string(),
+        headers: p.headers().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect(),
+        expires_at: domain::model::now() + expires_in,
     }
 }

@@ -62,3 +62,12 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The fields a validation error names, in order (tests of the validators).
+#[cfg(test)]
+pub(crate) fn validation_fields(r: Result<()>) -> Vec<String> {
+    match r {
+        Err(Error::Validation(errs)) => errs.into_iter().map(|e| e.field).collect(),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}

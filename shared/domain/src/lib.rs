@@ -8,5 +8,6 @@ pub mod model;
 pub mod pipeline;
 pub mod ports;
 pub mod service;
+pub mod uploads;
 
 pub use error::{Error, FieldError, Result};

@@ -212,6 +212,32 @@ pub struct ModelRun {
     pub created_at: OffsetDateTime,
 }
 
+string_enum!(UploadStatus { Pending => "pending", Ready => "ready", Rejected => "rejected" });
+
+/// A file a client puts straight into the blob store with a signed URL, then names in a
+/// submission by `upload_id`. Pending until the store reports the object arrived (S3's
+/// ObjectCreated event on AWS; the local upload route on the embedded default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The MIME type the client declared and the signed URL enforces.
+    pub media_type: String,
+    /// The exact size the client declared and the signed URL enforces.
+    pub declared_bytes: u64,
+    pub filename: Option<String>,
+    pub storage_key: String,
+    pub status: UploadStatus,
+    /// What arrived, once it has.
+    pub received_bytes: Option<u64>,
+    /// Why a received object was refused.
+    pub rejection: Option<String>,
+    pub created_at: OffsetDateTime,
+    /// After this the upload URL no longer works.
+    pub url_expires_at: OffsetDateTime,
+    pub received_at: Option<OffsetDateTime>,
+}
+
 string_enum!(DeliveryStatus { Pending => "pending", Delivered => "delivered", Dead => "dead" });
 
 /// One webhook delivery: a job's event to one target URL, with its attempts.

@@ -294,9 +294,25 @@ async fn load(ctx: &StageContext, job_id: Uuid) -> StageResult<(Job, Submission)
     Ok((job, submission))
 }
 
-/// The text the stages work on: caption now; transcripts join it with the media work.
-fn content_text(s: &Submission) -> String {
-    s.caption.clone().unwrap_or_default()
+/// The text the stages work on: the caption, then an uploaded text file's body.
+/// (Transcripts of videos join it with the media work.)
+async fn content_text(ctx: &StageContext, s: &Submission) -> StageResult<String> {
+    let mut text = s.caption.clone().unwrap_or_default();
+    let Some(upload_id) = s.upload_id else { return Ok(text) };
+    let upload = ctx.store.upload(upload_id).await?.ok_or_else(|| StageError::Permanent(format!("upload {upload_id} is missing")))?;
+    if crate::uploads::is_text(&upload.media_type) {
+        let bytes = ctx
+            .blobs
+            .get(&upload.storage_key)
+            .await?
+            .ok_or_else(|| StageError::Retryable(format!("uploaded text {} is not readable", upload.storage_key)))?;
+        let body = String::from_utf8(bytes).map_err(|_| StageError::Permanent("uploaded text is not UTF-8".into()))?;
+        if !text.trim().is_empty() {
+            text.push_str("\n\n");
+        }
+        text.push_str(body.trim());
+    }
+    Ok(text)
 }
 
 pub async fn moderate(ctx: &StageContext, state: &PipelineState) -> StageResult<ModerationResult> {
@@ -308,7 +324,7 @@ pub async fn moderate(ctx: &StageContext, state: &PipelineState) -> StageResult<
         }
         _ => {}
     }
-    let text = content_text(&submission);
+    let text = content_text(ctx, &submission).await?;
     // Fail closed: an unavailable moderator is an error (retried, then caught), never a pass.
     let verdict = ctx.moderator.moderate(&text).await.map_err(|e| match e {
         Error::Unavailable(m) => StageError::Retryable(format!("moderation unavailable: {m}")),
@@ -329,12 +345,13 @@ pub fn features_key(job_id: Uuid) -> String {
 
 pub async fn extract(ctx: &StageContext, state: &PipelineState) -> StageResult<ExtractionResult> {
     let (_, submission) = load(ctx, state.job_id).await?;
+    let text = content_text(ctx, &submission).await?;
     let document = json!({
         "job_id": state.job_id,
         "content_type": submission.content_type,
         "platform": submission.platform_hint,
-        "text": content_text(&submission),
-        "features": features::extract(&content_text(&submission), submission.platform_hint),
+        "features": features::extract(&text, submission.platform_hint),
+        "text": text,
     });
     let key = features_key(state.job_id);
     // Same key on every run: a redelivery overwrites with identical bytes.
@@ -356,7 +373,9 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
     let doc: Value = serde_json::from_slice(&bytes).map_err(|e| StageError::Permanent(format!("features blob unreadable: {e}")))?;
     let features: TextFeatures =
         serde_json::from_value(doc["features"].clone()).map_err(|e| StageError::Permanent(format!("features unreadable: {e}")))?;
-    let text = content_text(&submission);
+    // The text as extraction saw it: one read of the upload per job, and the scorer sees
+    // exactly what the features describe.
+    let text = doc["text"].as_str().unwrap_or_default().to_string();
     if text.trim().is_empty() {
         // A score of nothing would look real and mean nothing.
         return Err(StageError::Permanent(

@@ -66,6 +66,20 @@ pub trait Store: Send + Sync {
     /// Oldest first: queued jobs waiting for the pipeline (served by a partial index).
     async fn queued_jobs(&self, limit: u32) -> Result<Vec<Uuid>>;
 
+    // uploads
+    async fn create_upload(&self, upload: &Upload) -> Result<()>;
+    async fn upload(&self, id: Uuid) -> Result<Option<Upload>>;
+    /// Ends a pending upload as ready or rejected, with what arrived; false (and nothing
+    /// written) when it is not pending, so a redelivered event changes nothing.
+    async fn finish_upload(
+        &self,
+        id: Uuid,
+        status: UploadStatus,
+        received_bytes: u64,
+        rejection: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<bool>;
+
     // webhooks
     /// `Conflict` when the user already subscribed this URL.
     async fn create_webhook(&self, sub: &WebhookSubscription) -> Result<()>;
@@ -118,6 +132,25 @@ pub trait Counters: Send + Sync {
     async fn release_idempotency(&self, user_id: Uuid, key: &str) -> Result<()>;
     /// Deletes what has expired; returns how many. (DynamoDB's TTL does this by itself.)
     async fn purge_expired(&self, now_us: i64) -> Result<u64>;
+}
+
+/// A request a client makes straight to the blob store, signed so the store accepts it
+/// without our credentials: the method, URL and headers must be sent exactly as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Signs upload and download URLs for blobs (S3 presigning on AWS; HMAC-signed URLs served
+/// by the local server on the embedded default).
+#[async_trait]
+pub trait UrlSigner: Send + Sync {
+    /// A PUT of exactly `bytes` bytes of `media_type` to `key`.
+    async fn sign_put(&self, key: &str, media_type: &str, bytes: u64, expires_in: std::time::Duration) -> Result<SignedRequest>;
+    async fn sign_get(&self, key: &str, expires_in: std::time::Duration) -> Result<SignedRequest>;
 }
 
 /// Hands a freshly queued job to the analysis pipeline.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::auth::{self, AuthConfig};
 use crate::error::{Error, FieldError, Result};
 use crate::model::*;
-use crate::ports::{Counters, IdempotencyRecord, Pipeline, Reservation, Store};
+use crate::ports::{Counters, IdempotencyRecord, Pipeline, Reservation, Store, UrlSigner};
 
 pub const CAPTION_MAX_CHARS: usize = 10_000;
 pub const URL_MAX_CHARS: usize = 2_048;
@@ -79,7 +79,7 @@ impl Principal {
 
     /// Users see only their own things; admins see everything. Anything else is "not found",
     /// so ids of other users' things cannot be probed.
-    fn may_see(&self, owner: Uuid) -> bool {
+    pub(crate) fn may_see(&self, owner: Uuid) -> bool {
         self.user.id == owner || self.user.is_admin()
     }
 }
@@ -174,6 +174,8 @@ pub struct App {
     pub counters: Arc<dyn Counters>,
     pub pipeline: Arc<dyn Pipeline>,
     pub settings: Settings,
+    /// Signs upload and download URLs; only the functions that issue them have one.
+    pub(crate) url_signer: Option<Arc<dyn UrlSigner>>,
     /// sha256(api key) → (key id, valid until µs): skips Argon2 on every request. The key row
     /// is still read each time, so revocation takes effect at once.
     verified_keys: Mutex<HashMap<String, (Uuid, i64)>>,
@@ -183,7 +185,12 @@ pub struct App {
 impl App {
     pub fn new(store: Arc<dyn Store>, counters: Arc<dyn Counters>, pipeline: Arc<dyn Pipeline>, settings: Settings) -> Self {
         let decoy_hash = settings.auth.decoy_hash();
-        App { store, counters, pipeline, settings, verified_keys: Mutex::new(HashMap::new()), decoy_hash }
+        App { store, counters, pipeline, settings, url_signer: None, verified_keys: Mutex::new(HashMap::new()), decoy_hash }
+    }
+
+    pub fn with_url_signer(mut self, signer: Arc<dyn UrlSigner>) -> Self {
+        self.url_signer = Some(signer);
+        self
     }
 
     async fn audit(&self, actor: String, action: &str, payload: serde_json::Value, origin: &Origin) -> Result<()> {
@@ -434,6 +441,10 @@ impl App {
         if !owner.is_active {
             return Err(Error::Forbidden("the account is inactive".into()));
         }
+        let storage_key = match input.upload_id {
+            Some(id) => Some(self.upload_for_submission(owner.id, id, input.content_type).await?.storage_key),
+            None => None,
+        };
         let rate = self.take_rate_limit(principal).await?;
         let at = now();
         let submission = Submission {
@@ -442,7 +453,7 @@ impl App {
             content_type: input.content_type,
             source_url: input.source_url,
             upload_id: input.upload_id,
-            storage_key: None,
+            storage_key,
             caption: input.caption,
             platform_hint: input.platform_hint,
             notify_webhook: input.notify_webhook,
@@ -776,12 +787,7 @@ mod tests {
         assert_eq!(fields(validate_analyze(&t, true)), ["notify_webhook"]);
     }
 
-    fn fields(r: Result<()>) -> Vec<String> {
-        match r {
-            Err(Error::Validation(errs)) => errs.into_iter().map(|e| e.field).collect(),
-            other => panic!("expected validation error, got {other:?}"),
-        }
-    }
+    use crate::error::validation_fields as fields;
 
     #[test]
     fn text_needs_caption() {

@@ -141,12 +141,12 @@ async fn main() {
         }
         Command::Migrate => {
             config.migrate = true;
-            goviral_app::wire(&config).await.unwrap_or_else(|e| fail(e));
+            goviral_app::wire(&config, None).await.unwrap_or_else(|e| fail(e));
             println!("{}", serde_json::json!({"migrated": true}));
         }
         Command::Users { command } => {
             config.migrate = true;
-            let wired = goviral_app::wire(&config).await.unwrap_or_else(|e| fail(e));
+            let wired = goviral_app::wire(&config, None).await.unwrap_or_else(|e| fail(e));
             let app = wired.app;
             match command {
                 UsersCommand::Create { email, role, plan } => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use domain::ports::Counters;
-use goviral_api::{ClientIp, Endpoint};
+use goviral_api::ClientIp;
 use goviral_app::Config;
 
 async fn client_ip(mut request: Request, next: Next) -> axum::response::Response {
@@ -18,10 +18,16 @@ async fn client_ip(mut request: Request, next: Next) -> axum::response::Response
 }
 
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let wired = goviral_app::wire(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let local = listener.local_addr()?;
-    let router = goviral_api::router(wired.app.clone(), Endpoint::ALL).layer(axum::middleware::from_fn(client_ip));
+    let public_url = config.public_url.clone().unwrap_or_else(|| default_public_url(local));
+    let wired = goviral_app::wire(&config, Some(&public_url)).await?;
+    let blobs = goviral_api::LocalBlobs {
+        signer: wired.url_signer.clone().expect("wired with a public URL"),
+        blobs: wired.blobs.clone(),
+        store: wired.app.store.clone(),
+    };
+    let router = goviral_api::local_router(wired.app.clone(), blobs).layer(axum::middleware::from_fn(client_ip));
 
     let store = wired.store.clone();
     let purge = tokio::spawn(async move {
@@ -48,6 +54,13 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     wired.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where clients reach this server when `GOVIRAL_PUBLIC_URL` does not say: the bound address,
+/// with loopback standing in for "every interface".
+fn default_public_url(local: SocketAddr) -> String {
+    let ip = if local.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { local.ip() };
+    format!("http://{}", SocketAddr::new(ip, local.port()))
 }
 
 /// Drops the password from a database URL before it is printed.

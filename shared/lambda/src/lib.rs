@@ -1,6 +1,7 @@
 //! What every Lambda's `main` calls: build the adapters once per container (wiring), then
 //! serve one kind of event: an API endpoint's routes through lambda_http (API Gateway HTTP
-//! API, payload v2), a stage's SQS batches, or the scheduled queued-job sweep.
+//! API, payload v2), a stage's SQS batches, the scheduled queued-job sweep, or S3's reports
+//! of uploaded objects.
 
 pub mod stage;
 pub mod wiring;
@@ -37,7 +38,13 @@ pub fn endpoint_router(app: Arc<App>, endpoint: Endpoint) -> axum::Router {
 
 pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
     let container = Container::init(Role::Api).await?;
-    let app = container.app()?;
+    let mut app = container.app()?;
+    if endpoint == Endpoint::Uploads {
+        // Only the uploads function signs S3 URLs (its role may put and get uploads).
+        let signer: Arc<dyn domain::ports::UrlSigner> = container.blobs()?;
+        app = app.with_url_signer(signer);
+    }
+    let app = Arc::new(app);
     tracing::info!(function = endpoint.function_name(), "initialised");
     lambda_http::run(endpoint_router(app, endpoint)).await
 }
@@ -105,4 +112,62 @@ pub async fn sweep(
     }
     .instrument(span)
     .await
+}
+
+/// S3 ObjectCreated events for the upload prefix: marks each upload ready or rejected.
+pub async fn run_upload_intake() -> Result<(), InitError> {
+    let container = Arc::new(Container::init(Role::Worker).await?);
+    let blobs = container.blobs()?;
+    tracing::info!("initialised");
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<S3Event>| {
+        let (container, blobs) = (container.clone(), blobs.clone());
+        async move { Ok::<_, lambda_runtime::Error>(intake(container.store.as_ref(), blobs.as_ref(), event.payload).await?) }
+    }))
+    .await
+}
+
+pub type S3Event = aws_lambda_events::event::s3::S3Event;
+
+/// One S3 event: every record is taken in; answers with what each became. An error (the
+/// store or S3 unavailable) fails the invocation so Lambda retries the event, then hands it
+/// to the intake's failure queue; records already taken in are skipped on the retry.
+pub async fn intake(
+    store: &dyn domain::ports::Store,
+    blobs: &dyn domain::pipeline::BlobStore,
+    event: S3Event,
+) -> domain::Result<serde_json::Value> {
+    use domain::uploads::Intake;
+    let mut outcomes = Vec::new();
+    let mut failed = None;
+    for record in event.records {
+        let Some(raw_key) = record.s3.object.key.as_deref() else { continue };
+        // Keys in S3 events are URL-encoded (a space arrives as `+`).
+        let key = s3_event_key(raw_key);
+        let size = record.s3.object.size.unwrap_or(0).max(0) as u64;
+        let span = tracing::info_span!("intake", key = %key, size);
+        match domain::uploads::receive(store, blobs, &key, size).instrument(span.clone()).await {
+            Ok(outcome) => {
+                let _enter = span.enter();
+                match &outcome {
+                    Intake::Ready(id) => tracing::info!(upload_id = %id, "upload ready"),
+                    Intake::Rejected { upload_id, reason } => tracing::warn!(upload_id = %upload_id, reason, "upload rejected"),
+                    Intake::Unknown => tracing::warn!("object is not a pending upload; ignored"),
+                    Intake::AlreadyFinished(id) => tracing::info!(upload_id = %id, "upload already taken in"),
+                }
+                outcomes.push(serde_json::json!({ "key": key, "outcome": format!("{outcome:?}") }));
+            }
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, "upload intake failed; the event will be retried"));
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(serde_json::json!({ "records": outcomes })),
+    }
+}
+
+fn s3_event_key(raw: &str) -> String {
+    form_urlencoded::parse(format!("k={raw}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }

@@ -73,7 +73,7 @@ impl Container {
     }
 
     /// The domain App of the API functions.
-    pub fn app(&self) -> Result<Arc<domain::service::App>, InitError> {
-        Ok(Arc::new(domain::service::App::new(self.store.clone(), self.counters()?, self.pipeline()?, self.config.settings.clone())))
+    pub fn app(&self) -> Result<domain::service::App, InitError> {
+        Ok(domain::service::App::new(self.store.clone(), self.counters()?, self.pipeline()?, self.config.settings.clone()))
     }
 }

@@ -23,6 +23,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0002_pipeline.sql"),
         sqlite: include_str!("../migrations/sqlite/0002_pipeline.sql"),
     },
+    Migration {
+        version: 3,
+        name: "uploads",
+        postgres: include_str!("../migrations/postgres/0003_uploads.sql"),
+        sqlite: include_str!("../migrations/sqlite/0003_uploads.sql"),
+    },
 ];
 
 const LEDGER: &str =

@@ -349,3 +349,43 @@ impl TryFrom<RunRow> for domain::ports::PipelineRun {
         })
     }
 }
+
+pub(crate) const UPLOAD_COLS: &str = "id::text AS id, user_id::text AS user_id, media_type, declared_bytes, filename, storage_key, status, \
+     received_bytes, rejection, gv_us(created_at) AS created_at, gv_us(url_expires_at) AS url_expires_at, gv_us(received_at) AS received_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UploadRow {
+    id: String,
+    user_id: String,
+    media_type: String,
+    declared_bytes: i64,
+    filename: Option<String>,
+    storage_key: String,
+    status: String,
+    received_bytes: Option<i64>,
+    rejection: Option<String>,
+    created_at: i64,
+    url_expires_at: i64,
+    received_at: Option<i64>,
+}
+
+impl TryFrom<UploadRow> for Upload {
+    type Error = Error;
+    fn try_from(r: UploadRow) -> Result<Upload> {
+        let bytes = |n: i64| u64::try_from(n).map_err(|e| corrupt("upload", e));
+        Ok(Upload {
+            id: uuid(&r.id)?,
+            user_id: uuid(&r.user_id)?,
+            media_type: r.media_type,
+            declared_bytes: bytes(r.declared_bytes)?,
+            filename: r.filename,
+            storage_key: r.storage_key,
+            status: parse(&r.status)?,
+            received_bytes: r.received_bytes.map(bytes).transpose()?,
+            rejection: r.rejection,
+            created_at: time(r.created_at),
+            url_expires_at: time(r.url_expires_at),
+            received_at: opt_time(r.received_at),
+        })
+    }
+}

@@ -435,6 +435,62 @@ impl Store for SqlStore {
         ids.iter().map(|s| uuid(s)).collect()
     }
 
+    async fn create_upload(&self, u: &Upload) -> Result<()> {
+        let q = "INSERT INTO uploads (id, user_id, media_type, declared_bytes, filename, storage_key, status, created_at, url_expires_at) \
+                 VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7, gv_ts($8), gv_ts($9))";
+        let declared = i64::try_from(u.declared_bytes).map_err(|_| Error::validation("size_bytes", "too large"))?;
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(u.id.to_string())
+                .bind(u.user_id.to_string())
+                .bind(&u.media_type)
+                .bind(declared)
+                .bind(&u.filename)
+                .bind(&u.storage_key)
+                .bind(u.status.as_str())
+                .bind(us(u.created_at))
+                .bind(us(u.url_expires_at))
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn upload(&self, id: Uuid) -> Result<Option<Upload>> {
+        let q = format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = $1::uuid");
+        let row: Option<UploadRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q)).bind(id.to_string()).fetch_optional(pool).await.map_err(db_error)?
+        });
+        row.map(Upload::try_from).transpose()
+    }
+
+    async fn finish_upload(
+        &self,
+        id: Uuid,
+        status: UploadStatus,
+        received_bytes: u64,
+        rejection: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let q = "UPDATE uploads SET status = $2, received_bytes = $3, rejection = $4, received_at = gv_ts($5) \
+                 WHERE id = $1::uuid AND status = 'pending'";
+        let received = i64::try_from(received_bytes).unwrap_or(i64::MAX);
+        let done = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(id.to_string())
+                .bind(status.as_str())
+                .bind(received)
+                .bind(rejection)
+                .bind(us(now))
+                .execute(pool)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     async fn create_webhook(&self, w: &WebhookSubscription) -> Result<()> {
         let q = "INSERT INTO webhook_subscriptions (id, user_id, target_url, secret, events, active, created_at, updated_at) \
                  VALUES ($1::uuid, $2::uuid, $3, $4, gv_list($5), $6, gv_ts($7), gv_ts($7))";

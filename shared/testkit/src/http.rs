@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use domain::auth::AuthConfig;
 use domain::service::{App, NewUserCredentials, RateLimits, Settings};
-use goviral_api::Endpoint;
+use goviral_local::signed_urls::LocalUrlSigner;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -38,6 +38,9 @@ pub struct TestApp {
     pub db: TestDb,
     /// Wakes a pipeline runner started with `start_pipeline`.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The blob files the signed-URL route writes (and `Stages::sharing_blobs` reads).
+    pub blobs: Arc<crate::pipeline::ScriptedBlobs>,
+    _blob_dir: tempfile::TempDir,
     client: Client<HttpConnector, Full<Bytes>>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -141,15 +144,20 @@ impl TestApp {
         // No runner unless a test starts one: jobs stay queued, so API tests see what they submitted.
         let wake = Arc::new(tokio::sync::Notify::new());
         let pipeline = Arc::new(goviral_local::runner::LocalPipeline::new(wake.clone(), store.clone()));
-        let app = Arc::new(App::new(store.clone(), store, pipeline, test_settings(rate_limits)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("addr");
-        let router = goviral_api::router(app.clone(), Endpoint::ALL);
+        let settings = test_settings(rate_limits);
+        let signer = Arc::new(LocalUrlSigner::new(format!("http://{addr}"), &settings.auth.jwt_secret));
+        let app = Arc::new(App::new(store.clone(), store.clone(), pipeline, settings).with_url_signer(signer.clone()));
+        let blob_dir = tempfile::tempdir().expect("temp dir");
+        let blobs = crate::pipeline::Scripted::new(goviral_local::blobs::FileBlobStore::new(blob_dir.path()));
+        let local_blobs = goviral_api::LocalBlobs { signer, blobs: blobs.clone(), store };
+        let router = goviral_api::local_router(app.clone(), local_blobs);
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("server");
         });
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestApp { addr, app, db, wake, client, server }
+        TestApp { addr, app, db, wake, blobs, _blob_dir: blob_dir, client, server }
     }
 
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {

@@ -157,6 +157,11 @@ impl Stages {
 }
 
 impl Stages {
+    /// The stages reading the blobs the app's signed-URL route wrote (uploads).
+    pub fn sharing_blobs(app: &crate::TestApp) -> Stages {
+        Stages { blobs: app.blobs.clone(), ..Stages::new() }
+    }
+
     /// The stages with the OpenAI path on, talking to `settings.base_url`.
     pub fn with_openai(settings: goviral_llm::OpenAiSettings) -> Stages {
         Stages {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use domain::model::Plan;
+use domain::pipeline::BlobStore;
 use domain::pipeline::Stage;
 use goviral_api::Endpoint;
 use goviral_testkit::{Backend, TestApp};
@@ -98,6 +99,7 @@ fn template_declares_every_function_and_route() {
             ("api", rest) => format!("apigw-{rest}"),
             ("stage", _) => format!("sqs-{package}"),
             ("cron", rest) => format!("schedule-{rest}"),
+            ("upload", "intake") => "s3-upload-intake".to_string(),
             _ => panic!("{package}: unknown kind of function"),
         };
         assert!(
@@ -233,6 +235,7 @@ async fn every_api_function_answers_its_sample_event() {
         (Endpoint::HooksCompletion, "apigw-hooks-completion-unsigned.json", StatusCode::UNAUTHORIZED),
         (Endpoint::Webhooks, "apigw-webhooks-create.json", StatusCode::CREATED),
         (Endpoint::Keys, "apigw-keys-list.json", StatusCode::OK),
+        (Endpoint::Uploads, "apigw-uploads-create.json", StatusCode::CREATED),
     ];
     for (endpoint, file, expected) in cases {
         let (status, headers, body) = invoke(&t.app, endpoint, &event(file, &subs)).await;
@@ -329,4 +332,74 @@ async fn the_schedule_event_sweeps_queued_jobs_into_step_functions() {
     assert_eq!(serde_json::from_str::<Value>(execution.input().unwrap()).unwrap(), serde_json::json!({"job_id": job}));
     let report = goviral_lambda::sweep(t.app.store.as_ref(), &pipeline, scheduled).await.unwrap();
     assert_eq!(report, serde_json::json!({"started": 0, "already_started": 1}));
+}
+
+/// The text the intake sample event reports (its first record's size is this many bytes).
+const UPLOADED_SCRIPT: &str =
+    "Stop scrolling: the three edits that doubled our watch time.\nWhich one will you try first? Tell me below.\n";
+
+/// S3's ObjectCreated event drives the intake Lambda's handler against S3 (moto): the upload
+/// that arrived whole becomes ready, the one that arrived short is rejected, a key that is no
+/// upload is ignored, and a redelivered event changes nothing.
+#[tokio::test]
+async fn the_s3_event_takes_uploads_in() {
+    use domain::model::UploadStatus;
+    let t = TestApp::spawn(Backend::Postgres).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let config = crate::aws::config().await;
+    let bucket = crate::aws::unique("goviral-intake");
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let blobs = goviral_aws::S3BlobStore::new(&config, &bucket, true);
+    // The uploads are made the way the uploads Lambda makes them: signed by S3 itself.
+    let app = domain::service::App::new(
+        t.app.store.clone(),
+        t.app.counters.clone(),
+        t.app.pipeline.clone(),
+        goviral_testkit::test_settings(Default::default()),
+    )
+    .with_url_signer(std::sync::Arc::new(blobs.clone()));
+    let principal = app.authenticate_api_key(&ann.api_key).await.unwrap();
+    let text = domain::uploads::UploadInput { media_type: "text/plain".into(), size_bytes: UPLOADED_SCRIPT.len() as u64, filename: None };
+    let script = app.create_upload(&principal, text).await.unwrap();
+    let short = domain::uploads::UploadInput { media_type: "video/mp4".into(), size_bytes: 4096, filename: Some("cut.mp4".into()) };
+    let short = app.create_upload(&principal, short).await.unwrap();
+    blobs.put(&script.upload.storage_key, UPLOADED_SCRIPT.as_bytes().to_vec(), "text/plain").await.unwrap();
+
+    let (user_id, script_id, short_id) = (ann.user.id.to_string(), script.upload.id.to_string(), short.upload.id.to_string());
+    let subs = [
+        ("REPLACE_WITH_USER_ID", user_id.as_str()),
+        ("REPLACE_WITH_UPLOAD_ID", script_id.as_str()),
+        ("REPLACE_WITH_SHORT_UPLOAD_ID", short_id.as_str()),
+    ];
+    let s3_event: goviral_lambda::S3Event = serde_json::from_str(&event("s3-upload-intake.json", &subs)).expect("an S3 event");
+    assert_eq!(s3_event.records[0].s3.object.size, Some(UPLOADED_SCRIPT.len() as i64));
+
+    let report = goviral_lambda::intake(t.app.store.as_ref(), &blobs, s3_event.clone()).await.unwrap();
+    let outcomes: Vec<&str> = report["records"].as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert!(outcomes[0].starts_with("Ready") && outcomes[1].starts_with("Rejected") && outcomes[2] == "Unknown", "{report}");
+    assert_eq!(report["records"][2]["key"], "uploads/someone's notes.txt", "keys are URL-decoded");
+    let ready = t.app.store.upload(script.upload.id).await.unwrap().unwrap();
+    assert_eq!((ready.status, ready.received_bytes), (UploadStatus::Ready, Some(UPLOADED_SCRIPT.len() as u64)));
+    let rejected = t.app.store.upload(short.upload.id).await.unwrap().unwrap();
+    assert_eq!(rejected.status, UploadStatus::Rejected);
+    assert_eq!(rejected.rejection.as_deref(), Some("12 bytes arrived, 4096 were declared"));
+
+    let again = goviral_lambda::intake(t.app.store.as_ref(), &blobs, s3_event.clone()).await.unwrap();
+    assert!(again["records"][0]["outcome"].as_str().unwrap().starts_with("AlreadyFinished"), "{again}");
+    assert_eq!(t.app.store.upload(script.upload.id).await.unwrap().unwrap(), ready);
+
+    // S3 unreachable while a text upload is checked: the invocation fails, to be retried.
+    let third = domain::uploads::UploadInput { media_type: "text/plain".into(), size_bytes: UPLOADED_SCRIPT.len() as u64, filename: None };
+    let third = app.create_upload(&principal, third).await.unwrap();
+    let third_id = third.upload.id.to_string();
+    let subs = [
+        ("REPLACE_WITH_USER_ID", user_id.as_str()),
+        ("REPLACE_WITH_UPLOAD_ID", third_id.as_str()),
+        ("REPLACE_WITH_SHORT_UPLOAD_ID", short_id.as_str()),
+    ];
+    let retry: goviral_lambda::S3Event = serde_json::from_str(&event("s3-upload-intake.json", &subs)).unwrap();
+    let gone = goviral_aws::S3BlobStore::new(&config, "goviral-no-such-bucket", true);
+    assert!(matches!(goviral_lambda::intake(t.app.store.as_ref(), &gone, retry).await, Err(domain::Error::Unavailable(_))));
+    assert_eq!(t.app.store.upload(third.upload.id).await.unwrap().unwrap().status, UploadStatus::Pending);
 }

@@ -13,3 +13,4 @@ mod scorer;
 mod secrets;
 mod state_machine;
 mod store_contract;
+mod uploads;

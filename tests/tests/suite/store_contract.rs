@@ -31,6 +31,7 @@ contract!(
     history_pages_newest_first_and_stable_under_inserts,
     admin_filters_and_totals,
     webhooks_unique_per_user_and_url,
+    uploads_end_once,
     audit_and_model_runs_append,
     ping_answers,
 );
@@ -325,6 +326,50 @@ async fn webhooks_unique_per_user_and_url(backend: Backend) {
     assert!(!s.delete_webhook(Uuid::now_v7(), hook.id).await.unwrap());
     assert!(s.delete_webhook(u.id, hook.id).await.unwrap());
     assert_eq!(s.webhook(hook.id).await.unwrap(), None);
+}
+
+async fn uploads_end_once(backend: Backend) {
+    let (db, u) = seeded(backend).await;
+    let s = &db.store;
+    let id = Uuid::now_v7();
+    let created = now();
+    let upload = Upload {
+        id,
+        user_id: u.id,
+        media_type: "video/mp4".into(),
+        declared_bytes: 600 * 1024 * 1024,
+        filename: Some("clip.mp4".into()),
+        storage_key: domain::uploads::storage_key(u.id, id),
+        status: UploadStatus::Pending,
+        received_bytes: None,
+        rejection: None,
+        created_at: created,
+        url_expires_at: created + time::Duration::hours(1),
+        received_at: None,
+    };
+    s.create_upload(&upload).await.unwrap();
+    assert_eq!(s.upload(id).await.unwrap(), Some(upload.clone()));
+    assert_eq!(s.upload(Uuid::now_v7()).await.unwrap(), None);
+    // Another upload at the same key is refused: a key names one upload.
+    let twin = Upload { id: Uuid::now_v7(), ..upload.clone() };
+    assert!(s.create_upload(&twin).await.is_err());
+
+    let at = now();
+    assert!(s.finish_upload(id, UploadStatus::Rejected, 12, Some("12 bytes arrived"), at).await.unwrap());
+    // A redelivered report changes nothing.
+    assert!(!s.finish_upload(id, UploadStatus::Ready, upload.declared_bytes, None, now()).await.unwrap());
+    let ended = s.upload(id).await.unwrap().unwrap();
+    assert_eq!(
+        ended,
+        Upload {
+            status: UploadStatus::Rejected,
+            received_bytes: Some(12),
+            rejection: Some("12 bytes arrived".into()),
+            received_at: Some(at),
+            ..upload
+        }
+    );
+    assert!(!s.finish_upload(Uuid::now_v7(), UploadStatus::Ready, 1, None, now()).await.unwrap());
 }
 
 async fn audit_and_model_runs_append(backend: Backend) {

@@ -7,6 +7,7 @@ pub mod health;
 pub mod hooks;
 pub mod insights;
 pub mod keys;
+pub mod uploads;
 pub mod users;
 pub mod webhooks;
 

@@ -1,0 +1,162 @@
+//! Uploads on the embedded default, through the real server: ask for an upload, PUT the file
+//! to the signed URL (the local stand-in for S3), see it ready, and analyse it.
+
+use domain::model::Plan;
+use goviral_testkit::pipeline::Stages;
+use goviral_testkit::{Backend, TestApp, TestResponse};
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const SCRIPT: &str = "Stop scrolling: the three edits that doubled our watch time.\nWhich one will you try first? Tell me below.\n";
+
+/// The path and query of a signed URL, which must point at this server.
+fn local_path(t: &TestApp, url: &str) -> String {
+    url.strip_prefix(&format!("http://{}", t.addr)).unwrap_or_else(|| panic!("{url} is not on this server")).to_string()
+}
+
+async fn create(t: &TestApp, api_key: &str, media_type: &str, size: usize) -> TestResponse {
+    t.post("/api/v1/uploads").api_key(api_key).json(&json!({"media_type": media_type, "size_bytes": size})).send().await
+}
+
+async fn analyze(t: &TestApp, api_key: &str, body: Value) -> TestResponse {
+    t.post("/api/v1/analyze").api_key(api_key).json(&body).send().await
+}
+
+/// Sends `body` the way the upload's signed request says to.
+async fn put(t: &TestApp, upload: &Value, content_type: &str, body: &[u8]) -> TestResponse {
+    let url = upload["upload"]["url"].as_str().unwrap();
+    assert_eq!(upload["upload"]["method"], "PUT");
+    t.call(Method::PUT, &local_path(t, url)).raw(content_type, body.to_vec()).send().await
+}
+
+#[tokio::test]
+async fn a_text_upload_is_put_then_analysed_as_a_post() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+
+    let created = create(&t, &ann.api_key, "text/plain", SCRIPT.len()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let upload = created.body.clone();
+    assert_eq!((upload["status"].as_str(), upload["expired"].as_bool()), (Some("pending"), Some(false)));
+    assert_eq!(upload["upload"]["headers"]["content-type"], "text/plain");
+    let id = upload["upload_id"].as_str().unwrap().to_string();
+
+    // Named before it has arrived: not yet.
+    let post = json!({"content_type": "post", "upload_id": id, "user_id": ann.user.id});
+    let early = analyze(&t, &ann.api_key, post.clone()).await;
+    assert_eq!((early.status, early.error_code()), (StatusCode::CONFLICT, "conflict"), "{:?}", early.body);
+
+    let sent = put(&t, &upload, "text/plain", SCRIPT.as_bytes()).await;
+    assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+    let status = t.get(&format!("/api/v1/uploads/{id}")).api_key(&ann.api_key).send().await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert_eq!((status.body["status"].as_str(), status.body["size_bytes"].as_u64()), (Some("ready"), Some(SCRIPT.len() as u64)));
+    assert!(status.body.get("upload").is_none(), "the upload URL is shown once: {:?}", status.body);
+
+    // The download URL gives the same bytes back, with the declared type.
+    let download = status.body["download"]["url"].as_str().unwrap();
+    let fetched = t.get(&local_path(&t, download)).send().await;
+    assert_eq!(fetched.status, StatusCode::OK);
+    assert_eq!(fetched.raw.as_ref(), SCRIPT.as_bytes());
+    assert_eq!(fetched.header("content-type"), Some("text/plain"));
+
+    // A post with no caption at all: the uploaded text is what gets scored.
+    let pipeline = t.start_pipeline(&Stages::sharing_blobs(&t));
+    let submitted = analyze(&t, &ann.api_key, post.clone()).await;
+    assert_eq!(submitted.status, StatusCode::CREATED, "{:?}", submitted.body);
+    let job = t.finished_job(&ann.api_key, submitted.body["job_id"].as_str().unwrap()).await;
+    pipeline.stop().await;
+    assert_eq!(job["status"], "complete", "{job}");
+    assert!(job["score"].as_f64().is_some_and(|s| (0.0..=100.0).contains(&s)), "{job}");
+    let job_id: uuid::Uuid = job["job_id"].as_str().unwrap().parse().unwrap();
+    let submission_id = t.app.store.job(job_id).await.unwrap().unwrap().submission_id;
+    let submission = t.app.store.submission(submission_id).await.unwrap().unwrap();
+    assert_eq!(submission.storage_key, Some(format!("uploads/{}/{id}", ann.user.id)));
+    // Extraction read the upload: its text and its first line are what the scorer saw.
+    use domain::pipeline::BlobStore;
+    let features = t.blobs.get(&domain::pipeline::features_key(job_id)).await.unwrap().expect("the features document");
+    let features: Value = serde_json::from_slice(&features).unwrap();
+    assert_eq!(features["text"], SCRIPT.trim());
+    assert_eq!(features["features"]["first_line"], SCRIPT.lines().next().unwrap());
+}
+
+#[tokio::test]
+async fn signed_urls_refuse_anything_they_were_not_signed_for() {
+    let t = TestApp::spawn(Backend::Postgres).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let upload = create(&t, &ann.api_key, "video/mp4", 16).await.body;
+    let path = local_path(&t, upload["upload"]["url"].as_str().unwrap());
+    let video = [7u8; 16];
+
+    for (what, path, content_type, body) in [
+        ("another type", path.clone(), "video/webm", video.to_vec()),
+        ("another size", path.clone(), "video/mp4", vec![7u8; 17]),
+        ("a forged signature", path.replace("signature=", "signature=00"), "video/mp4", video.to_vec()),
+        ("no signature", path.split('?').next().unwrap().to_string(), "video/mp4", video.to_vec()),
+        (
+            "another key",
+            path.replace(upload["upload_id"].as_str().unwrap(), &uuid::Uuid::now_v7().to_string()),
+            "video/mp4",
+            video.to_vec(),
+        ),
+    ] {
+        let r = t.call(Method::PUT, &path).raw(content_type, body).send().await;
+        assert_eq!((r.status, r.error_code()), (StatusCode::FORBIDDEN, "forbidden"), "{what}: {:?}", r.body);
+    }
+    let id = upload["upload_id"].as_str().unwrap();
+    let still = t.get(&format!("/api/v1/uploads/{id}")).api_key(&ann.api_key).send().await;
+    assert_eq!(still.body["status"], "pending", "nothing was written");
+    // A GET cannot use the PUT's signature.
+    let r = t.get(&path).send().await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    assert_eq!(put(&t, &upload, "video/mp4", &video).await.status, StatusCode::OK);
+    // Redelivering the same bytes is harmless; the upload stays ready.
+    assert_eq!(put(&t, &upload, "video/mp4", &video).await.status, StatusCode::OK);
+    let ready = t.get(&format!("/api/v1/uploads/{id}")).api_key(&ann.api_key).send().await;
+    assert_eq!(ready.body["status"], "ready");
+}
+
+#[tokio::test]
+async fn uploads_are_checked_and_private() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let bob = t.user("bob@example.com", Plan::Pro, false).await;
+
+    let r = t.post("/api/v1/uploads").api_key(&ann.api_key).json(&json!({"media_type": "application/x-sh", "size_bytes": 0})).send().await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_fields(), ["media_type", "size_bytes"]);
+    let r = create(&t, &ann.api_key, "video/mp4", 600 * 1024 * 1024).await;
+    assert_eq!(r.error_fields(), ["size_bytes"]);
+    let r =
+        t.post("/api/v1/uploads").api_key(&ann.api_key).json(&json!({"media_type": "video/mp4", "size_bytes": 5, "extra": 1})).send().await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let r = t.post("/api/v1/uploads").json(&json!({"media_type": "video/mp4", "size_bytes": 5})).send().await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Text that is not UTF-8 arrives, and is rejected with the reason.
+    let bad = create(&t, &ann.api_key, "text/plain", 2).await.body;
+    assert_eq!(put(&t, &bad, "text/plain", &[0xff, 0xfe]).await.status, StatusCode::OK);
+    let bad_id = bad["upload_id"].as_str().unwrap();
+    let status = t.get(&format!("/api/v1/uploads/{bad_id}")).api_key(&ann.api_key).send().await.body;
+    assert_eq!(status["status"], "rejected");
+    assert!(status["rejection"].as_str().unwrap().contains("UTF-8"), "{status}");
+    assert!(status.get("download").is_none());
+    let r = analyze(&t, &ann.api_key, json!({"content_type": "post", "upload_id": bad_id, "user_id": ann.user.id})).await;
+    assert_eq!((r.status, r.error_fields()), (StatusCode::UNPROCESSABLE_ENTITY, vec!["upload_id".to_string()]));
+
+    // A ready text upload is not a video.
+    let text = create(&t, &ann.api_key, "text/plain", SCRIPT.len()).await.body;
+    put(&t, &text, "text/plain", SCRIPT.as_bytes()).await;
+    let text_id = text["upload_id"].as_str().unwrap();
+    let r = analyze(&t, &ann.api_key, json!({"content_type": "video", "upload_id": text_id, "user_id": ann.user.id})).await;
+    assert_eq!((r.status, r.error_fields()), (StatusCode::UNPROCESSABLE_ENTITY, vec!["upload_id".to_string()]));
+
+    // Another user's upload does not exist, for status and for submissions alike.
+    let r = t.get(&format!("/api/v1/uploads/{text_id}")).api_key(&bob.api_key).send().await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::NOT_FOUND, "not_found"));
+    let r = analyze(&t, &bob.api_key, json!({"content_type": "post", "upload_id": text_id, "user_id": bob.user.id})).await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::NOT_FOUND, "not_found"));
+    let r = t.get("/api/v1/uploads/not-an-id").api_key(&ann.api_key).send().await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
