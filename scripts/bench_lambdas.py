@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -32,18 +33,14 @@ class Runtime(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         pass  # the process is killed mid-connection once its last answer is in
 
-    def __init__(self):
+    def __init__(self, events):
         super().__init__(("127.0.0.1", 0), Handler)
         self.lock = threading.Condition()
-        self.reset([])
-
-    def reset(self, events):
-        with self.lock:
-            self.events = list(events)
-            self.first_poll = None
-            self.handed_out = {}
-            self.durations = []
-            self.answers = []
+        self.events = list(events)
+        self.first_poll = None
+        self.handed_out = {}
+        self.durations = []
+        self.answers = []
 
     def wait_done(self, count, timeout):
         deadline = time.monotonic() + timeout
@@ -168,25 +165,26 @@ def main():
                GOVIRAL_BLOB_BUCKET=bucket, GOVIRAL_S3_PATH_STYLE="true")
     api_env = dict(GOVIRAL_JWT_SECRET_ARN=jwt, GOVIRAL_COUNTERS_TABLE=counters, GOVIRAL_IDEMPOTENCY_TABLE=keys, GOVIRAL_STATE_MACHINE_ARN=machine)
 
-    def run(function, events, extra_env, count):
-        """Starts the function on a fresh runtime, feeds it `events`, waits for `count` answers."""
-        runtime = Runtime()
-        runtime.reset(events)
+    def run(function, events, extra_env):
+        """Starts the function on a fresh runtime and waits until it has answered every event."""
+        runtime = Runtime(events)
         threading.Thread(target=runtime.serve_forever, daemon=True).start()
-        started = time.monotonic()
-        proc = subprocess.Popen([os.path.join(bin_dir, function)], env=dict(env, **extra_env,
-                                AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{runtime.server_address[1]}", AWS_LAMBDA_FUNCTION_NAME=function),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            runtime.wait_done(count, 60)
-        except TimeoutError as e:
-            proc.kill()
-            raise SystemExit(f"{function}: {e}; stderr: {proc.stderr.read().decode()[-2000:]}")
-        finally:
-            proc.kill()
-            proc.wait()
-            runtime.shutdown()
-            runtime.server_close()
+        # The function's log goes to a file, so a chatty process never blocks on a full pipe.
+        with tempfile.TemporaryFile() as log:
+            started = time.monotonic()
+            proc = subprocess.Popen([os.path.join(bin_dir, function)], env=dict(env, **extra_env,
+                                    AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{runtime.server_address[1]}", AWS_LAMBDA_FUNCTION_NAME=function),
+                                    stdout=subprocess.DEVNULL, stderr=log)
+            try:
+                runtime.wait_done(len(events), 60)
+            except TimeoutError as e:
+                log.seek(0)
+                raise SystemExit(f"{function}: {e}; stderr: {log.read().decode()[-2000:]}")
+            finally:
+                proc.kill()
+                proc.wait()
+                runtime.shutdown()
+                runtime.server_close()
         return runtime, (runtime.first_poll - started) * 1000
 
     answers = {}
@@ -195,7 +193,7 @@ def main():
         """`events(run)`: the events of one cold start, each doing real work (a fresh job)."""
         inits, durations, errors = [], [], 0
         for r in range(runs):
-            runtime, init = run(function, events(r), extra_env, invocations)
+            runtime, init = run(function, events(r), extra_env)
             inits.append(init)
             durations.extend(runtime.durations[1:])  # the first one also opens the connections
             errors += sum(1 for kind, _ in runtime.answers if kind == "error")
@@ -227,7 +225,7 @@ def main():
     for stage in ["moderation", "extraction", "inference", "webhook"]:
         rows[f"stage-{stage}"] = measure(f"stage-{stage}", per_job(f"sqs-stage-{stage}.json", single=True), {})
     # The stages did the real work: the last job is scored.
-    check, _ = run("api-analyze-status", [event("apigw-analyze-status.json", dict(subs, REPLACE_WITH_JOB_ID=jobs[-1]))], api_env, 1)
+    check, _ = run("api-analyze-status", [event("apigw-analyze-status.json", dict(subs, REPLACE_WITH_JOB_ID=jobs[-1]))], api_env)
     final = json.loads(json.loads(check.answers[0][1])["body"])
     if final.get("status") != "complete":
         raise SystemExit(f"the stages did not complete job {jobs[-1]}: {final}")

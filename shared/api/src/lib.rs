@@ -138,8 +138,11 @@ impl Endpoint {
 /// The given endpoints on the shared middleware: request ids, JSON errors for unknown routes,
 /// wrong methods, oversized bodies and panics.
 pub fn router(app: Arc<App>, endpoints: &[Endpoint]) -> Router {
-    let routes = endpoints.iter().fold(Router::new(), |r, e| e.mount(r));
-    with_middleware(routes, app)
+    with_middleware(mount(endpoints), app)
+}
+
+fn mount(endpoints: &[Endpoint]) -> Router<Arc<App>> {
+    endpoints.iter().fold(Router::new(), |r, e| e.mount(r))
 }
 
 /// Everything the embedded default serves: every endpoint, and signed blob URLs in place of S3.
@@ -147,8 +150,7 @@ pub fn local_router(app: Arc<App>, blobs: LocalBlobs) -> Router {
     let blob_routes = Router::new()
         .route(&format!("{}{{*key}}", goviral_local::signed_urls::ROUTE_PREFIX), axum::routing::put(local_blobs::put).get(local_blobs::get))
         .with_state(blobs);
-    let routes = Endpoint::ALL.iter().fold(Router::new(), |r, e| e.mount(r)).merge(blob_routes);
-    with_middleware(routes, app)
+    with_middleware(mount(Endpoint::ALL).merge(blob_routes), app)
 }
 
 fn with_middleware(routes: Router<Arc<App>>, app: Arc<App>) -> Router {

@@ -62,17 +62,18 @@ pub struct Wired {
     pub runner: Arc<Runner>,
 }
 
-/// The stage context of the embedded default: files under the data dir, on-device models,
-/// the guarded HTTP webhook sender. Dead-lettering follows the state machine's webhook retries.
 /// The on-device scorer, enriched by the OpenAI path when it is configured.
 pub fn scorer(config: &Config) -> Arc<dyn domain::pipeline::Scorer> {
     Arc::new(goviral_llm::EnrichedScorer::new(config.openai.clone().map(goviral_llm::OpenAiRewriter::new)))
 }
 
+/// Blobs as files under the data dir.
 pub fn local_blob_store(config: &Config) -> Arc<dyn domain::pipeline::BlobStore> {
     Arc::new(goviral_local::blobs::FileBlobStore::new(config.data_dir.join("blobs")))
 }
 
+/// The stage context of the embedded default: the given blobs, on-device models, the guarded
+/// HTTP webhook sender. Dead-lettering follows the state machine's webhook retries.
 pub fn local_stage_context(
     config: &Config,
     store: Arc<dyn Store>,

