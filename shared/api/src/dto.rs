@@ -171,6 +171,14 @@ pub struct WebhookResponse {
     pub secret: Option<String>,
 }
 
+/// The secret that signs deliveries to your submissions' `notify_webhook`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SigningSecretResponse {
+    /// The `X-GVN-Webhook-Id` those deliveries carry (`user:<your user id>`).
+    pub signing_id: String,
+    pub secret: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookList {
     pub items: Vec<WebhookResponse>,

@@ -31,8 +31,12 @@ pub enum ApiError {
     MalformedJson(String),
     UnsupportedMediaType,
     PayloadTooLarge,
+    /// The body stopped arriving (the server's body idle timeout).
+    BodyTimeout,
     MethodNotAllowed,
     NoRoute(String),
+    /// The health check failed: the store cannot take writes.
+    Unhealthy,
 }
 
 impl From<Error> for ApiError {
@@ -49,7 +53,7 @@ impl ApiError {
                 Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 Error::Forbidden(_) => StatusCode::FORBIDDEN,
-                Error::Conflict(_) => StatusCode::CONFLICT,
+                Error::Conflict(_) | Error::InProgress(_) => StatusCode::CONFLICT,
                 Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -57,8 +61,10 @@ impl ApiError {
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -67,8 +73,8 @@ impl ApiError {
             ApiError::Domain(e) => {
                 let details = match e {
                     Error::Validation(fields) => Some(serde_json::json!({ "fields": fields })),
-                    Error::RateLimited { limit, window_secs, retry_after_secs } => Some(serde_json::json!({
-                        "limit": limit, "window_secs": window_secs, "retry_after_secs": retry_after_secs
+                    Error::RateLimited { policy, limit, window_secs, retry_after_secs } => Some(serde_json::json!({
+                        "policy": policy, "limit": limit, "window_secs": window_secs, "retry_after_secs": retry_after_secs
                     })),
                     _ => None,
                 };
@@ -83,8 +89,12 @@ impl ApiError {
             ApiError::MalformedJson(why) => ("malformed_json".into(), format!("the body is not valid JSON: {why}"), None),
             ApiError::UnsupportedMediaType => ("unsupported_media_type".into(), "send the body as application/json".into(), None),
             ApiError::PayloadTooLarge => ("payload_too_large".into(), format!("the body exceeds {} bytes", crate::BODY_LIMIT_BYTES), None),
+            ApiError::BodyTimeout => ("request_timeout".into(), "the request body stopped arriving".into(), None),
             ApiError::MethodNotAllowed => ("method_not_allowed".into(), "this route does not take that method".into(), None),
             ApiError::NoRoute(path) => ("not_found".into(), format!("no route for {path}"), None),
+            ApiError::Unhealthy => {
+                ("unavailable".into(), "the store cannot take writes".into(), Some(serde_json::json!({"store": "unwritable"})))
+            }
         };
         ErrorDetail { code, message, details }
     }
@@ -100,8 +110,13 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(ErrorBody { error: self.body() })).into_response();
         let headers = response.headers_mut();
         match &self {
-            ApiError::Domain(Error::RateLimited { retry_after_secs, .. }) => {
+            ApiError::Domain(Error::RateLimited { policy, limit, window_secs, retry_after_secs }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                insert_rate_headers(headers, policy, *limit, *window_secs, 0, *retry_after_secs);
+            }
+            ApiError::Domain(Error::Unavailable(_) | Error::InProgress(_)) | ApiError::Unhealthy => {
+                // Busy or a dependency down: worth retrying soon.
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1u32));
             }
             ApiError::Domain(Error::Unauthorized(_)) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"goviralnow\""));
@@ -113,3 +128,15 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): the policy (quota `q`
+/// per window `w` seconds) and where the caller stands (`r` remaining, `t` seconds until
+/// more are allowed).
+pub fn insert_rate_headers(headers: &mut http::HeaderMap, policy: &str, limit: u64, window_secs: u64, remaining: u64, reset_secs: u64) {
+    let policy_value = format!("\"{policy}\";q={limit};w={window_secs}");
+    let state = format!("\"{policy}\";r={remaining};t={reset_secs}");
+    if let (Ok(p), Ok(s)) = (HeaderValue::from_str(&policy_value), HeaderValue::from_str(&state)) {
+        headers.insert("ratelimit-policy", p);
+        headers.insert("ratelimit", s);
+    }
+}

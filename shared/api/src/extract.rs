@@ -46,7 +46,10 @@ impl FromRequestParts<Arc<App>> for Auth {
                     .ok_or_else(|| Error::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
                 app.authenticate_bearer(token).await?
             }
-            (None, Some(key)) => app.authenticate_api_key(key.trim()).await?,
+            (None, Some(key)) => {
+                let origin = Origin { ip: parts.extensions.get::<ClientIp>().map(|c| c.0) };
+                app.authenticate_api_key(key.trim(), &origin).await?
+            }
             (None, None) => {
                 return Err(Error::Unauthorized("authenticate with `Authorization: Bearer <token>` or `X-API-Key`".into()).into());
             }
@@ -69,20 +72,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 return Err(ApiError::UnsupportedMediaType);
             }
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::MalformedJson(rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state).await.map_err(body_error)?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
+/// Why a body could not be read: too large, stalled past the server's body timeout, or broken.
+pub fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::PayloadTooLarge;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::BodyTimeout;
+        }
+        source = e.source();
+    }
+    ApiError::MalformedJson(rejection.body_text())
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Syntax first, so "not JSON" and "JSON of the wrong shape" get different answers.
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let StrictJson(value) = serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     // Every body of this API is an object; serde would otherwise read an array positionally.
     if !value.is_object() {
         return Err(ApiError::Domain(Error::validation("body", "expected a JSON object")));
@@ -107,5 +119,85 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> 
             let field = e.path().to_string();
             ApiError::Domain(Error::validation(if field == "." { "query" } else { &field }, e.into_inner().to_string()))
         })
+    }
+}
+
+/// A JSON value that refuses an object naming the same key twice. serde_json keeps the last
+/// one, so `{"user_id": mine, "user_id": theirs}` would mean different things to different
+/// parsers in front of us; an ambiguous body is refused instead.
+struct StrictJson(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictJson)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictJson(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictJson(value) = map.next_value()?;
+            if object.insert(key.clone(), value).is_some() {
+                return Err(serde::de::Error::custom(format!("the key `{key}` appears twice in one object")));
+            }
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            #[allow(dead_code)]
+            a: serde_json::Value,
+        }
+        assert!(parse_json::<Body>(br#"{"a": {"b": [1, 2.5, "x", null, true]}}"#).is_ok());
+        for body in [&br#"{"a": 1, "a": 2}"#[..], br#"{"a": {"b": 1, "b": 1}}"#, br#"{"a": [{"c": 1, "c": 2}]}"#] {
+            match parse_json::<Body>(body) {
+                Err(ApiError::MalformedJson(why)) => assert!(why.contains("appears twice"), "{why}"),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
     }
 }

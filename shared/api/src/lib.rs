@@ -8,6 +8,7 @@ pub mod handlers;
 pub mod local_blobs;
 pub mod openapi;
 pub mod request_id;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -96,7 +97,13 @@ impl Endpoint {
             Endpoint::AdminJobs => &[("GET", "/api/v1/admin/jobs")],
             Endpoint::AdminDeadLetters => &[("GET", "/api/v1/admin/dead-letters")],
             Endpoint::HooksCompletion => &[("POST", "/api/v1/hooks/completion")],
-            Endpoint::Webhooks => &[("POST", "/api/v1/webhooks"), ("GET", "/api/v1/webhooks"), ("DELETE", "/api/v1/webhooks/{webhook_id}")],
+            Endpoint::Webhooks => &[
+                ("POST", "/api/v1/webhooks"),
+                ("GET", "/api/v1/webhooks"),
+                ("DELETE", "/api/v1/webhooks/{webhook_id}"),
+                ("GET", "/api/v1/webhooks/signing-secret"),
+                ("POST", "/api/v1/webhooks/signing-secret/rotate"),
+            ],
             Endpoint::Keys => &[
                 ("POST", "/api/v1/keys"),
                 ("GET", "/api/v1/keys"),
@@ -121,7 +128,9 @@ impl Endpoint {
             Endpoint::HooksCompletion => r.route("/api/v1/hooks/completion", post(hooks::completion)),
             Endpoint::Webhooks => r
                 .route("/api/v1/webhooks", post(webhooks::create).get(webhooks::list))
-                .route("/api/v1/webhooks/{webhook_id}", delete(webhooks::delete)),
+                .route("/api/v1/webhooks/{webhook_id}", delete(webhooks::delete))
+                .route("/api/v1/webhooks/signing-secret", get(webhooks::signing_secret))
+                .route("/api/v1/webhooks/signing-secret/rotate", post(webhooks::rotate_signing_secret)),
             Endpoint::Keys => r
                 .route("/api/v1/keys", post(keys::create).get(keys::list))
                 .route("/api/v1/keys/{key_id}/rotate", post(keys::rotate))
@@ -146,11 +155,21 @@ fn mount(endpoints: &[Endpoint]) -> Router<Arc<App>> {
 }
 
 /// Everything the embedded default serves: every endpoint, and signed blob URLs in place of S3.
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the peer address is
+/// the client address (audit log, failed-authentication throttle).
 pub fn local_router(app: Arc<App>, blobs: LocalBlobs) -> Router {
     let blob_routes = Router::new()
         .route(&format!("{}{{*key}}", goviral_local::signed_urls::ROUTE_PREFIX), axum::routing::put(local_blobs::put).get(local_blobs::get))
         .with_state(blobs);
-    with_middleware(mount(Endpoint::ALL).merge(blob_routes), app)
+    with_middleware(mount(Endpoint::ALL).merge(blob_routes), app).layer(axum::middleware::from_fn(peer_ip))
+}
+
+async fn peer_ip(mut request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::extract::ConnectInfo;
+    if let Some(ConnectInfo(addr)) = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().copied() {
+        request.extensions_mut().insert(ClientIp(addr.ip()));
+    }
+    next.run(request).await
 }
 
 fn with_middleware(routes: Router<Arc<App>>, app: Arc<App>) -> Router {

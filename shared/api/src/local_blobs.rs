@@ -58,16 +58,17 @@ pub(crate) async fn put(
         return Err(Error::validation("content-length", "send the file with its exact Content-Length").into());
     };
     check(&blobs, "PUT", &key, media_type, Some(length), &q)?;
-    // The signature fixed the size, so the body is read up to exactly that much.
-    let bytes = axum::body::to_bytes(body, length as usize)
-        .await
-        .map_err(|_| ApiError::from(Error::validation("body", format!("the body is longer than the {length} bytes declared"))))?;
-    if bytes.len() as u64 != length {
-        return Err(Error::validation("body", format!("{} bytes arrived, {length} were declared", bytes.len())).into());
+    // An upload is written once: after intake took it in, its URL takes nothing more.
+    if let Some((_, id)) = domain::uploads::parse_storage_key(&key) {
+        if blobs.store.upload(id).await?.is_some_and(|u| u.status != domain::model::UploadStatus::Pending) {
+            return Err(Error::Conflict("this upload has already been received; ask the API for a new upload".into()).into());
+        }
     }
-    blobs.blobs.put(&key, bytes.to_vec(), media_type).await?;
+    // Streamed to a staging file and hashed on the way; exactly the signed size or nothing.
+    let mut reader = tokio_util::io::StreamReader::new(futures_util::TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other));
+    blobs.blobs.put_stream(&key, &mut reader, length, media_type).await?;
     // S3 would now emit ObjectCreated; here the intake runs before the client hears back, so
-    // a failure is the client's to retry (the PUT overwrites).
+    // a failure is the client's to retry.
     let intake = domain::uploads::receive(blobs.store.as_ref(), blobs.blobs.as_ref(), &key, length).await?;
     tracing::info!(key, ?intake, "upload received");
     Ok(StatusCode::OK)
@@ -78,7 +79,7 @@ pub(crate) async fn get(State(blobs): State<LocalBlobs>, Path(key): Path<String>
     let Some(bytes) = blobs.blobs.get(&key).await? else {
         return Err(Error::NotFound("blob").into());
     };
-    let media_type = match domain::uploads::parse_storage_key(&key) {
+    let media_type = match domain::uploads::parse_upload_key(&key) {
         Some((_, id)) => blobs.store.upload(id).await?.map(|u| u.media_type),
         None => None,
     };

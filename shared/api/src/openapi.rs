@@ -12,6 +12,7 @@ use crate::handlers::*;
     paths(
         auth::token, analyze::submit, analyze::status, analyze::archive, users::history, insights::templates,
         admin::jobs, admin::dead_letters, hooks::completion, webhooks::create, webhooks::list, webhooks::delete,
+        webhooks::signing_secret, webhooks::rotate_signing_secret,
         keys::create, keys::list, keys::rotate, keys::revoke, uploads::create, uploads::status, health::healthz, serve,
     ),
     modifiers(&Security)

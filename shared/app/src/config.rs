@@ -39,6 +39,8 @@ pub struct Config {
     pub pipeline_retry_scale: f64,
     /// The OpenAI path, on when `GOVIRAL_OPENAI_API_KEY` is set.
     pub openai: Option<goviral_llm::OpenAiSettings>,
+    /// Timeouts and the connection cap of `goviral serve`.
+    pub server: goviral_api::server::ServerLimits,
 }
 
 #[derive(Debug)]
@@ -114,8 +116,30 @@ impl Config {
             webhook_allow_loopback: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
             pipeline_retry_scale: parse(&lookup, "GOVIRAL_PIPELINE_RETRY_SCALE", 1.0f64)?,
             openai: openai(&lookup)?,
+            server: server_limits(&lookup)?,
         })
     }
+}
+
+fn server_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<goviral_api::server::ServerLimits, ConfigError> {
+    let defaults = goviral_api::server::ServerLimits::default();
+    let ms = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+        let v = parse(lookup, name, default.as_millis() as u64)?;
+        if !(1..=3_600_000).contains(&v) {
+            return Err(ConfigError(format!("{name} must be 1–3600000 ms")));
+        }
+        Ok(Duration::from_millis(v))
+    };
+    let max_connections = parse(lookup, "GOVIRAL_HTTP_MAX_CONNECTIONS", defaults.max_connections)?;
+    if !(1..=100_000).contains(&max_connections) {
+        return Err(ConfigError("GOVIRAL_HTTP_MAX_CONNECTIONS must be 1–100000".into()));
+    }
+    Ok(goviral_api::server::ServerLimits {
+        header_timeout: ms("GOVIRAL_HTTP_HEADER_TIMEOUT_MS", defaults.header_timeout)?,
+        body_idle_timeout: ms("GOVIRAL_HTTP_BODY_IDLE_TIMEOUT_MS", defaults.body_idle_timeout)?,
+        max_connections,
+        drain_timeout: defaults.drain_timeout,
+    })
 }
 
 fn public_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {

@@ -86,11 +86,7 @@ pub fn local_stage_context(
         blobs,
         moderator: Arc::new(goviral_local::moderation::LexiconModerator),
         scorer: scorer(config),
-        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(
-            config.webhook_timeout,
-            config.webhook_allow_loopback,
-            config.webhook_allow_loopback,
-        )),
+        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(config.webhook_timeout, config.webhook_allow_loopback)),
         webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback: config.webhook_allow_loopback },
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 use aws_sdk_s3::primitives::ByteStream;
 use domain::Result;
-use domain::pipeline::BlobStore;
+use domain::pipeline::{BlobDigest, BlobStore};
 use domain::ports::{SignedRequest, UrlSigner};
 
 use crate::unavailable;
@@ -52,6 +52,32 @@ impl BlobStore for S3BlobStore {
             Err(e) => Err(unavailable("s3 get", aws_sdk_s3::error::DisplayErrorContext(e))),
         }
     }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<bool> {
+        // Keys are plain ASCII segments (ids and prefixes), so the source needs no escaping.
+        let copied = self.client.copy_object().bucket(&self.bucket).key(to).copy_source(format!("{}/{from}", self.bucket)).send().await;
+        match copied {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(unavailable("s3 copy", aws_sdk_s3::error::DisplayErrorContext(e))),
+        }
+    }
+
+    async fn digest(&self, key: &str) -> Result<Option<BlobDigest>> {
+        use sha2::Digest;
+        let mut out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(unavailable("s3 get", aws_sdk_s3::error::DisplayErrorContext(e))),
+        };
+        // Chunk by chunk: a 512 MiB video never sits whole in a Lambda's memory.
+        let (mut hasher, mut bytes) = (sha2::Sha256::new(), 0u64);
+        while let Some(chunk) = out.body.try_next().await.map_err(|e| unavailable("s3 read", e))? {
+            hasher.update(&chunk);
+            bytes += chunk.len() as u64;
+        }
+        Ok(Some(BlobDigest { bytes, sha256: hex::encode(hasher.finalize()) }))
+    }
 }
 
 /// Presigned S3 requests (SigV4 in the query string). A URL signed with a Lambda's temporary
@@ -60,7 +86,9 @@ impl BlobStore for S3BlobStore {
 impl UrlSigner for S3BlobStore {
     async fn sign_put(&self, key: &str, media_type: &str, bytes: u64, expires_in: Duration) -> Result<SignedRequest> {
         let length = i64::try_from(bytes).map_err(|_| domain::Error::validation("size_bytes", "too large"))?;
-        // Content type and length are signed: S3 refuses a PUT that differs from the declaration.
+        // Content type and length are signed: S3 refuses a PUT that differs from the
+        // declaration. `If-None-Match: *` is signed too: S3 refuses to overwrite an object
+        // that arrived, so an upload is written once.
         let presigned = self
             .client
             .put_object()
@@ -68,6 +96,7 @@ impl UrlSigner for S3BlobStore {
             .key(key)
             .content_type(media_type)
             .content_length(length)
+            .if_none_match("*")
             .presigned(presigning(expires_in)?)
             .await
             .map_err(|e| unavailable("s3 presign", aws_sdk_s3::error::DisplayErrorContext(e)))?;

@@ -168,6 +168,24 @@ impl Counters for DynamoCounters {
         Err(Error::Unavailable(format!("dynamodb: counter {key} kept changing under {RACE_ATTEMPTS} attempts")))
     }
 
+    async fn get(&self, key: &str, now_us: i64) -> Result<u64> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.counters_table)
+            .key("key", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("get_item", e))?;
+        let Some(item) = out.item() else { return Ok(0) };
+        // Expired items count as absent even before TTL deletes them.
+        if get_n(item, "expires_at_us")? <= now_us {
+            return Ok(0);
+        }
+        Ok(get_n(item, "n")?.max(0) as u64)
+    }
+
     async fn reserve_idempotency(&self, r: &IdempotencyRecord, now_us: i64) -> Result<Reservation> {
         for _ in 0..RACE_ATTEMPTS {
             let put = self

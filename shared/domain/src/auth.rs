@@ -57,9 +57,12 @@ impl AuthConfig {
         self.hash_secret("decoy").unwrap_or_default()
     }
 
-    pub fn issue_token(&self, user_id: uuid::Uuid, now_unix: i64) -> Result<String> {
+    /// A token for the user; `key_id` names the API key it was exchanged for, so the token
+    /// ends with the key.
+    pub fn issue_token(&self, user_id: uuid::Uuid, key_id: Option<uuid::Uuid>, now_unix: i64) -> Result<String> {
         let claims = Claims {
             sub: user_id.to_string(),
+            kid: key_id.map(|k| k.to_string()),
             iss: JWT_ISSUER.into(),
             aud: JWT_AUDIENCE.into(),
             iat: now_unix,
@@ -70,8 +73,8 @@ impl AuthConfig {
     }
 
     /// Verifies signature (HS256 only: `none` and every other algorithm are refused),
-    /// expiry, issuer and audience; returns the user id.
-    pub fn verify_token(&self, token: &str) -> Result<uuid::Uuid> {
+    /// expiry, issuer and audience; returns whom (and which key) it was issued to.
+    pub fn verify_token(&self, token: &str) -> Result<TokenSubject> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[JWT_ISSUER]);
         validation.set_audience(&[JWT_AUDIENCE]);
@@ -87,13 +90,27 @@ impl AuthConfig {
             };
             Error::Unauthorized(reason.into())
         })?;
-        data.claims.sub.parse().map_err(|_| Error::Unauthorized("token invalid".into()))
+        let invalid = || Error::Unauthorized("token invalid".into());
+        let user_id = data.claims.sub.parse().map_err(|_| invalid())?;
+        let key_id = data.claims.kid.as_deref().map(str::parse).transpose().map_err(|_| invalid())?;
+        Ok(TokenSubject { user_id, key_id })
     }
+}
+
+/// Who a verified token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSubject {
+    pub user_id: uuid::Uuid,
+    /// The API key the token was exchanged for (none for client credentials).
+    pub key_id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
+    /// The API key the token was exchanged for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
     pub iss: String,
     pub aud: String,
     pub iat: i64,
@@ -155,7 +172,8 @@ fn webhook_mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
 }
 
 /// Checks a signature header against the raw body; the comparison is constant-time.
-pub fn verify_webhook_signature(secret: &str, header: &str, body: &[u8], now_unix: i64) -> Result<(), &'static str> {
+/// Returns the signed timestamp.
+pub fn verify_webhook_signature(secret: &str, header: &str, body: &[u8], now_unix: i64) -> Result<i64, &'static str> {
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
@@ -174,7 +192,7 @@ pub fn verify_webhook_signature(secret: &str, header: &str, body: &[u8], now_uni
     }
     // Several v1 values are allowed so a secret can be rolled without downtime.
     let valid = signatures.iter().any(|sig| webhook_mac(secret, timestamp, body).verify_slice(sig).is_ok());
-    if valid { Ok(()) } else { Err("signature mismatch") }
+    if valid { Ok(timestamp) } else { Err("signature mismatch") }
 }
 
 #[cfg(test)]
@@ -214,11 +232,13 @@ mod tests {
         let cfg = config();
         let user = uuid::Uuid::new_v4();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        assert_eq!(cfg.verify_token(&cfg.issue_token(user, now).unwrap()).unwrap(), user);
-        let expired = cfg.issue_token(user, now - 3600).unwrap();
+        assert_eq!(cfg.verify_token(&cfg.issue_token(user, None, now).unwrap()).unwrap(), TokenSubject { user_id: user, key_id: None });
+        let key = uuid::Uuid::new_v4();
+        assert_eq!(cfg.verify_token(&cfg.issue_token(user, Some(key), now).unwrap()).unwrap().key_id, Some(key));
+        let expired = cfg.issue_token(user, None, now - 3600).unwrap();
         assert!(matches!(cfg.verify_token(&expired), Err(Error::Unauthorized(m)) if m == "token expired"));
         let other = AuthConfig { jwt_secret: b"another-secret-another-secret-xx".to_vec(), ..config() };
-        let forged = other.issue_token(user, now).unwrap();
+        let forged = other.issue_token(user, None, now).unwrap();
         assert!(matches!(cfg.verify_token(&forged), Err(Error::Unauthorized(m)) if m == "token signature invalid"));
     }
 
@@ -226,7 +246,7 @@ mod tests {
     fn webhook_signatures_verify_in_window_only() {
         let body = br#"{"job_id":"x"}"#;
         let header = sign_webhook("whsec", 1_000_000, body);
-        assert_eq!(verify_webhook_signature("whsec", &header, body, 1_000_100), Ok(()));
+        assert_eq!(verify_webhook_signature("whsec", &header, body, 1_000_100), Ok(1_000_000));
         assert_eq!(verify_webhook_signature("other", &header, body, 1_000_100), Err("signature mismatch"));
         assert_eq!(verify_webhook_signature("whsec", &header, b"{}", 1_000_100), Err("signature mismatch"));
         assert!(verify_webhook_signature("whsec", &header, body, 1_000_301).is_err());

@@ -14,7 +14,7 @@ impl FieldError {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The thing does not exist, or the caller may not know that it does.
     #[error("{0} not found")]
@@ -27,8 +27,12 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// An earlier request with the same idempotency key has not finished; retry shortly.
+    #[error("{0}")]
+    InProgress(String),
+    /// `policy` names the limit (`submissions`, `auth-failures`) in the RateLimit headers.
     #[error("rate limit of {limit} requests per {window_secs} s exceeded")]
-    RateLimited { limit: u64, window_secs: u64, retry_after_secs: u64 },
+    RateLimited { policy: &'static str, limit: u64, window_secs: u64, retry_after_secs: u64 },
     /// A dependency (store, queue) cannot be reached; worth retrying.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -49,6 +53,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::Conflict(_) => "conflict",
+            Error::InProgress(_) => "in_progress",
             Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",

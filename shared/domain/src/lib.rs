@@ -4,7 +4,9 @@
 pub mod auth;
 pub mod error;
 pub mod features;
+pub mod guard;
 pub mod model;
+pub mod net;
 pub mod pipeline;
 pub mod ports;
 pub mod service;

@@ -5,12 +5,28 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// A closed set of lowercase string values, stored and sent as text.
+/// A closed set of lowercase string values, stored and sent as text. The OpenAPI schema is
+/// written here from the same texts serde uses (utoipa's derive does not see a `rename`
+/// that arrives through a macro, and would document the Rust variant names).
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+    ($(#[doc = $doc:literal])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let doc: &[&str] = &[$($doc),*];
+                let description = Some(doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")).filter(|d| !d.is_empty());
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(description)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -236,6 +252,10 @@ pub struct Upload {
     /// After this the upload URL no longer works.
     pub url_expires_at: OffsetDateTime,
     pub received_at: Option<OffsetDateTime>,
+    /// SHA-256 (hex) of the copy taken in; every later read is checked against it.
+    pub sha256: Option<String>,
+    /// Where intake put the immutable copy the pipeline reads (`content/{user}/{upload}`).
+    pub content_key: Option<String>,
 }
 
 string_enum!(DeliveryStatus { Pending => "pending", Delivered => "delivered", Dead => "dead" });

@@ -4,10 +4,11 @@
 //!
 //! Only ids and blob keys travel between stages (the claim-check pattern; Step Functions
 //! payloads are capped at 256 KB). Every stage is idempotent: running one twice for a job
-//! writes nothing twice and sends nothing twice.
+//! writes nothing twice. Webhooks are delivered at least once: a delivery is recorded after
+//! its POST, so a crash between the two sends it again, with the same `X-GVN-Delivery` id
+//! for receivers to drop the repeat.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -99,11 +100,56 @@ pub trait Moderator: Send + Sync {
     async fn moderate(&self, text: &str) -> crate::Result<ModerationVerdict>;
 }
 
+/// A blob's size and SHA-256 (lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
 /// Blobs: uploads, features, transcripts (S3 on AWS, files locally).
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> crate::Result<()>;
     async fn get(&self, key: &str) -> crate::Result<Option<Vec<u8>>>;
+    /// Copies `from` to `to` inside the store (S3: server-side); false when `from` is missing.
+    async fn copy(&self, from: &str, to: &str) -> crate::Result<bool>;
+    /// Size and checksum, read in chunks so a large blob is never whole in memory.
+    async fn digest(&self, key: &str) -> crate::Result<Option<BlobDigest>>;
+    /// Writes exactly `bytes` bytes read from `body` to `key`. Nothing is stored unless all of
+    /// them arrived (a short or long body is a validation error); readers never see part of it.
+    /// The default buffers (bounded by `bytes`): right for stores that take large uploads
+    /// directly from clients (S3's presigned PUT) and so never stream through here.
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+        bytes: u64,
+        content_type: &str,
+    ) -> crate::Result<BlobDigest> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let read = body
+            .take(bytes.saturating_add(1))
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| crate::Error::validation("body", format!("the body could not be read: {e}")))?;
+        check_length(read as u64, bytes)?;
+        let digest = BlobDigest { bytes: read as u64, sha256: auth::sha256_hex(&buf) };
+        self.put(key, buf, content_type).await?;
+        Ok(digest)
+    }
+}
+
+/// A streamed body must be exactly the declared size.
+pub fn check_length(arrived: u64, declared: u64) -> crate::Result<()> {
+    match arrived.cmp(&declared) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => {
+            Err(crate::Error::validation("body", format!("the body is longer than the {declared} bytes declared")))
+        }
+        std::cmp::Ordering::Less => Err(crate::Error::validation("body", format!("{arrived} bytes arrived, {declared} were declared"))),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,44 +197,6 @@ pub enum DeliveryOutcome {
 #[async_trait]
 pub trait WebhookSender: Send + Sync {
     async fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> DeliveryOutcome;
-}
-
-/// Whether an address may receive webhooks: never loopback, private, link-local, unique-local,
-/// multicast, unspecified or cloud metadata, except loopback when explicitly allowed for
-/// local development.
-pub fn ip_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            if v4.is_loopback() {
-                return allow_loopback;
-            }
-            let o = v4.octets();
-            !(v4.is_private()
-                || v4.is_link_local() // includes 169.254.169.254, the metadata service
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // carrier-grade NAT
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if v6.is_loopback() {
-                return allow_loopback;
-            }
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return ip_allowed(IpAddr::V4(v4), allow_loopback);
-            }
-            let s = v6.segments();
-            !(v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link local
-                || (s[0] == 0xfd00 && s[1] == 0x0ec2)) // AWS IMDS over IPv6 (fd00:ec2::254)
-        }
-    }
 }
 
 // ------------------------------------------------------------------ what travels between stages
@@ -301,11 +309,9 @@ async fn content_text(ctx: &StageContext, s: &Submission) -> StageResult<String>
     let Some(upload_id) = s.upload_id else { return Ok(text) };
     let upload = ctx.store.upload(upload_id).await?.ok_or_else(|| StageError::Permanent(format!("upload {upload_id} is missing")))?;
     if crate::uploads::is_text(&upload.media_type) {
-        let bytes = ctx
-            .blobs
-            .get(&upload.storage_key)
-            .await?
-            .ok_or_else(|| StageError::Retryable(format!("uploaded text {} is not readable", upload.storage_key)))?;
+        // The immutable copy intake took, checked against its checksum: a file swapped at
+        // the upload URL after intake is never read.
+        let bytes = crate::uploads::read_content(ctx.blobs.as_ref(), &upload).await?;
         let body = String::from_utf8(bytes).map_err(|_| StageError::Permanent("uploaded text is not UTF-8".into()))?;
         if !text.trim().is_empty() {
             text.push_str("\n\n");
@@ -433,7 +439,7 @@ pub async fn notify(ctx: &StageContext, state: &PipelineState) -> StageResult<No
     let owner = ctx.store.user_by_id(job.user_id).await?.ok_or_else(|| StageError::Permanent("job owner missing".into()))?;
     let mut targets: Vec<(String, String, String)> = Vec::new(); // (url, signing id, secret)
     if let Some(url) = &submission.notify_webhook {
-        targets.push((url.clone(), format!("user:{}", owner.id), owner.webhook_secret.clone()));
+        targets.push((url.clone(), crate::service::notify_signing_id(owner.id), owner.webhook_secret.clone()));
     }
     for sub in ctx.store.webhooks_for_user(job.user_id).await? {
         if sub.active && sub.events.contains(&event) && !targets.iter().any(|(u, _, _)| *u == sub.target_url) {

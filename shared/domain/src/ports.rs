@@ -12,7 +12,8 @@ use crate::model::*;
 /// The relational store: users, keys, submissions, jobs, insights, webhooks, audit, model runs.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Cheap round trip proving the store answers.
+    /// Cheap round trip proving the store answers and takes writes (a one-row upsert): a
+    /// database that reads but cannot write is not healthy.
     async fn ping(&self) -> Result<()>;
 
     // users
@@ -22,10 +23,14 @@ pub trait Store: Send + Sync {
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     /// Returns false when no such user.
     async fn set_user_active(&self, id: Uuid, active: bool, now: OffsetDateTime) -> Result<bool>;
+    /// Replaces the secret that signs deliveries to the user's `notify_webhook`s; false when
+    /// no such user.
+    async fn set_webhook_secret(&self, id: Uuid, secret: &str, now: OffsetDateTime) -> Result<bool>;
 
     // api keys
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
     async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKey>>;
+    async fn api_key(&self, id: Uuid) -> Result<Option<ApiKey>>;
     async fn api_keys_for_user(&self, user_id: Uuid) -> Result<Vec<ApiKey>>;
     /// Revokes a live key of this user; false when there is none.
     async fn revoke_api_key(&self, user_id: Uuid, key_id: Uuid, now: OffsetDateTime) -> Result<bool>;
@@ -71,18 +76,12 @@ pub trait Store: Send + Sync {
     async fn upload(&self, id: Uuid) -> Result<Option<Upload>>;
     /// Ends a pending upload as ready or rejected, with what arrived; false (and nothing
     /// written) when it is not pending, so a redelivered event changes nothing.
-    async fn finish_upload(
-        &self,
-        id: Uuid,
-        status: UploadStatus,
-        received_bytes: u64,
-        rejection: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<bool>;
+    async fn finish_upload(&self, id: Uuid, received: &ReceivedUpload, now: OffsetDateTime) -> Result<bool>;
 
     // webhooks
-    /// `Conflict` when the user already subscribed this URL.
-    async fn create_webhook(&self, sub: &WebhookSubscription) -> Result<()>;
+    /// `Conflict` when the user already subscribed this URL, or already has `max_per_user`
+    /// subscriptions; the count and the insert are atomic under concurrent callers.
+    async fn create_webhook(&self, sub: &WebhookSubscription, max_per_user: usize) -> Result<()>;
     async fn webhooks_for_user(&self, user_id: Uuid) -> Result<Vec<WebhookSubscription>>;
     async fn webhook(&self, id: Uuid) -> Result<Option<WebhookSubscription>>;
     async fn delete_webhook(&self, user_id: Uuid, id: Uuid) -> Result<bool>;
@@ -100,6 +99,17 @@ pub trait Store: Send + Sync {
     async fn audit_for_actor(&self, actor: &str, limit: u32) -> Result<Vec<AuditEntry>>;
     async fn append_model_run(&self, run: &ModelRun) -> Result<()>;
     async fn model_runs(&self, job_id: Uuid) -> Result<Vec<ModelRun>>;
+}
+
+/// What intake found when an upload's object arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedUpload {
+    pub status: UploadStatus,
+    pub received_bytes: u64,
+    pub rejection: Option<String>,
+    /// Checksum and key of the immutable copy (a ready upload has both).
+    pub sha256: Option<String>,
+    pub content_key: Option<String>,
 }
 
 /// What an idempotency key remembers: the request it came with and the job it made.
@@ -126,6 +136,8 @@ pub trait Counters: Send + Sync {
     /// Adds one to the counter `key` and returns the new value. The counter lives until
     /// `expires_at_us`; a counter past that starts again at one.
     async fn increment(&self, key: &str, expires_at_us: i64, now_us: i64) -> Result<u64>;
+    /// The counter's value now: 0 when it is missing or expired.
+    async fn get(&self, key: &str, now_us: i64) -> Result<u64>;
     /// Takes the key if free (or expired); otherwise returns who holds it.
     async fn reserve_idempotency(&self, record: &IdempotencyRecord, now_us: i64) -> Result<Reservation>;
     /// Frees a key whose request failed, so the client can retry with it.

@@ -8,11 +8,11 @@ use uuid::Uuid;
 
 use crate::auth::{self, AuthConfig};
 use crate::error::{Error, FieldError, Result};
+use crate::guard::{FailureThrottle, HashPool, Sliding};
 use crate::model::*;
 use crate::ports::{Counters, IdempotencyRecord, Pipeline, Reservation, Store, UrlSigner};
 
 pub const CAPTION_MAX_CHARS: usize = 10_000;
-pub const URL_MAX_CHARS: usize = 2_048;
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
 pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
 pub const HISTORY_DEFAULT_LIMIT: u32 = 20;
@@ -22,6 +22,7 @@ pub const WEBHOOKS_PER_USER_MAX: usize = 20;
 const KEY_TOUCH_INTERVAL_SECS: i64 = 60;
 const VERIFIED_KEY_CACHE_SECS: i64 = 300;
 const VERIFIED_KEY_CACHE_MAX: usize = 10_000;
+const LIVE_KEY_CACHE_SECS: i64 = 10;
 
 /// Submissions allowed per minute, by plan.
 #[derive(Debug, Clone, Copy)]
@@ -133,7 +134,9 @@ pub struct Submitted {
 pub struct RateStatus {
     pub limit: u64,
     pub remaining: u64,
-    pub reset_unix: i64,
+    /// Seconds until another request is allowed (0 while some remain).
+    pub reset_secs: u64,
+    pub window_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -176,20 +179,48 @@ pub struct App {
     pub settings: Settings,
     /// Signs upload and download URLs; only the functions that issue them have one.
     pub(crate) url_signer: Option<Arc<dyn UrlSigner>>,
-    /// sha256(api key) → (key id, valid until µs): skips Argon2 on every request. The key row
-    /// is still read each time, so revocation takes effect at once.
-    verified_keys: Mutex<HashMap<String, (Uuid, i64)>>,
+    /// sha256(credential) → (key or user id, valid until µs): skips Argon2 on every request.
+    /// The key row is still read each time, so revocation takes effect at once.
+    verified: Mutex<HashMap<String, (Uuid, i64)>>,
+    /// Key id → until when (µs) it is known not to be revoked: bearer tokens minted from a
+    /// key end when the key does, at most this long after a revocation made elsewhere.
+    live_keys: Mutex<HashMap<Uuid, i64>>,
+    /// Every Argon2 hash and verification runs here, bounded.
+    hashing: HashPool,
+    throttle: FailureThrottle,
     decoy_hash: String,
+}
+
+/// Where a credential check came from, for the failure throttle.
+fn origin_ip(origin: &Origin) -> Option<IpAddr> {
+    origin.ip
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, counters: Arc<dyn Counters>, pipeline: Arc<dyn Pipeline>, settings: Settings) -> Self {
         let decoy_hash = settings.auth.decoy_hash();
-        App { store, counters, pipeline, settings, url_signer: None, verified_keys: Mutex::new(HashMap::new()), decoy_hash }
+        App {
+            store,
+            counters,
+            pipeline,
+            settings,
+            url_signer: None,
+            verified: Mutex::new(HashMap::new()),
+            live_keys: Mutex::new(HashMap::new()),
+            hashing: HashPool::for_this_machine(),
+            throttle: FailureThrottle::default(),
+            decoy_hash,
+        }
     }
 
     pub fn with_url_signer(mut self, signer: Arc<dyn UrlSigner>) -> Self {
         self.url_signer = Some(signer);
+        self
+    }
+
+    /// Replaces the failed-authentication throttle (deployments and tests tune its limits).
+    pub fn with_failure_throttle(mut self, throttle: FailureThrottle) -> Self {
+        self.throttle = throttle;
         self
     }
 
@@ -198,14 +229,27 @@ impl App {
         self.store.append_audit(&entry).await
     }
 
-    /// Argon2 is deliberately slow: keep it off the async workers.
-    async fn verify_hash(phc: String, secret: String) -> bool {
-        tokio::task::spawn_blocking(move || auth::verify_secret(&phc, &secret)).await.unwrap_or(false)
+    /// Argon2 is deliberately slow: it runs on the bounded hashing pool, off the async workers.
+    async fn verify_hash(&self, phc: String, secret: String) -> Result<bool> {
+        self.hashing.run(move || auth::verify_secret(&phc, &secret)).await
     }
 
     async fn hash(&self, secret: String) -> Result<String> {
         let cfg = self.settings.auth.clone();
-        tokio::task::spawn_blocking(move || cfg.hash_secret(&secret)).await.map_err(|e| Error::Internal(e.to_string()))?
+        self.hashing.run(move || cfg.hash_secret(&secret)).await?
+    }
+
+    fn cached(&self, digest: &str, id: Uuid) -> bool {
+        let now_us = to_micros(now());
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(digest).is_some_and(|(i, until)| *i == id && *until > now_us)
+    }
+
+    fn remember(&self, digest: String, id: Uuid) {
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VERIFIED_KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(digest, (id, to_micros(now()) + VERIFIED_KEY_CACHE_SECS * 1_000_000));
     }
 
     // ---------------------------------------------------------------- users and credentials
@@ -222,7 +266,7 @@ impl App {
             plan,
             is_active: true,
             roles: if roles.is_empty() { vec![Role::User] } else { roles },
-            webhook_secret: format!("whsec_{}", auth::random_token(32)),
+            webhook_secret: new_webhook_secret(),
             created_at: at,
             updated_at: at,
         };
@@ -244,58 +288,118 @@ impl App {
         self.audit(actor.into(), action, serde_json::json!({"user_id": user_id}), &Origin::default()).await
     }
 
-    pub async fn exchange_token(&self, credentials: Credentials) -> Result<IssuedToken> {
-        let user = match credentials {
+    /// Client credentials or an API key for a bearer token. A token minted from a key names
+    /// the key, and ends when the key is revoked or rotated.
+    pub async fn exchange_token(&self, credentials: Credentials, origin: &Origin) -> Result<IssuedToken> {
+        let (user, key_id) = match credentials {
             Credentials::ClientSecret { client_id, client_secret } => {
+                let ip = origin_ip(origin);
+                let credential = format!("client:{client_id}");
+                self.throttle.check(ip, &credential)?;
                 let user = match client_id.parse::<Uuid>() {
                     Ok(id) => self.store.user_by_id(id).await?,
                     Err(_) => None,
                 };
-                let phc = user.as_ref().map_or_else(|| self.decoy_hash.clone(), |u| u.hashed_secret.clone());
-                let matches = Self::verify_hash(phc, client_secret).await;
+                let digest = auth::sha256_hex(format!("client\0{client_id}\0{client_secret}").as_bytes());
+                let matches = match &user {
+                    Some(u) if self.cached(&digest, u.id) => true,
+                    Some(u) => self.verify_hash(u.hashed_secret.clone(), client_secret).await?,
+                    // The decoy makes an unknown client id cost what a wrong secret does, so
+                    // user ids cannot be probed by timing; the throttle bounds how often.
+                    None => {
+                        self.verify_hash(self.decoy_hash.clone(), client_secret).await?;
+                        false
+                    }
+                };
                 match user {
-                    Some(user) if matches => user,
-                    _ => return Err(Error::Unauthorized("invalid client credentials".into())),
+                    Some(user) if matches => {
+                        self.remember(digest, user.id);
+                        (user, None)
+                    }
+                    _ => {
+                        self.throttle.record_failure(ip, &credential);
+                        return Err(Error::Unauthorized("invalid client credentials".into()));
+                    }
                 }
             }
-            Credentials::ApiKey(key) => self.authenticate_api_key(&key).await?.user,
+            Credentials::ApiKey(key) => {
+                let principal = self.authenticate_api_key(&key, origin).await?;
+                let key_id = match principal.method {
+                    AuthMethod::ApiKey { key_id } => Some(key_id),
+                    AuthMethod::Token => None,
+                };
+                (principal.user, key_id)
+            }
         };
         if !user.is_active {
             return Err(Error::Forbidden("the account is inactive".into()));
         }
-        let access_token = self.settings.auth.issue_token(user.id, OffsetDateTime::now_utc().unix_timestamp())?;
+        let access_token = self.settings.auth.issue_token(user.id, key_id, OffsetDateTime::now_utc().unix_timestamp())?;
         Ok(IssuedToken { access_token, expires_in: self.settings.auth.token_ttl_secs })
     }
 
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal> {
-        let user_id = self.settings.auth.verify_token(token)?;
-        let user = self.store.user_by_id(user_id).await?.ok_or_else(|| Error::Unauthorized("token invalid".into()))?;
+        let subject = self.settings.auth.verify_token(token)?;
+        let user = self.store.user_by_id(subject.user_id).await?.ok_or_else(|| Error::Unauthorized("token invalid".into()))?;
         if !user.is_active {
             return Err(Error::Forbidden("the account is inactive".into()));
+        }
+        if let Some(key_id) = subject.key_id {
+            self.check_key_live(key_id, user.id).await?;
         }
         Ok(Principal { user, method: AuthMethod::Token })
     }
 
-    pub async fn authenticate_api_key(&self, key: &str) -> Result<Principal> {
+    /// A token minted from a key is as good as the key: refused once it is revoked.
+    async fn check_key_live(&self, key_id: Uuid, user_id: Uuid) -> Result<()> {
+        let now_us = to_micros(now());
+        let known_live = self.live_keys.lock().unwrap_or_else(|p| p.into_inner()).get(&key_id).is_some_and(|until| *until > now_us);
+        if known_live {
+            return Ok(());
+        }
+        match self.store.api_key(key_id).await? {
+            Some(k) if k.user_id == user_id && k.revoked_at.is_none() => {
+                let mut live = self.live_keys.lock().unwrap_or_else(|p| p.into_inner());
+                if live.len() >= VERIFIED_KEY_CACHE_MAX {
+                    live.clear();
+                }
+                live.insert(key_id, now_us + LIVE_KEY_CACHE_SECS * 1_000_000);
+                Ok(())
+            }
+            Some(k) if k.user_id == user_id => Err(Error::Unauthorized("the API key this token came from has been revoked".into())),
+            _ => Err(Error::Unauthorized("token invalid".into())),
+        }
+    }
+
+    fn forget_key(&self, key_id: Uuid) {
+        self.live_keys.lock().unwrap_or_else(|p| p.into_inner()).remove(&key_id);
+    }
+
+    pub async fn authenticate_api_key(&self, key: &str, origin: &Origin) -> Result<Principal> {
         let invalid = || Error::Unauthorized("invalid API key".into());
         let prefix = auth::api_key_prefix(key).ok_or_else(invalid)?;
-        let record = self.store.api_key_by_prefix(prefix).await?;
-        let Some(record) = record else {
-            Self::verify_hash(self.decoy_hash.clone(), key.to_string()).await;
-            return Err(invalid());
-        };
+        let ip = origin_ip(origin);
+        let credential = format!("key:{prefix}");
         let digest = auth::sha256_hex(key.as_bytes());
-        let now_us = to_micros(now());
-        let cached = self.verified_keys.lock().unwrap().get(&digest).is_some_and(|(id, until)| *id == record.id && *until > now_us);
+        let record = self.store.api_key_by_prefix(prefix).await?;
+        // A key already verified costs no hashing and is never throttled.
+        let cached = record.as_ref().is_some_and(|r| self.cached(&digest, r.id));
         if !cached {
-            if !Self::verify_hash(record.hashed_key.clone(), key.to_string()).await {
+            self.throttle.check(ip, &credential)?;
+            // An unknown prefix is refused without a decoy hash: it tells the caller only that
+            // a random 48-bit prefix is not in use, which says nothing about any real key.
+            let verified = match &record {
+                Some(r) => self.verify_hash(r.hashed_key.clone(), key.to_string()).await?,
+                None => false,
+            };
+            if !verified {
+                self.throttle.record_failure(ip, &credential);
                 return Err(invalid());
             }
-            let mut cache = self.verified_keys.lock().unwrap();
-            if cache.len() >= VERIFIED_KEY_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(digest, (record.id, now_us + VERIFIED_KEY_CACHE_SECS * 1_000_000));
+        }
+        let record = record.ok_or_else(invalid)?;
+        if !cached {
+            self.remember(digest, record.id);
         }
         if record.revoked_at.is_some() {
             return Err(Error::Forbidden("the API key has been revoked".into()));
@@ -304,6 +408,7 @@ impl App {
         if !user.is_active {
             return Err(Error::Forbidden("the account is inactive".into()));
         }
+        let now_us = to_micros(now());
         let stale = record.last_used_at.is_none_or(|t| to_micros(t) < now_us - KEY_TOUCH_INTERVAL_SECS * 1_000_000);
         if stale {
             self.store.touch_api_key(record.id, from_micros(now_us)).await?;
@@ -342,6 +447,7 @@ impl App {
         if !self.store.rotate_api_key(principal.user.id, key_id, &issued.key, now()).await? {
             return Err(Error::NotFound("api key"));
         }
+        self.forget_key(key_id);
         self.audit(principal.actor(), "api_key.rotate", key_payload(&issued.key), origin).await?;
         Ok(issued)
     }
@@ -350,23 +456,44 @@ impl App {
         if !self.store.revoke_api_key(principal.user.id, key_id, now()).await? {
             return Err(Error::NotFound("api key"));
         }
+        self.forget_key(key_id);
         self.audit(principal.actor(), "api_key.revoke", serde_json::json!({"key_id": key_id}), origin).await
     }
 
     // ---------------------------------------------------------------- analysis
 
-    /// Counts one submission against the caller's plan limit (fixed one-minute windows).
+    /// Counts one request against the caller's plan limit over a sliding minute. A refused
+    /// request is not counted (it is refused before anything is written), so waiting out
+    /// `Retry-After` is always enough.
     pub async fn take_rate_limit(&self, principal: &Principal) -> Result<RateStatus> {
+        const WINDOW: i64 = 60;
         let limit = self.settings.rate_limits.per_minute(principal.user.plan);
-        let now = OffsetDateTime::now_utc();
-        let window = now.unix_timestamp().div_euclid(60);
-        let reset_unix = (window + 1) * 60;
-        let key = format!("rate:{}:{window}", principal.user.id);
-        let count = self.counters.increment(&key, reset_unix * 1_000_000, to_micros(now)).await?;
-        if count > limit {
-            return Err(Error::RateLimited { limit, window_secs: 60, retry_after_secs: (reset_unix - now.unix_timestamp()).max(1) as u64 });
+        let now_us = to_micros(now());
+        let window = now_us.div_euclid(WINDOW * 1_000_000);
+        let elapsed = (now_us - window * WINDOW * 1_000_000) as f64 / 1e6;
+        let key = |w: i64| format!("rate:{}:{w}", principal.user.id);
+        let previous = self.counters.get(&key(window - 1), now_us).await?;
+        let refused = |sliding: Sliding| Error::RateLimited {
+            policy: "submissions",
+            limit,
+            window_secs: WINDOW as u64,
+            retry_after_secs: sliding.wait_secs(limit),
+        };
+        let before = Sliding { previous, current: self.counters.get(&key(window), now_us).await?, elapsed, len: WINDOW as f64 };
+        if before.count() + 1.0 > limit as f64 {
+            return Err(refused(before));
         }
-        Ok(RateStatus { limit, remaining: limit - count, reset_unix })
+        // Each window's counter lives through the next one, where it is the previous.
+        let current = self.counters.increment(&key(window), (window + 2) * WINDOW * 1_000_000, now_us).await?;
+        let sliding = Sliding { current, ..before };
+        let used = sliding.count();
+        if used > limit as f64 {
+            // Concurrent requests took the last places between the read and the write.
+            return Err(refused(sliding));
+        }
+        let remaining = (limit as f64 - used).floor().max(0.0) as u64;
+        let reset_secs = if remaining > 0 { 0 } else { sliding.wait_secs(limit) };
+        Ok(RateStatus { limit, remaining, reset_secs, window_secs: WINDOW as u64 })
     }
 
     pub async fn submit(
@@ -401,10 +528,17 @@ impl App {
                 match self.counters.reserve_idempotency(&record, now_us).await? {
                     Reservation::Reserved => Some(key),
                     Reservation::Existing(existing) if existing.request_hash == request_hash => {
-                        let status = self.store.job(existing.job_id).await?.map_or(JobStatus::Queued, |j| j.status);
+                        // A replay names a job that exists. A key whose first request is still
+                        // being made (or is about to fail and free the key) has no job yet:
+                        // say so, as Stripe does, instead of naming a job that may never be.
+                        let Some(job) = self.store.job(existing.job_id).await? else {
+                            return Err(Error::InProgress(
+                                "a request with this Idempotency-Key is still in progress; retry it shortly".into(),
+                            ));
+                        };
                         let submitted = Submitted {
-                            job_id: existing.job_id,
-                            status,
+                            job_id: job.id,
+                            status: job.status,
                             estimated_completion_sec: self.pipeline.estimated_completion_secs().await,
                             replayed: true,
                         };
@@ -442,7 +576,7 @@ impl App {
             return Err(Error::Forbidden("the account is inactive".into()));
         }
         let storage_key = match input.upload_id {
-            Some(id) => Some(self.upload_for_submission(owner.id, id, input.content_type).await?.storage_key),
+            Some(id) => self.upload_for_submission(owner.id, id, input.content_type).await?.content_key,
             None => None,
         };
         let rate = self.take_rate_limit(principal).await?;
@@ -560,16 +694,13 @@ impl App {
         origin: &Origin,
     ) -> Result<WebhookSubscription> {
         let mut errors = Vec::new();
-        check_webhook_url("target_url", target_url, self.settings.allow_loopback_webhooks, &mut errors);
+        check_url("target_url", target_url, self.settings.allow_loopback_webhooks, &mut errors);
         let events = events.unwrap_or_else(|| WebhookEvent::ALL.to_vec());
         if events.is_empty() {
             errors.push(FieldError::new("events", format!("give at least one event: {}", WebhookEvent::expected())));
         }
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
-        }
-        if self.store.webhooks_for_user(principal.user.id).await?.len() >= WEBHOOKS_PER_USER_MAX {
-            return Err(Error::Conflict(format!("at most {WEBHOOKS_PER_USER_MAX} webhook subscriptions per user")));
         }
         let mut unique = Vec::new();
         for e in events {
@@ -581,12 +712,12 @@ impl App {
             id: Uuid::now_v7(),
             user_id: principal.user.id,
             target_url: target_url.to_string(),
-            secret: format!("whsec_{}", auth::random_token(32)),
+            secret: new_webhook_secret(),
             events: unique,
             active: true,
             created_at: now(),
         };
-        self.store.create_webhook(&sub).await?;
+        self.store.create_webhook(&sub, WEBHOOKS_PER_USER_MAX).await?;
         let payload = serde_json::json!({"webhook_id": sub.id, "target_url": sub.target_url});
         self.audit(principal.actor(), "webhook.create", payload, origin).await?;
         Ok(sub)
@@ -601,6 +732,23 @@ impl App {
             return Err(Error::NotFound("webhook"));
         }
         self.audit(principal.actor(), "webhook.delete", serde_json::json!({"webhook_id": id}), origin).await
+    }
+
+    /// The secret that signs deliveries to your submissions' `notify_webhook`, and the
+    /// `X-GVN-Webhook-Id` those deliveries carry.
+    pub async fn notify_signing_secret(&self, principal: &Principal, origin: &Origin) -> Result<(String, String)> {
+        self.audit(principal.actor(), "webhook.notify_secret.read", serde_json::json!({}), origin).await?;
+        Ok((notify_signing_id(principal.user.id), principal.user.webhook_secret.clone()))
+    }
+
+    /// Replaces the notify secret; deliveries signed from now on use the new one.
+    pub async fn rotate_notify_secret(&self, principal: &Principal, origin: &Origin) -> Result<(String, String)> {
+        let secret = new_webhook_secret();
+        if !self.store.set_webhook_secret(principal.user.id, &secret, now()).await? {
+            return Err(Error::NotFound("user"));
+        }
+        self.audit(principal.actor(), "webhook.notify_secret.rotate", serde_json::json!({}), origin).await?;
+        Ok((notify_signing_id(principal.user.id), secret))
     }
 
     /// Verifies a signed completion callback. Every failure is the same 401 to the caller
@@ -632,8 +780,18 @@ impl App {
                 (sub.user_id, sub.secret)
             }
         };
-        auth::verify_webhook_signature(&secret, signature, body, OffsetDateTime::now_utc().unix_timestamp()).map_err(unauthorized)?;
+        let now_unix = OffsetDateTime::now_utc().unix_timestamp();
+        let signed_at = auth::verify_webhook_signature(&secret, signature, body, now_unix).map_err(unauthorized)?;
         let notice: CompletionNotice = serde_json::from_slice(body).map_err(|e| Error::validation("body", e.to_string()))?;
+        // A valid notice is accepted once: the same signer, timestamp and body seen again
+        // within the tolerance window is a replay. Remembered until the signature could no
+        // longer verify anyway.
+        let seen = format!("hook-seen:{signing_id}:{signed_at}:{}", auth::sha256_hex(body));
+        let forget_at_us = (signed_at + auth::SIGNATURE_TOLERANCE_SECS + 1) * 1_000_000;
+        if self.counters.increment(&seen, forget_at_us, now_unix * 1_000_000).await? > 1 {
+            tracing::info!(reason = "replay", "completion hook rejected");
+            return Err(Error::Conflict("this notice was already received".into()));
+        }
         let payload = serde_json::json!({"webhook_id": signing_id, "job_id": notice.job_id, "status": notice.status});
         self.audit(owner.to_string(), "webhook.completion_received", payload, origin).await?;
         Ok(notice)
@@ -650,6 +808,15 @@ pub struct CompletionNotice {
     pub score: Option<f64>,
     /// RFC 3339
     pub timestamp: String,
+}
+
+/// The `X-GVN-Webhook-Id` of deliveries to a submission's `notify_webhook`.
+pub fn notify_signing_id(user_id: Uuid) -> String {
+    format!("user:{user_id}")
+}
+
+fn new_webhook_secret() -> String {
+    format!("whsec_{}", auth::random_token(32))
 }
 
 fn key_payload(key: &ApiKey) -> serde_json::Value {
@@ -679,40 +846,9 @@ fn validate_idempotency_key(key: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(Error::validation("Idempotency-Key", format!("1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"))) }
 }
 
-/// Whether a webhook target is http:// on loopback (allowed only when configured for local development).
-fn is_loopback_http(url: &str) -> bool {
-    url.parse::<http::Uri>().is_ok_and(|u| {
-        u.scheme_str() == Some("http")
-            && u.host().is_some_and(|h| {
-                h == "localhost" || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-            })
-    })
-}
-
-fn check_webhook_url(field: &str, url: &str, allow_loopback: bool, errors: &mut Vec<FieldError>) {
-    if !(allow_loopback && is_loopback_http(url)) {
-        check_https_url(field, url, errors);
-    }
-}
-
-/// Public https URL with a host, no credentials, bounded length.
-fn check_https_url(field: &str, url: &str, errors: &mut Vec<FieldError>) {
-    let problem = if url.chars().count() > URL_MAX_CHARS {
-        Some(format!("longer than {URL_MAX_CHARS} characters"))
-    } else {
-        match url.parse::<http::Uri>() {
-            Err(_) => Some("not a valid URL".to_string()),
-            Ok(uri) if uri.scheme_str() != Some("https") => Some("must be an https:// URL".to_string()),
-            Ok(uri) => match uri.authority() {
-                None => Some("has no host".to_string()),
-                Some(a) if a.as_str().contains('@') => Some("must not carry credentials".to_string()),
-                Some(a) if a.host().is_empty() => Some("has no host".to_string()),
-                Some(_) => None,
-            },
-        }
-    };
-    if let Some(p) = problem {
-        errors.push(FieldError::new(field, p));
+fn check_url(field: &str, url: &str, allow_loopback: bool, errors: &mut Vec<FieldError>) {
+    if let Err(problem) = crate::net::check_target_url(url, allow_loopback) {
+        errors.push(FieldError::new(field, problem));
     }
 }
 
@@ -749,10 +885,11 @@ pub fn validate_analyze(input: &AnalyzeInput, allow_loopback_webhooks: bool) -> 
         }
     }
     if let Some(u) = &input.source_url {
-        check_https_url("source_url", u, &mut errors);
+        // Content is fetched from the public internet only, even in development.
+        check_url("source_url", u, false, &mut errors);
     }
     if let Some(u) = &input.notify_webhook {
-        check_webhook_url("notify_webhook", u, allow_loopback_webhooks, &mut errors);
+        check_url("notify_webhook", u, allow_loopback_webhooks, &mut errors);
     }
     if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
 }

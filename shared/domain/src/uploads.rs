@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::error::{Error, FieldError, Result};
 use crate::model::*;
 use crate::pipeline::BlobStore;
-use crate::ports::{SignedRequest, Store, UrlSigner};
+use crate::ports::{ReceivedUpload, SignedRequest, Store, UrlSigner};
 use crate::service::{App, CAPTION_MAX_CHARS, Principal};
 
 /// How long an upload URL works: long enough for a large video on a slow link.
@@ -45,7 +45,15 @@ pub fn storage_key(user_id: Uuid, upload_id: Uuid) -> String {
 
 /// The (user id, upload id) of a key written by [`storage_key`]; None for any other key.
 pub fn parse_storage_key(key: &str) -> Option<(Uuid, Uuid)> {
-    let rest = key.strip_prefix("uploads/")?;
+    parse_ids(key.strip_prefix("uploads/")?)
+}
+
+/// The (user id, upload id) of an upload's key or of its content copy's.
+pub fn parse_upload_key(key: &str) -> Option<(Uuid, Uuid)> {
+    parse_storage_key(key).or_else(|| parse_ids(key.strip_prefix("content/")?))
+}
+
+fn parse_ids(rest: &str) -> Option<(Uuid, Uuid)> {
     let (user, upload) = rest.split_once('/')?;
     Some((Uuid::parse_str(user).ok()?, Uuid::parse_str(upload).ok()?))
 }
@@ -135,6 +143,8 @@ impl App {
             created_at: now(),
             url_expires_at: put.expires_at,
             received_at: None,
+            sha256: None,
+            content_key: None,
         };
         self.store.create_upload(&upload).await?;
         Ok(UploadTicket { upload, put })
@@ -143,7 +153,11 @@ impl App {
     pub async fn upload_view(&self, principal: &Principal, id: Uuid) -> Result<UploadView> {
         let upload = self.visible_upload(principal, id).await?;
         let download = match upload.status {
-            UploadStatus::Ready => Some(self.url_signer()?.sign_get(&upload.storage_key, DOWNLOAD_URL_TTL).await?),
+            // The copy intake took: exactly what the pipeline reads.
+            UploadStatus::Ready => {
+                let key = upload.content_key.as_deref().unwrap_or(&upload.storage_key);
+                Some(self.url_signer()?.sign_get(key, DOWNLOAD_URL_TTL).await?)
+            }
             _ => None,
         };
         let expired = upload.status == UploadStatus::Pending && upload.url_expires_at <= OffsetDateTime::now_utc();
@@ -199,8 +213,14 @@ pub enum Intake {
     AlreadyFinished(Uuid),
 }
 
-/// Handles one "object created" report for `key` with the size the store measured: checks
-/// what arrived against what was declared and marks the upload ready or rejected.
+/// Where intake keeps the immutable copy of an upload that the pipeline reads.
+pub fn content_key(user_id: Uuid, upload_id: Uuid) -> String {
+    format!("content/{user_id}/{upload_id}")
+}
+
+/// Handles one "object created" report for `key` with the size the store measured. Takes an
+/// immutable copy first, then checks the copy against what was declared and records its
+/// checksum: whatever is put at the upload URL afterwards never reaches the pipeline.
 pub async fn receive(store: &dyn Store, blobs: &dyn BlobStore, key: &str, size_bytes: u64) -> Result<Intake> {
     let Some((user_id, upload_id)) = parse_storage_key(key) else {
         return Ok(Intake::Unknown);
@@ -212,30 +232,64 @@ pub async fn receive(store: &dyn Store, blobs: &dyn BlobStore, key: &str, size_b
     if upload.status != UploadStatus::Pending {
         return Ok(Intake::AlreadyFinished(upload_id));
     }
-    let rejection = rejection_reason(blobs, &upload, size_bytes).await?;
-    let status = if rejection.is_some() { UploadStatus::Rejected } else { UploadStatus::Ready };
-    if !store.finish_upload(upload_id, status, size_bytes, rejection.as_deref(), now()).await? {
+    let received = inspect(blobs, &upload, size_bytes).await?;
+    if !store.finish_upload(upload_id, &received, now()).await? {
         return Ok(Intake::AlreadyFinished(upload_id));
     }
-    Ok(match rejection {
+    Ok(match received.rejection {
         None => Intake::Ready(upload_id),
         Some(reason) => Intake::Rejected { upload_id, reason },
     })
 }
 
-/// Why what arrived is not what was declared, if it is not.
-async fn rejection_reason(blobs: &dyn BlobStore, upload: &Upload, size_bytes: u64) -> Result<Option<String>> {
-    if size_bytes != upload.declared_bytes {
-        return Ok(Some(format!("{size_bytes} bytes arrived, {} were declared", upload.declared_bytes)));
-    }
-    if !is_text(&upload.media_type) {
-        return Ok(None);
-    }
-    let Some(bytes) = blobs.get(&upload.storage_key).await? else {
-        // Reported but gone: the store is not yet consistent; try the report again.
-        return Err(Error::Unavailable(format!("{} is not readable yet", upload.storage_key)));
+/// Copies, measures and checks what arrived.
+async fn inspect(blobs: &dyn BlobStore, upload: &Upload, reported_bytes: u64) -> Result<ReceivedUpload> {
+    let rejected = |bytes: u64, reason: String| ReceivedUpload {
+        status: UploadStatus::Rejected,
+        received_bytes: bytes,
+        rejection: Some(reason),
+        sha256: None,
+        content_key: None,
     };
-    Ok(check_text(&bytes).err())
+    let mismatch = |bytes: u64| format!("{bytes} bytes arrived, {} were declared", upload.declared_bytes);
+    if reported_bytes != upload.declared_bytes {
+        return Ok(rejected(reported_bytes, mismatch(reported_bytes)));
+    }
+    let copy = content_key(upload.user_id, upload.id);
+    // Reported but not there: the store is not yet consistent; try the report again.
+    let not_yet = || Error::Unavailable(format!("{} is not readable yet", upload.storage_key));
+    if !blobs.copy(&upload.storage_key, &copy).await? {
+        return Err(not_yet());
+    }
+    let digest = blobs.digest(&copy).await?.ok_or_else(not_yet)?;
+    if digest.bytes != upload.declared_bytes {
+        return Ok(rejected(digest.bytes, mismatch(digest.bytes)));
+    }
+    if is_text(&upload.media_type) {
+        let bytes = blobs.get(&copy).await?.ok_or_else(not_yet)?;
+        if let Err(reason) = check_text(&bytes) {
+            return Ok(rejected(digest.bytes, reason));
+        }
+    }
+    Ok(ReceivedUpload {
+        status: UploadStatus::Ready,
+        received_bytes: digest.bytes,
+        rejection: None,
+        sha256: Some(digest.sha256),
+        content_key: Some(copy),
+    })
+}
+
+/// Reads a ready upload's immutable copy and checks it is exactly what intake took in.
+pub async fn read_content(blobs: &dyn BlobStore, upload: &Upload) -> Result<Vec<u8>> {
+    let (Some(key), Some(sha256)) = (&upload.content_key, &upload.sha256) else {
+        return Err(Error::Internal(format!("upload {} was never taken in", upload.id)));
+    };
+    let bytes = blobs.get(key).await?.ok_or_else(|| Error::Unavailable(format!("{key} is not readable")))?;
+    if crate::auth::sha256_hex(&bytes) != *sha256 {
+        return Err(Error::Internal(format!("{key} no longer matches the checksum taken at intake")));
+    }
+    Ok(bytes)
 }
 
 /// An uploaded text is scored like a caption, so it obeys a caption's rules.

@@ -4,18 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
-use axum::middleware::Next;
 use domain::ports::Counters;
-use goviral_api::ClientIp;
 use goviral_app::Config;
-
-async fn client_ip(mut request: Request, next: Next) -> axum::response::Response {
-    if let Some(ConnectInfo(addr)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
-        request.extensions_mut().insert(ClientIp(addr.ip()));
-    }
-    next.run(request).await
-}
 
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
@@ -27,7 +17,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         blobs: wired.blobs.clone(),
         store: wired.app.store.clone(),
     };
-    let router = goviral_api::local_router(wired.app.clone(), blobs).layer(axum::middleware::from_fn(client_ip));
+    let router = goviral_api::local_router(wired.app.clone(), blobs);
 
     let store = wired.store.clone();
     let purge = tokio::spawn(async move {
@@ -47,7 +37,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // The one line scripts wait for; stdout so it can be parsed.
     println!("{}", serde_json::json!({"listening": format!("http://{local}"), "database": redact(&config.database_url)}));
     tracing::info!(%local, "GoViralNow serving on the embedded default");
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
+    goviral_api::server::serve(listener, router, config.server.clone(), shutdown_signal()).await?;
     purge.abort();
     let _ = stop_runner.send(true);
     let _ = runner.await;

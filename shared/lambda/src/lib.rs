@@ -66,7 +66,7 @@ pub async fn run_stage_consumer(stage: domain::pipeline::Stage) -> Result<(), In
         blobs: container.blobs()?,
         moderator: Arc::new(goviral_local::moderation::LexiconModerator),
         scorer: goviral_app::scorer(config),
-        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(config.webhook_timeout, false, false)),
+        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(config.webhook_timeout, false)),
         webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback: false },
     });
     let callbacks: Arc<dyn domain::pipeline::TaskCallbacks> = Arc::new(goviral_aws::SfnCallbacks::new(&container.aws));

@@ -1,14 +1,15 @@
-//! Webhook POSTs over HTTPS with SSRF protection. Every connection's addresses come from a
-//! resolver that refuses loopback, private, link-local and metadata addresses (so a DNS
-//! answer cannot smuggle one in); IP-literal URLs are checked before sending. Redirects are
-//! not followed.
+//! Webhook POSTs over HTTPS under the one SSRF policy (`domain::net`). The URL is checked
+//! first; every connection's addresses then come from a resolver that drops the disallowed
+//! ones, so the connection goes to an address that was checked (a DNS answer cannot smuggle
+//! in a private one). Redirects are not followed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::pipeline::{DeliveryOutcome, WebhookSender, ip_allowed};
+use domain::net::ip_allowed;
+use domain::pipeline::{DeliveryOutcome, WebhookSender};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 #[derive(Debug)]
@@ -46,13 +47,12 @@ impl Resolve for GuardedResolver {
 pub struct HttpWebhookSender {
     client: reqwest::Client,
     allow_loopback: bool,
-    allow_http: bool,
 }
 
 impl HttpWebhookSender {
-    /// `allow_loopback` and `allow_http` are for local development against a receiver on
-    /// this machine; production keeps both off.
-    pub fn new(timeout: Duration, allow_loopback: bool, allow_http: bool) -> Self {
+    /// `allow_loopback` (http:// to this machine) is for local development against a
+    /// receiver on this machine; production keeps it off.
+    pub fn new(timeout: Duration, allow_loopback: bool) -> Self {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -62,7 +62,7 @@ impl HttpWebhookSender {
             .dns_resolver(Arc::new(GuardedResolver { allow_loopback }))
             .build()
             .expect("the HTTP client builds");
-        HttpWebhookSender { client, allow_loopback, allow_http }
+        HttpWebhookSender { client, allow_loopback }
     }
 }
 
@@ -80,24 +80,10 @@ fn refused_in_chain(e: &(dyn std::error::Error + 'static)) -> Option<String> {
 #[async_trait]
 impl WebhookSender for HttpWebhookSender {
     async fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> DeliveryOutcome {
-        let parsed = match reqwest::Url::parse(url) {
+        let parsed = match domain::net::check_target_url(url, self.allow_loopback) {
             Ok(u) => u,
-            Err(e) => return DeliveryOutcome::Refused { reason: format!("not a URL: {e}") },
+            Err(reason) => return DeliveryOutcome::Refused { reason },
         };
-        match parsed.scheme() {
-            "https" => {}
-            "http" if self.allow_http => {}
-            other => return DeliveryOutcome::Refused { reason: format!("scheme {other} is not allowed") },
-        }
-        let literal = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            Some(url::Host::Domain(_)) => None,
-            None => return DeliveryOutcome::Refused { reason: "no host".into() },
-        };
-        if let Some(ip) = literal.filter(|ip| !ip_allowed(*ip, self.allow_loopback)) {
-            return DeliveryOutcome::Refused { reason: format!("address {ip} is not allowed") };
-        }
         let mut request = self.client.post(parsed).body(body.to_vec());
         for (k, v) in headers {
             request = request.header(k, v);

@@ -22,6 +22,14 @@ impl Counters for SqlStore {
         Ok(value as u64)
     }
 
+    async fn get(&self, key: &str, now_us: i64) -> Result<u64> {
+        let q = "SELECT value FROM counters WHERE key = $1 AND expires_at_us > $2";
+        let value: Option<i64> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_scalar(&sql(q)).bind(key).bind(now_us).fetch_optional(pool).await.map_err(db_error)?
+        });
+        Ok(value.unwrap_or(0).max(0) as u64)
+    }
+
     async fn reserve_idempotency(&self, r: &IdempotencyRecord, now_us: i64) -> Result<Reservation> {
         // Inserts, or takes over an expired record; a live record is left alone and returned.
         let reserve = "INSERT INTO idempotency_keys (user_id, key, request_hash, job_id, expires_at_us) VALUES ($1, $2, $3, $4, $5) \

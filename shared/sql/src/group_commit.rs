@@ -9,7 +9,11 @@
 use domain::Result;
 use domain::model::{Job, Submission};
 use sqlx::SqlitePool;
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
+
+use crate::file_guard::FileGuard;
 
 use crate::db_error;
 
@@ -28,9 +32,9 @@ pub(crate) struct JobWriter {
 
 impl JobWriter {
     /// Spawns the writer on the current runtime; it stops when the last handle is dropped.
-    pub(crate) fn spawn(pool: SqlitePool) -> JobWriter {
+    pub(crate) fn spawn(pool: SqlitePool, file: Arc<FileGuard>) -> JobWriter {
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(pool, rx));
+        tokio::spawn(run(pool, file, rx));
         JobWriter { queue }
     }
 
@@ -43,9 +47,15 @@ impl JobWriter {
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Pending>) {
+async fn run(pool: SqlitePool, file: Arc<FileGuard>, mut rx: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if let Err(e) = file.check() {
+            batch.drain(..).for_each(|p| {
+                let _ = p.done.send(Err(e.clone()));
+            });
+            continue;
+        }
         match write_all(&pool, &batch).await {
             Ok(()) => batch.drain(..).for_each(|p| {
                 let _ = p.done.send(Ok(()));

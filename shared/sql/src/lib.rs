@@ -9,7 +9,10 @@
 macro_rules! on_pool {
     ($store:expr, $kind:ident, |$pool:ident, $sql:ident| $body:expr) => {
         match &$store.backend {
-            $crate::Backend::Sqlite { $kind: $pool, .. } => {
+            $crate::Backend::Sqlite { $kind: $pool, file, .. } => {
+                // The files must still be the ones opened: never write into a deleted
+                // database, never touch a wal-index that was cut short under its memory map.
+                file.check()?;
                 let $sql = |q: &str| $crate::dialect::to_sqlite(q);
                 $body
             }
@@ -23,6 +26,7 @@ macro_rules! on_pool {
 
 mod counters;
 pub mod dialect;
+mod file_guard;
 mod group_commit;
 mod migrate;
 mod rows;
@@ -56,6 +60,7 @@ enum Backend {
         read: SqlitePool,
         write: SqlitePool,
         jobs: group_commit::JobWriter,
+        file: std::sync::Arc<file_guard::FileGuard>,
     },
     Postgres(PgPool),
 }
@@ -91,11 +96,12 @@ impl SqlStore {
                 .max_connections(settings.max_connections.max(1))
                 .test_before_acquire(false)
                 .acquire_timeout(settings.acquire_timeout)
-                .connect_with(options.read_only(true))
+                .connect_with(options.clone().read_only(true))
                 .await
                 .map_err(db_error)?;
-            let jobs = group_commit::JobWriter::spawn(write.clone());
-            Backend::Sqlite { read, write, jobs }
+            let file = std::sync::Arc::new(file_guard::FileGuard::open(options.get_filename()).map_err(Error::Unavailable)?);
+            let jobs = group_commit::JobWriter::spawn(write.clone(), file.clone());
+            Backend::Sqlite { read, write, jobs, file }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
                 .max_connections(settings.max_connections)
@@ -125,15 +131,30 @@ impl SqlStore {
     }
 }
 
-/// sqlx errors at the store's edge: unique violations are conflicts, lost connections are
-/// retryable, the rest is internal.
+/// sqlx errors at the store's edge: unique violations are conflicts; a database that cannot
+/// be reached or cannot take writes just now (lost connections, read-only, full disk, I/O
+/// errors, lock timeouts) is `Unavailable` (503 with `Retry-After`); the rest is internal.
 pub(crate) fn db_error(e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict("already exists".into()),
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::NotFound("referenced record"),
+        sqlx::Error::Database(db) if transient(db.as_ref()) => Error::Unavailable(format!("database: {e}")),
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
             Error::Unavailable(format!("database: {e}"))
         }
         _ => Error::Internal(format!("database: {e}")),
     }
+}
+
+/// SQLite result codes (primary code in the low byte) and PostgreSQL SQLSTATEs that mean
+/// "not now" rather than "never".
+fn transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else { return false };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // BUSY, LOCKED, READONLY, IOERR, CORRUPT (a file changed under us), FULL, CANTOPEN
+        return code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14));
+    }
+    // connection, resources (disk full, out of memory), operator intervention, read-only
+    // transaction, serialization failure and deadlock
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57") || code == "25006" || code.starts_with("40")
 }

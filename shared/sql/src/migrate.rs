@@ -29,6 +29,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0003_uploads.sql"),
         sqlite: include_str!("../migrations/sqlite/0003_uploads.sql"),
     },
+    Migration {
+        version: 4,
+        name: "upload_content",
+        postgres: include_str!("../migrations/postgres/0004_upload_content.sql"),
+        sqlite: include_str!("../migrations/sqlite/0004_upload_content.sql"),
+    },
 ];
 
 const LEDGER: &str =

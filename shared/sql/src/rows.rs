@@ -351,7 +351,8 @@ impl TryFrom<RunRow> for domain::ports::PipelineRun {
 }
 
 pub(crate) const UPLOAD_COLS: &str = "id::text AS id, user_id::text AS user_id, media_type, declared_bytes, filename, storage_key, status, \
-     received_bytes, rejection, gv_us(created_at) AS created_at, gv_us(url_expires_at) AS url_expires_at, gv_us(received_at) AS received_at";
+     received_bytes, rejection, gv_us(created_at) AS created_at, gv_us(url_expires_at) AS url_expires_at, gv_us(received_at) AS received_at, \
+     sha256, content_key";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct UploadRow {
@@ -367,6 +368,8 @@ pub(crate) struct UploadRow {
     created_at: i64,
     url_expires_at: i64,
     received_at: Option<i64>,
+    sha256: Option<String>,
+    content_key: Option<String>,
 }
 
 impl TryFrom<UploadRow> for Upload {
@@ -386,6 +389,8 @@ impl TryFrom<UploadRow> for Upload {
             created_at: time(r.created_at),
             url_expires_at: time(r.url_expires_at),
             received_at: opt_time(r.received_at),
+            sha256: r.sha256,
+            content_key: r.content_key,
         })
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use domain::model::*;
-use domain::ports::Store;
+use domain::ports::{ReceivedUpload, Store};
 use domain::{Error, Result};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -41,8 +41,11 @@ const SET_SUBMISSION_STATUS: &str = "UPDATE content_submissions SET status = $2,
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<()> {
-        on_pool!(self, read, |pool, _sql| {
-            sqlx::query("SELECT 1").execute(pool).await.map_err(db_error)?;
+        let probe = "INSERT INTO counters (key, value, expires_at_us) VALUES ('gv:health', 1, $1) \
+                     ON CONFLICT (key) DO UPDATE SET expires_at_us = excluded.expires_at_us";
+        let until = to_micros(now()) + 3_600_000_000;
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(probe)).bind(until).execute(pool).await.map_err(db_error)?;
         });
         Ok(())
     }
@@ -94,6 +97,14 @@ impl Store for SqlStore {
         Ok(done == 1)
     }
 
+    async fn set_webhook_secret(&self, id: Uuid, secret: &str, now: OffsetDateTime) -> Result<bool> {
+        let q = "UPDATE users SET webhook_secret = $2, updated_at = gv_ts($3) WHERE id = $1::uuid AND archived_at IS NULL";
+        let done = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q)).bind(id.to_string()).bind(secret).bind(us(now)).execute(pool).await.map_err(db_error)?.rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     async fn insert_api_key(&self, k: &ApiKey) -> Result<()> {
         let q = "INSERT INTO api_keys (id, user_id, prefix, hashed_key, created_at, revoked_at, last_used_at, rotated_from) \
                  VALUES ($1::uuid, $2::uuid, $3, $4, gv_ts($5), gv_ts($6), gv_ts($7), $8::uuid)";
@@ -118,6 +129,14 @@ impl Store for SqlStore {
         let q = format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1");
         let row: Option<KeyRow> =
             on_pool!(self, read, |pool, sql| sqlx::query_as(&sql(&q)).bind(prefix).fetch_optional(pool).await.map_err(db_error)?);
+        row.map(ApiKey::try_from).transpose()
+    }
+
+    async fn api_key(&self, id: Uuid) -> Result<Option<ApiKey>> {
+        let q = format!("SELECT {KEY_COLS} FROM api_keys WHERE id = $1::uuid");
+        let row: Option<KeyRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q)).bind(id.to_string()).fetch_optional(pool).await.map_err(db_error)?
+        });
         row.map(ApiKey::try_from).transpose()
     }
 
@@ -465,24 +484,19 @@ impl Store for SqlStore {
         row.map(Upload::try_from).transpose()
     }
 
-    async fn finish_upload(
-        &self,
-        id: Uuid,
-        status: UploadStatus,
-        received_bytes: u64,
-        rejection: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        let q = "UPDATE uploads SET status = $2, received_bytes = $3, rejection = $4, received_at = gv_ts($5) \
+    async fn finish_upload(&self, id: Uuid, r: &ReceivedUpload, now: OffsetDateTime) -> Result<bool> {
+        let q = "UPDATE uploads SET status = $2, received_bytes = $3, rejection = $4, received_at = gv_ts($5), sha256 = $6, content_key = $7 \
                  WHERE id = $1::uuid AND status = 'pending'";
-        let received = i64::try_from(received_bytes).unwrap_or(i64::MAX);
+        let received = i64::try_from(r.received_bytes).unwrap_or(i64::MAX);
         let done = on_pool!(self, write, |pool, sql| {
             sqlx::query(&sql(q))
                 .bind(id.to_string())
-                .bind(status.as_str())
+                .bind(r.status.as_str())
                 .bind(received)
-                .bind(rejection)
+                .bind(r.rejection.as_deref())
                 .bind(us(now))
+                .bind(r.sha256.as_deref())
+                .bind(r.content_key.as_deref())
                 .execute(pool)
                 .await
                 .map_err(db_error)?
@@ -491,25 +505,46 @@ impl Store for SqlStore {
         Ok(done == 1)
     }
 
-    async fn create_webhook(&self, w: &WebhookSubscription) -> Result<()> {
-        let q = "INSERT INTO webhook_subscriptions (id, user_id, target_url, secret, events, active, created_at, updated_at) \
-                 VALUES ($1::uuid, $2::uuid, $3, $4, gv_list($5), $6, gv_ts($7), gv_ts($7))";
-        let result = on_pool!(self, write, |pool, sql| {
-            sqlx::query(&sql(q))
-                .bind(w.id.to_string())
-                .bind(w.user_id.to_string())
-                .bind(&w.target_url)
-                .bind(&w.secret)
-                .bind(join_values(&w.events, WebhookEvent::as_str))
-                .bind(w.active)
-                .bind(us(w.created_at))
-                .execute(pool)
-                .await
-                .map(|_| ())
+    async fn create_webhook(&self, w: &WebhookSubscription, max_per_user: usize) -> Result<()> {
+        // The count and the insert are one decision: the user's row is locked on PostgreSQL
+        // (SQLite's single writer already serialises the transaction).
+        let lock = if self.is_postgres() {
+            "SELECT id FROM users WHERE id = $1::uuid FOR UPDATE"
+        } else {
+            "SELECT id FROM users WHERE id = $1::uuid"
+        };
+        let count = "SELECT COUNT(*) FROM webhook_subscriptions WHERE user_id = $1::uuid";
+        let insert = "INSERT INTO webhook_subscriptions (id, user_id, target_url, secret, events, active, created_at, updated_at) \
+                      VALUES ($1::uuid, $2::uuid, $3, $4, gv_list($5), $6, gv_ts($7), gv_ts($7))";
+        let user = w.user_id.to_string();
+        let result: std::result::Result<bool, sqlx::Error> = on_pool!(self, write, |pool, sql| {
+            async {
+                let mut tx = pool.begin().await?;
+                sqlx::query(&sql(lock)).bind(&user).fetch_optional(&mut *tx).await?;
+                let existing: i64 = sqlx::query_scalar(&sql(count)).bind(&user).fetch_one(&mut *tx).await?;
+                if existing as usize >= max_per_user {
+                    return Ok(false);
+                }
+                sqlx::query(&sql(insert))
+                    .bind(w.id.to_string())
+                    .bind(&user)
+                    .bind(&w.target_url)
+                    .bind(&w.secret)
+                    .bind(join_values(&w.events, WebhookEvent::as_str))
+                    .bind(w.active)
+                    .bind(us(w.created_at))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(true)
+            }
+            .await
         });
         match result.map_err(db_error) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Conflict(format!("at most {max_per_user} webhook subscriptions per user"))),
             Err(Error::Conflict(_)) => Err(Error::Conflict(format!("you already have a subscription for {}", w.target_url))),
-            other => other,
+            Err(e) => Err(e),
         }
     }
 

@@ -40,7 +40,7 @@ pub struct TestApp {
     pub wake: Arc<tokio::sync::Notify>,
     /// The blob files the signed-URL route writes (and `Stages::sharing_blobs` reads).
     pub blobs: Arc<crate::pipeline::ScriptedBlobs>,
-    _blob_dir: tempfile::TempDir,
+    blob_dir: tempfile::TempDir,
     client: Client<HttpConnector, Full<Bytes>>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -139,6 +139,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, rate_limits: RateLimits) -> TestApp {
+        Self::spawn_configured(backend, rate_limits, goviral_api::server::ServerLimits::default()).await
+    }
+
+    /// On the real server with these limits (timeouts, connection cap).
+    pub async fn spawn_configured(backend: Backend, rate_limits: RateLimits, limits: goviral_api::server::ServerLimits) -> TestApp {
         let db = TestDb::new(backend).await;
         let store = Arc::new(db.store.clone());
         // No runner unless a test starts one: jobs stay queued, so API tests see what they submitted.
@@ -154,10 +159,15 @@ impl TestApp {
         let local_blobs = goviral_api::LocalBlobs { signer, blobs: blobs.clone(), store };
         let router = goviral_api::local_router(app.clone(), local_blobs);
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("server");
+            goviral_api::server::serve(listener, router, limits, std::future::pending()).await.expect("server");
         });
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestApp { addr, app, db, wake, blobs, _blob_dir: blob_dir, client, server }
+        TestApp { addr, app, db, wake, blobs, blob_dir, client, server }
+    }
+
+    /// Where the blob files live.
+    pub fn blob_dir(&self) -> &std::path::Path {
+        self.blob_dir.path()
     }
 
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {

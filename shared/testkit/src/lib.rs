@@ -30,6 +30,16 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The PostgreSQL database's name (None on SQLite).
+    pub fn pg_database(&self) -> Option<&str> {
+        self.pg_database.as_deref()
+    }
+
+    /// The SQLite file (None on PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self.url.strip_prefix("sqlite://").map(std::path::PathBuf::from)
+    }
+
     pub async fn new(backend: Backend) -> TestDb {
         match backend {
             Backend::Sqlite => Self::sqlite().await,

@@ -130,6 +130,25 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
     async fn get(&self, key: &str) -> domain::Result<Option<Vec<u8>>> {
         self.inner.get(key).await
     }
+
+    async fn copy(&self, from: &str, to: &str) -> domain::Result<bool> {
+        self.inner.copy(from, to).await
+    }
+
+    async fn digest(&self, key: &str) -> domain::Result<Option<domain::pipeline::BlobDigest>> {
+        self.inner.digest(key).await
+    }
+
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+        bytes: u64,
+        content_type: &str,
+    ) -> domain::Result<domain::pipeline::BlobDigest> {
+        self.before().await?;
+        self.inner.put_stream(key, body, bytes, content_type).await
+    }
 }
 
 pub type ScriptedModerator = Scripted<goviral_local::moderation::LexiconModerator>;
@@ -207,7 +226,7 @@ impl crate::TestApp {
             blobs: stages.blobs.clone(),
             moderator: stages.moderator.clone(),
             scorer: stages.scorer.clone(),
-            webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true, true)),
+            webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
             webhook_policy: WebhookPolicy { max_attempts: retries + 1, allow_loopback: true },
         });
         let queue = Arc::new(self.db.store.clone());

@@ -81,10 +81,10 @@ async fn bad_tokens_are_unauthorized() {
     let ann = t.user("ann@example.com", Plan::Free, false).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let settings = test_settings(Default::default());
-    let expired = settings.auth.issue_token(ann.user.id, now - 3_600).unwrap();
+    let expired = settings.auth.issue_token(ann.user.id, None, now - 3_600).unwrap();
     let mut other = settings.auth.clone();
     other.jwt_secret = b"some-other-secret-some-other-secret!".to_vec();
-    let wrong_signature = other.issue_token(ann.user.id, now).unwrap();
+    let wrong_signature = other.issue_token(ann.user.id, None, now).unwrap();
     let claims = json!({"sub": ann.user.id, "iss": "goviralnow", "aud": "goviralnow-api", "iat": now, "exp": now + 600});
     let alg_none = forge(json!({"alg": "none", "typ": "JWT"}), claims.clone(), "");
     let hs512 = jsonwebtoken::encode(
@@ -93,7 +93,7 @@ async fn bad_tokens_are_unauthorized() {
         &jsonwebtoken::EncodingKey::from_secret(&settings.auth.jwt_secret),
     )
     .unwrap();
-    let unknown_user = settings.auth.issue_token(uuid::Uuid::now_v7(), now).unwrap();
+    let unknown_user = settings.auth.issue_token(uuid::Uuid::now_v7(), None, now).unwrap();
     for (name, token) in [
         ("expired", expired.as_str()),
         ("wrong signature", &wrong_signature),

@@ -52,6 +52,12 @@ async fn counters_increment_atomically_and_expire(counters: Arc<dyn Counters>) {
     assert_eq!(seen, (1..=20).collect::<Vec<u64>>(), "every concurrent increment counted once");
     // Other keys count alone.
     assert_eq!(counters.increment("rate:u:2", until, now_us).await.unwrap(), 1);
+    // Reading does not count; a missing counter reads 0.
+    assert_eq!(counters.get("rate:u:1", now_us).await.unwrap(), 20);
+    assert_eq!(counters.get("rate:u:1", now_us).await.unwrap(), 20);
+    assert_eq!(counters.get("rate:u:none", now_us).await.unwrap(), 0);
+    // An expired counter reads 0 before anything deletes it.
+    assert_eq!(counters.get("rate:u:1", until).await.unwrap(), 0);
     // Past its expiry the counter starts again, with the new expiry.
     assert_eq!(counters.increment("rate:u:1", 200_000_000, until).await.unwrap(), 1);
     assert_eq!(counters.increment("rate:u:1", 300_000_000, until + 1).await.unwrap(), 2);

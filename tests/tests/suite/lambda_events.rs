@@ -147,7 +147,7 @@ fn stage_context(t: &TestApp, stages: &goviral_testkit::pipeline::Stages) -> dom
         blobs: stages.blobs.clone(),
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
-        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false, false)),
+        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false)),
         webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false },
     }
 }
@@ -359,7 +359,7 @@ async fn the_s3_event_takes_uploads_in() {
         goviral_testkit::test_settings(Default::default()),
     )
     .with_url_signer(std::sync::Arc::new(blobs.clone()));
-    let principal = app.authenticate_api_key(&ann.api_key).await.unwrap();
+    let principal = app.authenticate_api_key(&ann.api_key, &Default::default()).await.unwrap();
     let text = domain::uploads::UploadInput { media_type: "text/plain".into(), size_bytes: UPLOADED_SCRIPT.len() as u64, filename: None };
     let script = app.create_upload(&principal, text).await.unwrap();
     let short = domain::uploads::UploadInput { media_type: "video/mp4".into(), size_bytes: 4096, filename: Some("cut.mp4".into()) };

@@ -255,7 +255,7 @@ async fn redelivered_stage_messages_write_and_send_nothing_twice() {
         blobs: stages.blobs.clone(),
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
-        webhooks: Arc::new(HttpWebhookSender::new(std::time::Duration::from_secs(2), true, true)),
+        webhooks: Arc::new(HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
         webhook_policy: domain::pipeline::WebhookPolicy {
             max_attempts: machine.task_retry(Stage::Webhook).unwrap().max_attempts + 1,
             allow_loopback: true,
@@ -308,11 +308,10 @@ async fn a_runner_killed_mid_job_resumes_after_restart_without_duplicates() {
 
 #[tokio::test]
 async fn ssrf_targets_are_refused() {
-    let strict = HttpWebhookSender::new(std::time::Duration::from_secs(2), false, false);
+    let strict = HttpWebhookSender::new(std::time::Duration::from_secs(2), false);
     let body = b"{}";
     for url in [
         "https://127.0.0.1/hook",
-        // A name, so the guarded resolver (not a literal check) refuses its loopback answer.
         "https://localhost/hook",
         "https://10.1.2.3/hook",
         "https://192.168.1.10/hook",
@@ -330,17 +329,27 @@ async fn ssrf_targets_are_refused() {
     }
     // Loopback only when the local configuration explicitly allows it.
     let receiver = Receiver::start().await;
-    let dev = HttpWebhookSender::new(std::time::Duration::from_secs(2), true, true);
+    let dev = HttpWebhookSender::new(std::time::Duration::from_secs(2), true);
     assert_eq!(dev.post(&receiver.url, &[], body).await, DeliveryOutcome::Delivered { status: 204 });
     assert!(matches!(strict.post(&receiver.url, &[], body).await, DeliveryOutcome::Refused { .. }));
-    assert!(!domain::pipeline::ip_allowed("169.254.169.254".parse().unwrap(), true));
-    assert!(domain::pipeline::ip_allowed("93.184.216.34".parse().unwrap(), false));
+    assert!(!domain::net::ip_allowed("169.254.169.254".parse().unwrap(), true));
+    assert!(domain::net::ip_allowed("93.184.216.34".parse().unwrap(), false));
 
-    // Through the pipeline: a subscription to a private address is dead-lettered, never sent.
+    // Through the pipeline: a subscription to a private address (one stored before the
+    // registration check existed) is dead-lettered, never sent.
     let t = TestApp::spawn(Backend::Sqlite).await;
     let stages = Stages::new();
     let ann = t.user("ann@example.com", Plan::Pro, false).await;
-    t.post("/api/v1/webhooks").api_key(&ann.api_key).json(&json!({"target_url": "https://10.0.0.5/internal"})).send().await;
+    let sub = domain::model::WebhookSubscription {
+        id: uuid::Uuid::now_v7(),
+        user_id: ann.user.id,
+        target_url: "https://10.0.0.5/internal".into(),
+        secret: "whsec_x".into(),
+        events: domain::model::WebhookEvent::ALL.to_vec(),
+        active: true,
+        created_at: now(),
+    };
+    t.app.store.create_webhook(&sub, 20).await.unwrap();
     let ctx = domain::pipeline::StageContext {
         store: t.app.store.clone(),
         blobs: stages.blobs.clone(),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use domain::model::*;
-use domain::ports::Store;
+use domain::ports::{ReceivedUpload, Store};
 use goviral_testkit::{Backend, TestDb};
 use serde_json::json;
 use uuid::Uuid;
@@ -31,6 +31,8 @@ contract!(
     history_pages_newest_first_and_stable_under_inserts,
     admin_filters_and_totals,
     webhooks_unique_per_user_and_url,
+    webhook_limit_holds_under_concurrent_creation,
+    key_by_id_and_webhook_secret_rotation,
     uploads_end_once,
     audit_and_model_runs_append,
     ping_answers,
@@ -318,14 +320,65 @@ async fn webhooks_unique_per_user_and_url(backend: Backend) {
         active: true,
         created_at: now(),
     };
-    s.create_webhook(&hook).await.unwrap();
+    s.create_webhook(&hook, 20).await.unwrap();
     let twin = WebhookSubscription { id: Uuid::now_v7(), ..hook.clone() };
-    assert!(matches!(s.create_webhook(&twin).await, Err(domain::Error::Conflict(_))));
+    assert!(matches!(s.create_webhook(&twin, 20).await, Err(domain::Error::Conflict(_))));
     assert_eq!(s.webhook(hook.id).await.unwrap(), Some(hook.clone()));
     assert_eq!(s.webhooks_for_user(u.id).await.unwrap(), vec![hook.clone()]);
     assert!(!s.delete_webhook(Uuid::now_v7(), hook.id).await.unwrap());
     assert!(s.delete_webhook(u.id, hook.id).await.unwrap());
     assert_eq!(s.webhook(hook.id).await.unwrap(), None);
+}
+
+/// 40 creations at once against a limit of 20 leave exactly 20 (the count and the insert
+/// were separate steps once, and 26 survived).
+async fn webhook_limit_holds_under_concurrent_creation(backend: Backend) {
+    let (db, u) = seeded(backend).await;
+    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    let attempts = (0..40).map(|i| {
+        let store = store.clone();
+        let hook = WebhookSubscription {
+            id: Uuid::now_v7(),
+            user_id: u.id,
+            target_url: format!("https://example.com/hooks/{i}"),
+            secret: "whsec_x".into(),
+            events: vec![WebhookEvent::JobCompleted],
+            active: true,
+            created_at: now(),
+        };
+        tokio::spawn(async move { store.create_webhook(&hook, 20).await })
+    });
+    let mut created = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        match attempt.await.unwrap() {
+            Ok(()) => created += 1,
+            Err(domain::Error::Conflict(m)) => assert!(m.contains("at most 20"), "{m}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(created, 20);
+    assert_eq!(store.webhooks_for_user(u.id).await.unwrap().len(), 20);
+}
+
+async fn key_by_id_and_webhook_secret_rotation(backend: Backend) {
+    let (db, u) = seeded(backend).await;
+    let s = &db.store;
+    let key = ApiKey {
+        id: Uuid::now_v7(),
+        user_id: u.id,
+        prefix: "0123456789ab".into(),
+        hashed_key: "$argon2id$x".into(),
+        created_at: now(),
+        revoked_at: None,
+        last_used_at: None,
+        rotated_from: None,
+    };
+    s.insert_api_key(&key).await.unwrap();
+    assert_eq!(s.api_key(key.id).await.unwrap(), Some(key.clone()));
+    assert_eq!(s.api_key(Uuid::now_v7()).await.unwrap(), None);
+    assert!(s.set_webhook_secret(u.id, "whsec_new", now()).await.unwrap());
+    assert_eq!(s.user_by_id(u.id).await.unwrap().unwrap().webhook_secret, "whsec_new");
+    assert!(!s.set_webhook_secret(Uuid::now_v7(), "whsec_other", now()).await.unwrap());
 }
 
 async fn uploads_end_once(backend: Backend) {
@@ -346,6 +399,8 @@ async fn uploads_end_once(backend: Backend) {
         created_at: created,
         url_expires_at: created + time::Duration::hours(1),
         received_at: None,
+        sha256: None,
+        content_key: None,
     };
     s.create_upload(&upload).await.unwrap();
     assert_eq!(s.upload(id).await.unwrap(), Some(upload.clone()));
@@ -355,9 +410,23 @@ async fn uploads_end_once(backend: Backend) {
     assert!(s.create_upload(&twin).await.is_err());
 
     let at = now();
-    assert!(s.finish_upload(id, UploadStatus::Rejected, 12, Some("12 bytes arrived"), at).await.unwrap());
+    let rejected = ReceivedUpload {
+        status: UploadStatus::Rejected,
+        received_bytes: 12,
+        rejection: Some("12 bytes arrived".into()),
+        sha256: None,
+        content_key: None,
+    };
+    assert!(s.finish_upload(id, &rejected, at).await.unwrap());
     // A redelivered report changes nothing.
-    assert!(!s.finish_upload(id, UploadStatus::Ready, upload.declared_bytes, None, now()).await.unwrap());
+    let ready = ReceivedUpload {
+        status: UploadStatus::Ready,
+        received_bytes: upload.declared_bytes,
+        rejection: None,
+        sha256: Some("ab".repeat(32)),
+        content_key: Some(format!("content/{}/{id}", u.id)),
+    };
+    assert!(!s.finish_upload(id, &ready, now()).await.unwrap());
     let ended = s.upload(id).await.unwrap().unwrap();
     assert_eq!(
         ended,
@@ -366,10 +435,16 @@ async fn uploads_end_once(backend: Backend) {
             received_bytes: Some(12),
             rejection: Some("12 bytes arrived".into()),
             received_at: Some(at),
-            ..upload
+            ..upload.clone()
         }
     );
-    assert!(!s.finish_upload(Uuid::now_v7(), UploadStatus::Ready, 1, None, now()).await.unwrap());
+    assert!(!s.finish_upload(Uuid::now_v7(), &ready, now()).await.unwrap());
+    // A ready upload keeps its checksum and the key of its immutable copy.
+    let second = Upload { id: Uuid::now_v7(), storage_key: format!("uploads/{}/second", u.id), ..upload.clone() };
+    s.create_upload(&second).await.unwrap();
+    assert!(s.finish_upload(second.id, &ready, at).await.unwrap());
+    let taken = s.upload(second.id).await.unwrap().unwrap();
+    assert_eq!((taken.sha256, taken.content_key), (ready.sha256.clone(), ready.content_key.clone()));
 }
 
 async fn audit_and_model_runs_append(backend: Backend) {

@@ -71,7 +71,8 @@ async fn a_text_upload_is_put_then_analysed_as_a_post() {
     let job_id: uuid::Uuid = job["job_id"].as_str().unwrap().parse().unwrap();
     let submission_id = t.app.store.job(job_id).await.unwrap().unwrap().submission_id;
     let submission = t.app.store.submission(submission_id).await.unwrap().unwrap();
-    assert_eq!(submission.storage_key, Some(format!("uploads/{}/{id}", ann.user.id)));
+    // The submission names intake's immutable copy, not the upload URL's object.
+    assert_eq!(submission.storage_key, Some(format!("content/{}/{id}", ann.user.id)));
     // Extraction read the upload: its text and its first line are what the scorer saw.
     use domain::pipeline::BlobStore;
     let features = t.blobs.get(&domain::pipeline::features_key(job_id)).await.unwrap().expect("the features document");
@@ -111,8 +112,9 @@ async fn signed_urls_refuse_anything_they_were_not_signed_for() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     assert_eq!(put(&t, &upload, "video/mp4", &video).await.status, StatusCode::OK);
-    // Redelivering the same bytes is harmless; the upload stays ready.
-    assert_eq!(put(&t, &upload, "video/mp4", &video).await.status, StatusCode::OK);
+    // An upload is written once: its still-valid URL takes nothing more, not even the same bytes.
+    let again = put(&t, &upload, "video/mp4", &video).await;
+    assert_eq!((again.status, again.error_code()), (StatusCode::CONFLICT, "conflict"));
     let ready = t.get(&format!("/api/v1/uploads/{id}")).api_key(&ann.api_key).send().await;
     assert_eq!(ready.body["status"], "ready");
 }
@@ -159,4 +161,82 @@ async fn uploads_are_checked_and_private() {
     assert_eq!((r.status, r.error_code()), (StatusCode::NOT_FOUND, "not_found"));
     let r = t.get("/api/v1/uploads/not-an-id").api_key(&ann.api_key).send().await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn content_swapped_after_intake_never_reaches_the_pipeline() {
+    use domain::pipeline::BlobStore;
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let upload = create(&t, &ann.api_key, "text/plain", SCRIPT.len()).await.body;
+    let id = upload["upload_id"].as_str().unwrap().to_string();
+    assert_eq!(put(&t, &upload, "text/plain", SCRIPT.as_bytes()).await.status, StatusCode::OK);
+    // Same length, other words: refused through the URL once the upload was received.
+    let swapped: String = SCRIPT.chars().map(|c| if c.is_alphabetic() { 'x' } else { c }).collect();
+    let r = put(&t, &upload, "text/plain", swapped.as_bytes()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // Even an object replaced behind the URL's back (a raced PUT) is not what the pipeline reads.
+    let storage_key = format!("uploads/{}/{id}", ann.user.id);
+    t.blobs.put(&storage_key, swapped.clone().into_bytes(), "text/plain").await.unwrap();
+
+    let pipeline = t.start_pipeline(&Stages::sharing_blobs(&t));
+    let post = json!({"content_type": "post", "upload_id": id, "user_id": ann.user.id});
+    let job = analyze(&t, &ann.api_key, post.clone()).await.body["job_id"].as_str().unwrap().to_string();
+    let done = t.finished_job(&ann.api_key, &job).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let features = t.blobs.get(&domain::pipeline::features_key(job.parse().unwrap())).await.unwrap().unwrap();
+    let features: Value = serde_json::from_slice(&features).unwrap();
+    assert_eq!(features["text"], SCRIPT.trim(), "the text taken in at intake was scored");
+
+    // A copy that no longer matches its checksum fails the job instead of being scored.
+    t.blobs.put(&format!("content/{}/{id}", ann.user.id), swapped.into_bytes(), "text/plain").await.unwrap();
+    let job = analyze(&t, &ann.api_key, post).await.body["job_id"].as_str().unwrap().to_string();
+    let failed = t.finished_job(&ann.api_key, &job).await;
+    pipeline.stop().await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["errors"].to_string().contains("checksum"), "{failed}");
+}
+
+#[tokio::test]
+async fn a_large_upload_streams_and_a_short_one_leaves_nothing() {
+    use domain::pipeline::BlobStore;
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let size = 24 * 1024 * 1024 + 7; // larger than any buffer on the way
+    let video: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let upload = create(&t, &ann.api_key, "video/mp4", size).await.body;
+    assert_eq!(put(&t, &upload, "video/mp4", &video).await.status, StatusCode::OK);
+    let id = upload["upload_id"].as_str().unwrap();
+    let digest = t.blobs.digest(&format!("content/{}/{id}", ann.user.id)).await.unwrap().unwrap();
+    assert_eq!(digest.bytes, size as u64);
+    assert_eq!(digest.sha256, domain::auth::sha256_hex(&video));
+    let stored = t.app.store.upload(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(stored.sha256.as_deref(), Some(digest.sha256.as_str()));
+
+    // A body that ends early (the client says 16 bytes, sends 10 and hangs up) stores nothing.
+    let short = create(&t, &ann.api_key, "video/mp4", 16).await.body;
+    let url = short["upload"]["url"].as_str().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    let request =
+        format!("PUT {} HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: 16\r\n\r\n0123456789", local_path(&t, url));
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+    tokio::io::AsyncWriteExt::shutdown(&mut stream).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer).await;
+    let short_id = short["upload_id"].as_str().unwrap();
+    assert_eq!(t.blobs.get(&format!("uploads/{}/{short_id}", ann.user.id)).await.unwrap(), None, "nothing half-written");
+    let status = t.get(&format!("/api/v1/uploads/{short_id}")).api_key(&ann.api_key).send().await;
+    assert_eq!(status.body["status"], "pending");
+    let dir = t.blob_dir().to_path_buf();
+    let leftovers: Vec<_> = walk(&dir).into_iter().filter(|p| p.to_string_lossy().contains(".tmp-")).collect();
+    assert!(leftovers.is_empty(), "staging files left: {leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
 }

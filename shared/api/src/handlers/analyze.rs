@@ -9,14 +9,16 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::path_id;
 use crate::dto::{AnalyzeRequest, AnalyzeResponse, JobQuery, JobResponse};
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody, insert_rate_headers};
 use crate::extract::{Auth, JsonBody, RequestOrigin, ValidQuery};
 
 /// Submit content for analysis. Returns at once with a job id; the pipeline does the work.
 #[utoipa::path(post, path = "/api/v1/analyze", tag = "analysis", request_body = AnalyzeRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same job; same key, other body: 409")),
     responses(
-        (status = 201, body = AnalyzeResponse, headers(("Location" = String), ("X-RateLimit-Remaining" = u64))),
+        (status = 201, body = AnalyzeResponse, headers(("Location" = String), ("X-RateLimit-Remaining" = u64),
+            ("RateLimit-Policy" = String, description = "`\"submissions\";q=<limit>;w=60`"),
+            ("RateLimit" = String, description = "`\"submissions\";r=<remaining>;t=<seconds>`"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
@@ -44,10 +46,10 @@ pub async fn submit(
     if submitted.replayed {
         h.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    if let Some(RateStatus { limit, remaining, reset_unix }) = rate {
+    if let Some(RateStatus { limit, remaining, reset_secs, window_secs }) = rate {
         h.insert("x-ratelimit-limit", HeaderValue::from(limit));
         h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-        h.insert("x-ratelimit-reset", HeaderValue::from(reset_unix));
+        insert_rate_headers(h, "submissions", limit, window_secs, remaining, reset_secs);
     }
     Ok(response)
 }

@@ -5,12 +5,16 @@ use axum::extract::State;
 use domain::service::App;
 
 use crate::dto::HealthResponse;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
-/// Liveness with a store round trip: 200 when the store answers, 503 otherwise.
+/// Health with a store round trip that writes: 200 when the store answers and takes
+/// writes, 503 (with `Retry-After`) when it does not.
 #[utoipa::path(get, path = "/healthz", tag = "ops",
     responses((status = 200, body = HealthResponse), (status = 503, body = ErrorBody)))]
 pub async fn healthz(State(app): State<Arc<App>>) -> ApiResult<Json<HealthResponse>> {
-    app.store.ping().await.map_err(|e| domain::Error::Unavailable(e.to_string()))?;
+    if let Err(e) = app.store.ping().await {
+        tracing::error!(error = %e, "health check: the store cannot take writes");
+        return Err(ApiError::Unhealthy);
+    }
     Ok(Json(HealthResponse { status: "ok", store: "ok" }))
 }

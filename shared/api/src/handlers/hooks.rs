@@ -5,7 +5,7 @@ use axum::extract::State;
 use domain::service::{App, CompletionNotice};
 use http::{HeaderMap, StatusCode};
 
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::RequestOrigin;
 
 /// Receives a signed completion notice. `X-GVN-Webhook-Id` names the subscription whose secret
@@ -20,9 +20,7 @@ pub async fn completion(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<StatusCode> {
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::PayloadTooLarge } else { ApiError::MalformedJson(r.body_text()) }
-    })?;
+    let body = body.map_err(crate::extract::body_error)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     app.receive_completion(header("x-gvn-webhook-id"), header("x-gvn-signature"), &body, &origin).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -6,7 +6,7 @@ use domain::service::App;
 use http::StatusCode;
 
 use super::path_id;
-use crate::dto::{CreateWebhookRequest, WebhookList, WebhookResponse};
+use crate::dto::{CreateWebhookRequest, SigningSecretResponse, WebhookList, WebhookResponse};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Auth, JsonBody, RequestOrigin};
 
@@ -46,4 +46,31 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     app.delete_webhook(&principal, path_id(&id, "webhook")?, &origin).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The secret that signs deliveries to your submissions' `notify_webhook` (subscriptions
+/// have their own). Verify `X-GVN-Signature` with it, as for a subscription.
+#[utoipa::path(get, path = "/api/v1/webhooks/signing-secret", tag = "webhooks",
+    responses((status = 200, body = SigningSecretResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn signing_secret(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    RequestOrigin(origin): RequestOrigin,
+) -> ApiResult<Json<SigningSecretResponse>> {
+    let (signing_id, secret) = app.notify_signing_secret(&principal, &origin).await?;
+    Ok(Json(SigningSecretResponse { signing_id, secret }))
+}
+
+/// Replaces the notify secret at once: deliveries signed from now on use the new one.
+#[utoipa::path(post, path = "/api/v1/webhooks/signing-secret/rotate", tag = "webhooks",
+    responses((status = 200, body = SigningSecretResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = [])))]
+pub async fn rotate_signing_secret(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    RequestOrigin(origin): RequestOrigin,
+) -> ApiResult<Json<SigningSecretResponse>> {
+    let (signing_id, secret) = app.rotate_notify_secret(&principal, &origin).await?;
+    Ok(Json(SigningSecretResponse { signing_id, secret }))
 }
