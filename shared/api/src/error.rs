@@ -55,7 +55,7 @@ impl ApiError {
                 Error::Forbidden(_) => StatusCode::FORBIDDEN,
                 Error::Conflict(_) | Error::InProgress(_) => StatusCode::CONFLICT,
                 Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Error::Unavailable(_) | Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
@@ -114,7 +114,7 @@ impl IntoResponse for ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
                 insert_rate_headers(headers, policy, *limit, *window_secs, 0, *retry_after_secs);
             }
-            ApiError::Domain(Error::Unavailable(_) | Error::InProgress(_)) | ApiError::Unhealthy => {
+            ApiError::Domain(Error::Unavailable(_) | Error::Overloaded(_) | Error::InProgress(_)) | ApiError::Unhealthy => {
                 // Busy or a dependency down: worth retrying soon.
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u32));
             }

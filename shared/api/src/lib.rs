@@ -172,7 +172,17 @@ async fn peer_ip(mut request: axum::extract::Request, next: axum::middleware::Ne
     next.run(request).await
 }
 
+/// The OpenAPI document alone, on the shared middleware: a static document needs no App (its
+/// Lambda builds nothing).
+pub fn openapi_router() -> Router {
+    shared_middleware(Router::new().route("/api/v1/openapi.json", get(openapi::serve)))
+}
+
 fn with_middleware(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
+    shared_middleware(routes.with_state(app))
+}
+
+fn shared_middleware(routes: Router) -> Router {
     routes
         .fallback(|uri: http::Uri| async move { ApiError::NoRoute(uri.path().to_string()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -181,5 +191,4 @@ fn with_middleware(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
             axum::response::IntoResponse::into_response(ApiError::Domain(domain::Error::Internal("handler panicked".into())))
         }))
         .layer(axum::middleware::from_fn(request_id::middleware))
-        .with_state(app)
 }

@@ -1,5 +1,8 @@
-//! Configuration, read once at start-up from the environment (or any lookup, in tests).
-//! Every setting has one name, `GOVIRAL_*`; bad values stop start-up with a clear message.
+//! Configuration, read once at start-up from the environment (or any lookup, in tests), into
+//! one `Config` for either profile. Every setting has one name, `GOVIRAL_*`; bad values stop
+//! start-up with a clear message. Which adapter serves each port follows from it (see
+//! `Composition`): a bucket means S3, a state machine means Step Functions, both counter
+//! tables mean DynamoDB; otherwise the embedded adapters.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,17 +11,32 @@ use std::time::Duration;
 use domain::auth::AuthConfig;
 use domain::service::{RateLimits, Settings};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
     /// One machine, no cloud: SQLite file, data dir, local adapters. Missing secrets are
     /// generated and kept in the data dir.
     Embedded,
-    /// A Lambda container: every secret must be given.
-    Lambda,
+    /// A Lambda container: the database must be named, secrets come from Secrets Manager,
+    /// and the AWS resources below pick the adapters.
+    Aws,
+}
+
+/// The AWS resources a function is given (its environment in template.yaml).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AwsResources {
+    /// `GOVIRAL_BLOB_BUCKET`: blobs and signed URLs in S3.
+    pub blob_bucket: Option<String>,
+    /// `GOVIRAL_S3_PATH_STYLE`: path-style addressing, for emulators.
+    pub s3_path_style: bool,
+    /// `GOVIRAL_STATE_MACHINE_ARN`: jobs start executions of this state machine.
+    pub state_machine_arn: Option<String>,
+    /// `GOVIRAL_COUNTERS_TABLE` + `GOVIRAL_IDEMPOTENCY_TABLE`: hot counters in DynamoDB.
+    pub dynamo_tables: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub profile: Profile,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub db_max_connections: u32,
@@ -41,6 +59,7 @@ pub struct Config {
     pub openai: Option<goviral_llm::OpenAiSettings>,
     /// Timeouts and the connection cap of `goviral serve`.
     pub server: goviral_api::server::ServerLimits,
+    pub aws: AwsResources,
 }
 
 #[derive(Debug)]
@@ -65,22 +84,24 @@ where
 }
 
 impl Config {
-    pub fn from_env(mode: Mode) -> Result<Config, ConfigError> {
-        Self::from_lookup(mode, |name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    pub fn from_env(profile: Profile) -> Result<Config, ConfigError> {
+        Self::from_lookup(profile, env)
     }
 
-    pub fn from_lookup(mode: Mode, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn from_lookup(profile: Profile, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mode = profile;
         let data_dir = PathBuf::from(lookup("GOVIRAL_DATA_DIR").unwrap_or_else(|| ".goviral".into()));
         let database_url = match (lookup("GOVIRAL_DATABASE_URL"), &mode) {
             (Some(url), _) => url,
-            (None, Mode::Embedded) => format!("sqlite://{}", data_dir.join("goviral.db").display()),
-            (None, Mode::Lambda) => return Err(ConfigError("GOVIRAL_DATABASE_URL is required".into())),
+            (None, Profile::Embedded) => format!("sqlite://{}", data_dir.join("goviral.db").display()),
+            (None, Profile::Aws) => return Err(ConfigError("GOVIRAL_DATABASE_URL is required".into())),
         };
-        let jwt_secret = match (lookup("GOVIRAL_JWT_SECRET"), &mode) {
-            (Some(s), _) if s.len() < 32 => return Err(ConfigError("GOVIRAL_JWT_SECRET must be at least 32 characters".into())),
-            (Some(s), _) => Some(s.into_bytes()),
-            (None, Mode::Embedded) => None, // generated into the data dir by `wiring::prepare_data_dir`
-            (None, Mode::Lambda) => return Err(ConfigError("GOVIRAL_JWT_SECRET is required".into())),
+        // Only functions that issue or check tokens need the key; `Composition::app` asks for
+        // it. The embedded default generates one into the data dir (`prepare_data_dir`).
+        let jwt_secret = match lookup("GOVIRAL_JWT_SECRET") {
+            Some(s) if s.len() < 32 => return Err(ConfigError("GOVIRAL_JWT_SECRET must be at least 32 characters".into())),
+            Some(s) => Some(s.into_bytes()),
+            None => None,
         };
         let argon2_memory_kib = parse(&lookup, "GOVIRAL_ARGON2_MEMORY_KIB", 19_456u32)?;
         let argon2_iterations = parse(&lookup, "GOVIRAL_ARGON2_ITERATIONS", 2u32)?;
@@ -97,20 +118,36 @@ impl Config {
             pro_per_minute: parse(&lookup, "GOVIRAL_RATE_LIMIT_PRO", defaults.pro_per_minute)?,
             enterprise_per_minute: parse(&lookup, "GOVIRAL_RATE_LIMIT_ENTERPRISE", defaults.enterprise_per_minute)?,
         };
+        let dynamo_tables = match (lookup("GOVIRAL_COUNTERS_TABLE"), lookup("GOVIRAL_IDEMPOTENCY_TABLE")) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(ConfigError("set both GOVIRAL_COUNTERS_TABLE and GOVIRAL_IDEMPOTENCY_TABLE, or neither".into())),
+        };
+        let aws = AwsResources {
+            blob_bucket: lookup("GOVIRAL_BLOB_BUCKET"),
+            s3_path_style: parse(&lookup, "GOVIRAL_S3_PATH_STYLE", false)?,
+            state_machine_arn: lookup("GOVIRAL_STATE_MACHINE_ARN"),
+            dynamo_tables,
+        };
+        if profile == Profile::Embedded && aws != AwsResources::default() {
+            return Err(ConfigError("AWS resources (GOVIRAL_BLOB_BUCKET, …) are for the AWS profile".into()));
+        }
         Ok(Config {
+            profile,
+            aws,
             data_dir,
             database_url,
-            db_max_connections: parse(&lookup, "GOVIRAL_DB_MAX_CONNECTIONS", if mode == Mode::Lambda { 2 } else { 8 })?,
+            db_max_connections: parse(&lookup, "GOVIRAL_DB_MAX_CONNECTIONS", if mode == Profile::Aws { 2 } else { 8 })?,
             db_acquire_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_DB_ACQUIRE_TIMEOUT_MS", 5_000u64)?),
             bind: parse(&lookup, "GOVIRAL_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             public_url: public_url(&lookup)?,
-            migrate: parse(&lookup, "GOVIRAL_MIGRATE", mode == Mode::Embedded)?,
+            migrate: parse(&lookup, "GOVIRAL_MIGRATE", mode == Profile::Embedded)?,
             settings: Settings {
                 auth: AuthConfig { jwt_secret: jwt_secret.unwrap_or_default(), token_ttl_secs, argon2_memory_kib, argon2_iterations },
                 rate_limits,
                 allow_loopback_webhooks: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
             },
-            log_json: parse(&lookup, "GOVIRAL_LOG_JSON", mode == Mode::Lambda)?,
+            log_json: parse(&lookup, "GOVIRAL_LOG_JSON", mode == Profile::Aws)?,
             pipeline_concurrency: parse(&lookup, "GOVIRAL_PIPELINE_CONCURRENCY", 16usize)?,
             webhook_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_WEBHOOK_TIMEOUT_MS", 10_000u64)?),
             webhook_allow_loopback: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
@@ -119,6 +156,11 @@ impl Config {
             server: server_limits(&lookup)?,
         })
     }
+}
+
+/// A variable from the process environment; empty counts as unset.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 fn server_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<goviral_api::server::ServerLimits, ConfigError> {
@@ -169,24 +211,25 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn config(mode: Mode, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn config(mode: Profile, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(mode, |k| vars.get(k).cloned())
     }
 
     #[test]
     fn openai_is_off_without_a_key_and_checked_with_one() {
-        assert!(config(Mode::Embedded, &[]).unwrap().openai.is_none());
-        let c = config(Mode::Embedded, &[("GOVIRAL_OPENAI_API_KEY", "sk-test"), ("GOVIRAL_OPENAI_MODEL", "gpt-x")]).unwrap();
+        assert!(config(Profile::Embedded, &[]).unwrap().openai.is_none());
+        let c = config(Profile::Embedded, &[("GOVIRAL_OPENAI_API_KEY", "sk-test"), ("GOVIRAL_OPENAI_MODEL", "gpt-x")]).unwrap();
         let o = c.openai.unwrap();
         assert_eq!((o.base_url.as_str(), o.model.as_str(), o.max_attempts), ("https://api.openai.com/v1", "gpt-x", 3));
-        let e = config(Mode::Embedded, &[("GOVIRAL_OPENAI_API_KEY", "k"), ("GOVIRAL_OPENAI_BASE_URL", "http://10.0.0.1/v1")]).unwrap_err();
+        let e =
+            config(Profile::Embedded, &[("GOVIRAL_OPENAI_API_KEY", "k"), ("GOVIRAL_OPENAI_BASE_URL", "http://10.0.0.1/v1")]).unwrap_err();
         assert!(e.0.contains("GOVIRAL_OPENAI_BASE_URL"));
     }
 
     #[test]
     fn embedded_defaults_need_nothing() {
-        let c = config(Mode::Embedded, &[]).unwrap();
+        let c = config(Profile::Embedded, &[]).unwrap();
         assert_eq!(c.database_url, "sqlite://.goviral/goviral.db");
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
         assert!(c.migrate);
@@ -194,12 +237,16 @@ mod tests {
 
     #[test]
     fn lambda_requires_secrets_and_bad_values_are_named() {
-        assert!(config(Mode::Lambda, &[]).unwrap_err().0.contains("GOVIRAL_DATABASE_URL"));
-        let e = config(Mode::Lambda, &[("GOVIRAL_DATABASE_URL", "postgres://x"), ("GOVIRAL_JWT_SECRET", "short")]).unwrap_err();
+        assert!(config(Profile::Aws, &[]).unwrap_err().0.contains("GOVIRAL_DATABASE_URL"));
+        let e = config(Profile::Aws, &[("GOVIRAL_DATABASE_URL", "postgres://x"), ("GOVIRAL_JWT_SECRET", "short")]).unwrap_err();
         assert!(e.0.contains("at least 32"));
-        let e = config(Mode::Embedded, &[("GOVIRAL_RATE_LIMIT_PRO", "many")]).unwrap_err();
+        let e = config(Profile::Embedded, &[("GOVIRAL_RATE_LIMIT_PRO", "many")]).unwrap_err();
         assert!(e.0.contains("GOVIRAL_RATE_LIMIT_PRO"));
-        let ok = config(Mode::Lambda, &[("GOVIRAL_DATABASE_URL", "postgres://x"), ("GOVIRAL_JWT_SECRET", &"s".repeat(32))]).unwrap();
+        let ok = config(Profile::Aws, &[("GOVIRAL_DATABASE_URL", "postgres://x"), ("GOVIRAL_JWT_SECRET", &"s".repeat(32))]).unwrap();
         assert!(!ok.migrate && ok.log_json);
+        // Workers are given no signing key at all.
+        assert!(config(Profile::Aws, &[("GOVIRAL_DATABASE_URL", "postgres://x")]).unwrap().settings.auth.jwt_secret.is_empty());
+        let e = config(Profile::Aws, &[("GOVIRAL_DATABASE_URL", "postgres://x"), ("GOVIRAL_COUNTERS_TABLE", "c")]).unwrap_err();
+        assert!(e.0.contains("GOVIRAL_IDEMPOTENCY_TABLE"));
     }
 }

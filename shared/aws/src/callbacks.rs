@@ -1,11 +1,36 @@
 //! Task-token callbacks to Step Functions: how a stage Lambda answers the state machine.
+//! The task vocabulary (messages carrying a task token, callbacks) is Step Functions' and
+//! stays here, out of the domain.
 
 use async_trait::async_trait;
 use domain::Result;
-use domain::pipeline::{CallbackOutcome, TaskCallbacks};
+use domain::pipeline::Stage;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::unavailable;
+
+/// The SQS message a Task state sends to a stage (its `Parameters.MessageBody`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageMessage {
+    pub stage: Stage,
+    pub input: Value,
+    pub task_token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    Accepted,
+    /// The token timed out or was already answered: nothing is waiting for this result.
+    Stale,
+}
+
+/// Reports a stage's result to the waiting state machine.
+#[async_trait]
+pub trait TaskCallbacks: Send + Sync {
+    async fn succeed(&self, task_token: &str, output: &Value) -> Result<CallbackOutcome>;
+    async fn fail(&self, task_token: &str, error: &str, cause: &str) -> Result<CallbackOutcome>;
+}
 
 /// Task-token callbacks to Step Functions.
 pub struct SfnCallbacks {

@@ -8,7 +8,7 @@ pub mod pipeline;
 pub mod secrets;
 
 pub use blobs::S3BlobStore;
-pub use callbacks::SfnCallbacks;
+pub use callbacks::{CallbackOutcome, SfnCallbacks, StageMessage, TaskCallbacks};
 pub use counters::DynamoCounters;
 pub use pipeline::StepFunctionsPipeline;
 

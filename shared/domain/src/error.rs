@@ -36,6 +36,9 @@ pub enum Error {
     /// A dependency (store, queue) cannot be reached; worth retrying.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// We are shedding load (the hashing pool is full); worth retrying shortly.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -56,13 +59,14 @@ impl Error {
             Error::InProgress(_) => "in_progress",
             Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable(_) => "unavailable",
+            Error::Overloaded(_) => "overloaded",
             Error::Internal(_) => "internal",
         }
     }
 
     /// Whether trying again later may succeed (Step Functions Retry matches on this).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable(_) | Error::RateLimited { .. })
+        matches!(self, Error::Unavailable(_) | Error::Overloaded(_) | Error::RateLimited { .. })
     }
 }
 

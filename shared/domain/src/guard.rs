@@ -53,10 +53,14 @@ type Work = Box<dyn FnOnce() + Send>;
 /// Argon2 on a fixed set of threads fed by a bounded queue. At most `threads` hashes run at
 /// once (so memory is bounded by `threads` × the Argon2 cost, and the allocator keeps at most
 /// that many arenas); a request that cannot start within `max_wait`, or finds the queue
-/// full, is refused as `Unavailable` (503 with `Retry-After`) instead of piling up.
+/// full, is refused as `Overloaded` (503 with `Retry-After`) instead of piling up.
 pub struct HashPool {
     queue: SyncSender<(Instant, Work)>,
     max_wait: Duration,
+    /// Refusals since the last log line: a flood is summarised once a second, not logged per
+    /// request (which would be a second way to exhaust the machine).
+    refused: std::sync::atomic::AtomicU64,
+    last_report: Mutex<Instant>,
 }
 
 impl HashPool {
@@ -80,7 +84,7 @@ impl HashPool {
                 })
                 .expect("the OS starts a hashing thread");
         }
-        HashPool { queue: tx, max_wait }
+        HashPool { queue: tx, max_wait, refused: 0.into(), last_report: Mutex::new(Instant::now()) }
     }
 
     /// Sized to this machine: one thread per core, a queue of 16 per thread, 2 s of waiting.
@@ -89,9 +93,12 @@ impl HashPool {
         HashPool::new(cores, 16 * cores, Duration::from_secs(2))
     }
 
-    /// Runs `f` on the pool and returns its result, or `Unavailable` when the pool is too busy.
+    /// Runs `f` on the pool and returns its result, or `Overloaded` when the pool is too busy.
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-        let busy = || Error::Unavailable("authentication is busy".into());
+        let busy = || {
+            self.note_refusal();
+            Error::Overloaded("authentication is busy; retry shortly".into())
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let deadline = Instant::now() + self.max_wait;
         let work: Work = Box::new(move || {
@@ -99,14 +106,23 @@ impl HashPool {
         });
         match self.queue.try_send((deadline, work)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!("hashing queue full; refusing");
-                return Err(busy());
-            }
+            Err(TrySendError::Full(_)) => return Err(busy()),
             Err(TrySendError::Disconnected(_)) => return Err(Error::Internal("the hashing threads stopped".into())),
         }
         // The sender is dropped unrun when the deadline passed before a thread was free.
         rx.await.map_err(|_| busy())
+    }
+}
+
+impl HashPool {
+    fn note_refusal(&self) {
+        let n = self.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut last = self.last_report.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= Duration::from_secs(1) {
+            self.refused.store(0, std::sync::atomic::Ordering::Relaxed);
+            *last = Instant::now();
+            tracing::warn!(refused = n, "hashing pool full: authentication requests refused with 503");
+        }
     }
 }
 
@@ -242,7 +258,7 @@ mod tests {
         }
         let mut refused = 0;
         for t in tasks {
-            if matches!(t.await.unwrap(), Err(Error::Unavailable(_))) {
+            if matches!(t.await.unwrap(), Err(Error::Overloaded(_))) {
                 refused += 1;
             }
         }
@@ -258,7 +274,7 @@ mod tests {
         let late = pool.run(|| ());
         let (slow, late) = tokio::join!(slow, late);
         assert!(slow.is_ok());
-        assert!(matches!(late, Err(Error::Unavailable(_))));
+        assert!(matches!(late, Err(Error::Overloaded(_))));
     }
 
     #[test]

@@ -502,30 +502,6 @@ pub async fn notify(ctx: &StageContext, state: &PipelineState) -> StageResult<No
     Ok(result)
 }
 
-// ------------------------------------------------------------------ the Step Functions edge
-
-/// The SQS message a Task state sends to a stage (its `Parameters.MessageBody`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StageMessage {
-    pub stage: Stage,
-    pub input: Value,
-    pub task_token: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallbackOutcome {
-    Accepted,
-    /// The token timed out or was already answered: nothing is waiting for this result.
-    Stale,
-}
-
-/// Reports a stage's result to the waiting state machine (Step Functions' task tokens).
-#[async_trait]
-pub trait TaskCallbacks: Send + Sync {
-    async fn succeed(&self, task_token: &str, output: &Value) -> crate::Result<CallbackOutcome>;
-    async fn fail(&self, task_token: &str, error: &str, cause: &str) -> crate::Result<CallbackOutcome>;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 use domain::model::{Plan, Role};
-use goviral_app::{Config, Mode};
+use goviral_app::{Composition, Config, Profile};
 
 #[derive(Parser)]
 #[command(name = "goviral", version, about = "GoViralNow: content virality scoring API")]
@@ -123,7 +123,7 @@ async fn main() {
     }
     // Flags win over the environment; both end up in one Config.
     let overrides = [("GOVIRAL_DATA_DIR", cli.data_dir.clone()), ("GOVIRAL_DATABASE_URL", cli.database_url.clone())];
-    let mut config = Config::from_lookup(Mode::Embedded, |name| {
+    let mut config = Config::from_lookup(Profile::Embedded, |name| {
         overrides
             .iter()
             .find(|(k, _)| *k == name)
@@ -141,13 +141,13 @@ async fn main() {
         }
         Command::Migrate => {
             config.migrate = true;
-            goviral_app::wire(&config, None).await.unwrap_or_else(|e| fail(e));
+            Composition::new(config).store().await.unwrap_or_else(|e| fail(e));
             println!("{}", serde_json::json!({"migrated": true}));
         }
         Command::Users { command } => {
             config.migrate = true;
-            let wired = goviral_app::wire(&config, None).await.unwrap_or_else(|e| fail(e));
-            let app = wired.app;
+            let composition = Composition::new(config);
+            let app = composition.app(false).await.unwrap_or_else(|e| fail(e));
             match command {
                 UsersCommand::Create { email, role, plan } => {
                     let plan: Plan = plan.parse().unwrap_or_else(|e| fail(e));
@@ -178,7 +178,7 @@ async fn main() {
                     println!("{}", serde_json::json!({"user_id": user_id, "is_active": true}));
                 }
             }
-            wired.store.close().await;
+            composition.store().await.unwrap_or_else(|e| fail(e)).close().await;
         }
         Command::Model { .. } | Command::Score | Command::Compare => unreachable!("handled above"),
     }

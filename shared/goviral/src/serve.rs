@@ -1,5 +1,6 @@
-//! The local server: every endpoint on one listener, plus the timers the cloud runs as
-//! scheduled jobs (here: purging expired counters).
+//! The local server: every endpoint on one listener, the pipeline runner, and the timers the
+//! cloud runs as scheduled jobs (here: purging expired counters). Everything comes from the
+//! one composition root.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,41 +8,42 @@ use std::time::Duration;
 use domain::ports::Counters;
 use goviral_app::Config;
 
-pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn run(mut config: Config) -> Result<(), goviral_app::InitError> {
     let listener = tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let local = listener.local_addr()?;
-    let public_url = config.public_url.clone().unwrap_or_else(|| default_public_url(local));
-    let wired = goviral_app::wire(&config, Some(&public_url)).await?;
-    let blobs = goviral_api::LocalBlobs {
-        signer: wired.url_signer.clone().expect("wired with a public URL"),
-        blobs: wired.blobs.clone(),
-        store: wired.app.store.clone(),
-    };
-    let router = goviral_api::local_router(wired.app.clone(), blobs);
+    // Signed blob URLs point at this server; known only once it is bound (port 0).
+    config.public_url.get_or_insert_with(|| default_public_url(local));
+    let (server_limits, database_url) = (config.server.clone(), config.database_url.clone());
+    let composition = goviral_app::Composition::new(config);
+    let (_app, router) = composition.local_router().await?;
+    let store = composition.store().await?;
+    let runner = composition.runner().await?;
 
-    let store = wired.store.clone();
-    let purge = tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            every.tick().await;
-            let now_us = domain::model::to_micros(domain::model::now());
-            if let Err(e) = Counters::purge_expired(&store, now_us).await {
-                tracing::warn!(error = %e, "purging expired counters failed");
+    let purge = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let now_us = domain::model::to_micros(domain::model::now());
+                if let Err(e) = Counters::purge_expired(store.as_ref(), now_us).await {
+                    tracing::warn!(error = %e, "purging expired counters failed");
+                }
             }
-        }
-    });
+        })
+    };
 
     let (stop_runner, runner_stopped) = tokio::sync::watch::channel(false);
-    let runner = tokio::spawn(wired.runner.clone().run(runner_stopped));
+    let runner = tokio::spawn(runner.run(runner_stopped));
 
     // The one line scripts wait for; stdout so it can be parsed.
-    println!("{}", serde_json::json!({"listening": format!("http://{local}"), "database": redact(&config.database_url)}));
+    println!("{}", serde_json::json!({"listening": format!("http://{local}"), "database": redact(&database_url)}));
     tracing::info!(%local, "GoViralNow serving on the embedded default");
-    goviral_api::server::serve(listener, router, config.server.clone(), shutdown_signal()).await?;
+    goviral_api::server::serve(listener, router, server_limits, shutdown_signal()).await?;
     purge.abort();
     let _ = stop_runner.send(true);
     let _ = runner.await;
-    wired.store.close().await;
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,10 +1,10 @@
-//! What every Lambda's `main` calls: build the adapters once per container (wiring), then
+//! What every Lambda's `main` calls: build what it uses once per container (through the one
+//! composition root, goviral-app's `Composition`), then
 //! serve one kind of event: an API endpoint's routes through lambda_http (API Gateway HTTP
 //! API, payload v2), a stage's SQS batches, the scheduled queued-job sweep, or S3's reports
 //! of uploaded objects.
 
 pub mod stage;
-pub mod wiring;
 
 use std::sync::Arc;
 
@@ -14,12 +14,13 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use domain::service::App;
 use goviral_api::{ClientIp, Endpoint};
+use goviral_app::{Composition, Profile};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
-pub use wiring::{Container, InitError, Role};
+pub use goviral_app::InitError;
 
-/// API Gateway knows the caller's address; hand it to the audit log.
+/// API Gateway knows the caller's address; hand it to the audit log and the throttles.
 async fn source_ip(mut request: Request, next: Next) -> axum::response::Response {
     let ip = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
@@ -36,40 +37,35 @@ pub fn endpoint_router(app: Arc<App>, endpoint: Endpoint) -> axum::Router {
     goviral_api::router(app, &[endpoint]).layer(axum::middleware::from_fn(source_ip))
 }
 
+/// The configuration and secrets, read once per container, and tracing set up from them.
+async fn compose() -> Result<Composition, InitError> {
+    let composition = Composition::load(Profile::Aws).await?;
+    goviral_app::init_tracing(composition.config.log_json);
+    Ok(composition)
+}
+
 pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
-    let container = Container::init(Role::Api).await?;
-    let mut app = container.app()?;
-    if endpoint == Endpoint::Uploads {
-        // Only the uploads function signs S3 URLs (its role may put and get uploads).
-        let signer: Arc<dyn domain::ports::UrlSigner> = container.blobs()?;
-        app = app.with_url_signer(signer);
+    if endpoint == Endpoint::OpenApi {
+        // A static document: no secrets, no store, nothing to build.
+        goviral_app::init_tracing(true);
+        tracing::info!(function = endpoint.function_name(), "initialised");
+        return lambda_http::run(goviral_api::openapi_router().layer(axum::middleware::from_fn(source_ip))).await;
     }
-    let app = Arc::new(app);
+    let composition = compose().await?;
+    // Only the uploads function signs S3 URLs (its role may put uploads and get their copies).
+    let app = Arc::new(composition.app(endpoint == Endpoint::Uploads).await?);
     tracing::info!(function = endpoint.function_name(), "initialised");
     lambda_http::run(endpoint_router(app, endpoint)).await
 }
 
-/// What every stage Lambda's `main` calls: builds the stage context once per container (the
-/// relational store, S3 blobs, on-device moderation and scoring, the guarded webhook sender)
-/// and consumes the stage's SQS queue, answering Step Functions by task token.
+/// What every stage Lambda's `main` calls: the stage context (the relational store, S3
+/// blobs, on-device moderation and scoring, the guarded webhook sender), built once per
+/// container, consuming the stage's SQS queue and answering Step Functions by task token.
 pub async fn run_stage_consumer(stage: domain::pipeline::Stage) -> Result<(), InitError> {
     use aws_lambda_events::event::sqs::SqsEvent;
-    use domain::pipeline::{StageContext, WebhookPolicy};
-    use goviral_local::asl::StateMachine;
-
-    let container = Container::init(Role::Worker).await?;
-    let config = &container.config;
-    let machine = StateMachine::pipeline();
-    let webhook_retries = machine.task_retry(domain::pipeline::Stage::Webhook).map_or(0, |r| r.max_attempts);
-    let ctx = Arc::new(StageContext {
-        store: container.store.clone(),
-        blobs: container.blobs()?,
-        moderator: Arc::new(goviral_local::moderation::LexiconModerator),
-        scorer: goviral_app::scorer(config),
-        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(config.webhook_timeout, false)),
-        webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback: false },
-    });
-    let callbacks: Arc<dyn domain::pipeline::TaskCallbacks> = Arc::new(goviral_aws::SfnCallbacks::new(&container.aws));
+    let composition = compose().await?;
+    let ctx = Arc::new(composition.stage_context().await?);
+    let callbacks = composition.task_callbacks()?;
     tracing::info!(stage = stage.as_str(), "initialised");
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
         let (ctx, callbacks) = (ctx.clone(), callbacks.clone());
@@ -86,12 +82,13 @@ const SWEEP_LIMIT: u32 = 500;
 
 /// The scheduled sweep (EventBridge): starts an execution for every queued job without one.
 pub async fn run_pipeline_sweep() -> Result<(), InitError> {
-    let container = Arc::new(Container::init(Role::Worker).await?);
-    let pipeline = container.pipeline()?;
+    let composition = compose().await?;
+    let store: Arc<dyn domain::ports::Store> = composition.store().await?;
+    let pipeline = composition.step_functions_pipeline().await?;
     tracing::info!("initialised");
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ScheduledEvent>| {
-        let (container, pipeline) = (container.clone(), pipeline.clone());
-        async move { Ok::<_, lambda_runtime::Error>(sweep(container.store.as_ref(), &pipeline, event.payload).await?) }
+        let (store, pipeline) = (store.clone(), pipeline.clone());
+        async move { Ok::<_, lambda_runtime::Error>(sweep(store.as_ref(), &pipeline, event.payload).await?) }
     }))
     .await
 }
@@ -116,12 +113,13 @@ pub async fn sweep(
 
 /// S3 ObjectCreated events for the upload prefix: marks each upload ready or rejected.
 pub async fn run_upload_intake() -> Result<(), InitError> {
-    let container = Arc::new(Container::init(Role::Worker).await?);
-    let blobs = container.blobs()?;
+    let composition = compose().await?;
+    let store: Arc<dyn domain::ports::Store> = composition.store().await?;
+    let blobs = composition.blobs()?;
     tracing::info!("initialised");
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<S3Event>| {
-        let (container, blobs) = (container.clone(), blobs.clone());
-        async move { Ok::<_, lambda_runtime::Error>(intake(container.store.as_ref(), blobs.as_ref(), event.payload).await?) }
+        let (store, blobs) = (store.clone(), blobs.clone());
+        async move { Ok::<_, lambda_runtime::Error>(intake(store.as_ref(), blobs.as_ref(), event.payload).await?) }
     }))
     .await
 }

@@ -8,7 +8,8 @@
 //! idempotent.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use domain::pipeline::{CallbackOutcome, Stage, StageContext, StageMessage, TaskCallbacks, run_stage};
+use domain::pipeline::{Stage, StageContext, run_stage};
+use goviral_aws::{CallbackOutcome, StageMessage, TaskCallbacks};
 
 /// Step Functions caps `cause` at 32,768 characters.
 const CAUSE_MAX: usize = 32_000;

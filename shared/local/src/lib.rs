@@ -1,9 +1,7 @@
-//! Local adapters for the embedded default: blobs as files and signed URLs for them, on-device moderation and scoring,
-//! the webhook sender, and the in-process runner that executes the pipeline's state machine.
+//! The embedded default's own adapters (one machine, no cloud): blobs as files with signed
+//! URLs for them, and the in-process runner that executes the pipeline's state machine over a
+//! durable queue. Adapters every deployment shares live in goviral-adapters.
 
-pub mod asl;
 pub mod blobs;
-pub mod moderation;
 pub mod runner;
 pub mod signed_urls;
-pub mod webhook;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, watch};
 use uuid::Uuid;
 
-use crate::asl::{self, State, StateMachine, Transition};
+use goviral_adapters::asl::{self, State, StateMachine, Transition};
 
 /// How long a claimed run is ours before another runner may take it (a crash leaves it).
 const LEASE: Duration = Duration::from_secs(300);

@@ -4,9 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use domain::auth::AuthConfig;
 use domain::service::{App, NewUserCredentials, RateLimits, Settings};
-use goviral_local::signed_urls::LocalUrlSigner;
+use goviral_app::{Composition, Config, Profile, Swaps};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -17,24 +16,42 @@ use serde_json::Value;
 
 use crate::{Backend, TestDb};
 
-/// Cheap Argon2 (chosen by configuration, as any deployment could) keeps auth tests fast.
+/// The configuration every spawned app runs on: the embedded profile on the test's own
+/// database, cheap Argon2 (chosen by configuration, as any deployment could), webhooks
+/// allowed to reach the tests' receivers on loopback, and short pipeline retries.
+pub fn test_config(database_url: &str, data_dir: &std::path::Path, rate_limits: RateLimits) -> Config {
+    let vars = [
+        ("GOVIRAL_DATABASE_URL", database_url.to_string()),
+        ("GOVIRAL_DATA_DIR", data_dir.display().to_string()),
+        ("GOVIRAL_JWT_SECRET", "test-secret-test-secret-test-secret!".to_string()),
+        ("GOVIRAL_TOKEN_TTL_SECS", "600".to_string()),
+        ("GOVIRAL_ARGON2_MEMORY_KIB", "64".to_string()),
+        ("GOVIRAL_ARGON2_ITERATIONS", "1".to_string()),
+        ("GOVIRAL_RATE_LIMIT_FREE", rate_limits.free_per_minute.to_string()),
+        ("GOVIRAL_RATE_LIMIT_PRO", rate_limits.pro_per_minute.to_string()),
+        ("GOVIRAL_RATE_LIMIT_ENTERPRISE", rate_limits.enterprise_per_minute.to_string()),
+        ("GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", "true".to_string()),
+        ("GOVIRAL_WEBHOOK_TIMEOUT_MS", "2000".to_string()),
+        ("GOVIRAL_PIPELINE_CONCURRENCY", "8".to_string()),
+        // Retry delays 1000× shorter: a test waits milliseconds where production waits seconds.
+        ("GOVIRAL_PIPELINE_RETRY_SCALE", "0.001".to_string()),
+        // The test database is migrated already.
+        ("GOVIRAL_MIGRATE", "false".to_string()),
+    ];
+    Config::from_lookup(Profile::Embedded, |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+        .expect("test configuration")
+}
+
+/// The domain settings of [`test_config`], for tests that build an App on adapters of their own.
 pub fn test_settings(rate_limits: RateLimits) -> Settings {
-    Settings {
-        auth: AuthConfig {
-            jwt_secret: b"test-secret-test-secret-test-secret!".to_vec(),
-            token_ttl_secs: 600,
-            argon2_memory_kib: 64,
-            argon2_iterations: 1,
-        },
-        rate_limits,
-        // The tests' webhook receivers listen on loopback over http.
-        allow_loopback_webhooks: true,
-    }
+    test_config("sqlite://unused", std::path::Path::new("unused"), rate_limits).settings
 }
 
 pub struct TestApp {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// What the app was built from; `start_pipeline` builds its runner from it too.
+    pub config: Config,
     pub db: TestDb,
     /// Wakes a pipeline runner started with `start_pipeline`.
     pub wake: Arc<tokio::sync::Notify>,
@@ -142,27 +159,27 @@ impl TestApp {
         Self::spawn_configured(backend, rate_limits, goviral_api::server::ServerLimits::default()).await
     }
 
-    /// On the real server with these limits (timeouts, connection cap).
+    /// On the real server with these limits (timeouts, connection cap), built by the one
+    /// composition root with the test's database and scriptable blobs swapped in.
     pub async fn spawn_configured(backend: Backend, rate_limits: RateLimits, limits: goviral_api::server::ServerLimits) -> TestApp {
         let db = TestDb::new(backend).await;
-        let store = Arc::new(db.store.clone());
-        // No runner unless a test starts one: jobs stay queued, so API tests see what they submitted.
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let pipeline = Arc::new(goviral_local::runner::LocalPipeline::new(wake.clone(), store.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("addr");
-        let settings = test_settings(rate_limits);
-        let signer = Arc::new(LocalUrlSigner::new(format!("http://{addr}"), &settings.auth.jwt_secret));
-        let app = Arc::new(App::new(store.clone(), store.clone(), pipeline, settings).with_url_signer(signer.clone()));
         let blob_dir = tempfile::tempdir().expect("temp dir");
-        let blobs = crate::pipeline::Scripted::new(goviral_local::blobs::FileBlobStore::new(blob_dir.path()));
-        let local_blobs = goviral_api::LocalBlobs { signer, blobs: blobs.clone(), store };
-        let router = goviral_api::local_router(app.clone(), local_blobs);
+        let mut config = test_config(&db.url, blob_dir.path(), rate_limits);
+        config.public_url = Some(format!("http://{addr}"));
+        config.server = limits.clone();
+        // No runner unless a test starts one: jobs stay queued, so API tests see what they submitted.
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let blobs = crate::pipeline::Scripted::new(goviral_local::blobs::FileBlobStore::new(blob_dir.path().join("blobs")));
+        let swaps =
+            Swaps { store: Some(Arc::new(db.store.clone())), wake: Some(wake.clone()), blobs: Some(blobs.clone()), ..Swaps::default() };
+        let (app, router) = Composition::new(config.clone()).swap(swaps).local_router().await.expect("compose the app");
         let server = tokio::spawn(async move {
             goviral_api::server::serve(listener, router, limits, std::future::pending()).await.expect("server");
         });
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestApp { addr, app, db, wake, blobs, blob_dir, client, server }
+        TestApp { addr, app, config, db, wake, blobs, blob_dir, client, server }
     }
 
     /// Where the blob files live.

@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use axum::body::Bytes;
 use domain::Error;
-use domain::pipeline::{BlobStore, ModerationVerdict, Moderator, ScoreOutput, ScoreRequest, Scorer, StageContext, WebhookPolicy};
-use goviral_local::asl::StateMachine;
-use goviral_local::runner::Runner;
+use domain::pipeline::{BlobStore, ModerationVerdict, Moderator, ScoreOutput, ScoreRequest, Scorer};
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
@@ -151,7 +149,7 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
     }
 }
 
-pub type ScriptedModerator = Scripted<goviral_local::moderation::LexiconModerator>;
+pub type ScriptedModerator = Scripted<goviral_adapters::moderation::LexiconModerator>;
 pub type ScriptedScorer = Scripted<goviral_llm::EnrichedScorer>;
 pub type ScriptedBlobs = Scripted<goviral_local::blobs::FileBlobStore>;
 
@@ -167,7 +165,7 @@ impl Stages {
     pub fn new() -> Stages {
         let dir = tempfile::tempdir().unwrap();
         Stages {
-            moderator: Scripted::new(goviral_local::moderation::LexiconModerator),
+            moderator: Scripted::new(goviral_adapters::moderation::LexiconModerator),
             scorer: Scripted::new(goviral_llm::EnrichedScorer::new(None)),
             blobs: Scripted::new(goviral_local::blobs::FileBlobStore::new(dir.path())),
             _blob_dir: dir,
@@ -216,21 +214,19 @@ impl RunningPipeline {
 }
 
 impl crate::TestApp {
-    /// Starts a runner over the app's store with these stage dependencies. Webhooks may reach
-    /// loopback (the receivers are local) and retry delays are scaled down 1000×.
+    /// Starts a runner over the app's store with these stage dependencies, built by the
+    /// composition root from the app's configuration (webhooks may reach loopback, retry
+    /// delays 1000× shorter).
     pub fn start_pipeline(&self, stages: &Stages) -> RunningPipeline {
-        let machine = Arc::new(StateMachine::pipeline());
-        let retries = machine.task_retry(domain::pipeline::Stage::Webhook).map_or(0, |r| r.max_attempts);
-        let ctx = Arc::new(StageContext {
-            store: self.app.store.clone(),
-            blobs: stages.blobs.clone(),
-            moderator: stages.moderator.clone(),
-            scorer: stages.scorer.clone(),
-            webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
-            webhook_policy: WebhookPolicy { max_attempts: retries + 1, allow_loopback: true },
-        });
-        let queue = Arc::new(self.db.store.clone());
-        let runner = Arc::new(Runner::new(machine, ctx, queue, self.wake.clone(), 8).with_retry_delay_scale(0.001));
+        let swaps = goviral_app::Swaps {
+            wake: Some(self.wake.clone()),
+            blobs: Some(stages.blobs.clone()),
+            moderator: Some(stages.moderator.clone()),
+            scorer: Some(stages.scorer.clone()),
+            ..goviral_app::Swaps::default()
+        };
+        let store = Arc::new(self.db.store.clone());
+        let runner = goviral_app::Composition::new(self.config.clone()).swap(swaps).runner_on(store).expect("compose the runner");
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(runner.run(stopped));
         RunningPipeline { stop, task }

@@ -4,6 +4,11 @@
 //!   goviral-bench <goviral binary> pipeline [jobs] [connections]
 //!     submits text jobs and waits for all to complete: submit→complete p50/p95/p99 (server
 //!     timestamps) and jobs/s.
+//!   goviral-bench <goviral binary> attack [seconds] [attackers]
+//!     unauthenticated clients (each from its own 127.0.1.x address, so the per-address
+//!     throttle does not shield the hashing pool) flood the token exchange and API-key
+//!     authentication while one real client works: the server's memory against idle, and
+//!     the real client's latency.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -120,9 +125,9 @@ async fn main() {
         return;
     }
     let pipeline_mode = match mode.as_str() {
-        "api" => false,
+        "api" | "attack" => false,
         "pipeline" => true,
-        other => panic!("unknown mode {other}: api, pipeline or scorer"),
+        other => panic!("unknown mode {other}: api, pipeline, attack or scorer"),
     };
     let total: usize = args.get(3).map_or(if pipeline_mode { 1_000 } else { 20_000 }, |s| s.parse().expect("count"));
     let connections: usize = args.get(4).map_or(if pipeline_mode { 8 } else { 32 }, |s| s.parse().expect("connections"));
@@ -176,6 +181,20 @@ async fn main() {
             }
         }
     };
+    if mode == "attack" {
+        let seconds: u64 = args.get(3).map_or(8, |s| s.parse().expect("seconds"));
+        let attackers: usize = args.get(4).map_or(128, |s| s.parse().expect("attackers"));
+        let (status, body) = submit(0).await;
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        let job = serde_json::from_slice::<Value>(&body).unwrap()["job_id"].as_str().unwrap().to_string();
+        let api_key = user["api_key"].as_str().unwrap().to_string();
+        let report = attack_bench(&client, &base, pid, &auth, &api_key, &job, Duration::from_secs(seconds), attackers).await;
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_dir_all(&data_dir);
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
     if pipeline_mode {
         let report = pipeline_bench(&client, &base, auth.clone(), total, connections, submit).await;
         let peak = peak_rss_kib(pid);
@@ -219,6 +238,108 @@ async fn main() {
         eprintln!("error: {} requests failed", post.errors + get.errors);
         std::process::exit(1);
     }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn mib(kib: u64) -> f64 {
+    (kib as f64 / 1024.0 * 10.0).round() / 10.0
+}
+
+/// The unauthenticated flood (see the module doc). Each attacker alternates an unknown client
+/// id at the token exchange and an unknown, well-formed API key on an authenticated route.
+#[allow(clippy::too_many_arguments)]
+async fn attack_bench(
+    client: &HttpClient,
+    base: &str,
+    pid: u32,
+    auth: &str,
+    api_key: &str,
+    job: &str,
+    length: Duration,
+    attackers: usize,
+) -> Value {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid).unwrap_or(0);
+    let deadline = Instant::now() + length;
+    let statuses: Arc<Mutex<BTreeMap<u16, u64>>> = Arc::default();
+    let flood: Vec<_> = (0..attackers)
+        .map(|i| {
+            let (base, statuses) = (base.to_string(), statuses.clone());
+            tokio::spawn(async move {
+                let mut connector = HttpConnector::new();
+                connector.set_local_address(Some(std::net::IpAddr::from([127, 0, 1 + (i / 250) as u8, 1 + (i % 250) as u8])));
+                let attacker: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let (status, _) = if n % 2 == 0 {
+                        let body = json!({"client_id": uuid::Uuid::new_v4(), "client_secret": "guess"}).to_string();
+                        request(
+                            &attacker,
+                            "POST",
+                            &format!("{base}/api/v1/auth/token"),
+                            &[("content-type", "application/json")],
+                            Some(body),
+                        )
+                        .await
+                    } else {
+                        let key = format!("gvk_{:012x}_{}", (i as u64) << 24 | n, "A".repeat(43));
+                        request(&attacker, "GET", &format!("{base}/api/v1/keys"), &[("x-api-key", &key)], None).await
+                    };
+                    *statuses.lock().unwrap().entry(status).or_default() += 1;
+                }
+            })
+        })
+        .collect();
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(idle));
+    let watcher = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                if let Some(kib) = rss_kib(pid) {
+                    peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    // The real client: a bearer token and a (verified, cached) API key, one request at a time.
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    let mut i = 0u64;
+    while Instant::now() < deadline {
+        i += 1;
+        let url = format!("{base}/api/v1/analyze/{job}");
+        let header = if i % 2 == 0 { ("authorization", auth) } else { ("x-api-key", api_key) };
+        let started = Instant::now();
+        let (status, _) = request(client, "GET", &url, &[header], None).await;
+        latencies.push(started.elapsed().as_micros() as u64);
+        if status != 200 {
+            failures += 1;
+        }
+    }
+    for f in flood {
+        let _ = f.await;
+    }
+    let _ = watcher.await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid).unwrap_or(0);
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    json!({
+        "attackers": attackers,
+        "seconds": length.as_secs(),
+        "flood_answers": statuses.lock().unwrap().iter().map(|(s, n)| (s.to_string(), *n)).collect::<BTreeMap<_, _>>(),
+        "server_rss_mib": {"idle": mib(idle), "peak": mib(peak), "peak_over_idle": mib(peak.saturating_sub(idle)), "2_s_after": mib(after)},
+        "real_client": {"requests": latencies.len(), "failed": failures, "p50_ms": pct(0.5), "p99_ms": pct(0.99)},
+    })
 }
 
 fn rfc3339_us(v: &Value) -> Option<i64> {

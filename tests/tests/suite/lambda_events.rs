@@ -147,7 +147,7 @@ fn stage_context(t: &TestApp, stages: &goviral_testkit::pipeline::Stages) -> dom
         blobs: stages.blobs.clone(),
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
-        webhooks: Arc::new(goviral_local::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false)),
+        webhooks: Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false)),
         webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false },
     }
 }
@@ -160,22 +160,22 @@ struct RecordingCallbacks {
 }
 
 #[async_trait::async_trait]
-impl domain::pipeline::TaskCallbacks for RecordingCallbacks {
-    async fn succeed(&self, token: &str, output: &Value) -> domain::Result<domain::pipeline::CallbackOutcome> {
+impl goviral_aws::TaskCallbacks for RecordingCallbacks {
+    async fn succeed(&self, token: &str, output: &Value) -> domain::Result<goviral_aws::CallbackOutcome> {
         self.answer(token, Ok(output.clone()))
     }
-    async fn fail(&self, token: &str, error: &str, cause: &str) -> domain::Result<domain::pipeline::CallbackOutcome> {
+    async fn fail(&self, token: &str, error: &str, cause: &str) -> domain::Result<goviral_aws::CallbackOutcome> {
         self.answer(token, Err((error.to_string(), cause.to_string())))
     }
 }
 
 impl RecordingCallbacks {
-    fn answer(&self, token: &str, result: Result<Value, (String, String)>) -> domain::Result<domain::pipeline::CallbackOutcome> {
+    fn answer(&self, token: &str, result: Result<Value, (String, String)>) -> domain::Result<goviral_aws::CallbackOutcome> {
         if token == "TOKEN-SFN-UNREACHABLE" {
             return Err(domain::Error::Unavailable("states.us-east-1.amazonaws.com: connection refused".into()));
         }
         self.answers.lock().unwrap().push((token.to_string(), result));
-        Ok(domain::pipeline::CallbackOutcome::Accepted)
+        Ok(goviral_aws::CallbackOutcome::Accepted)
     }
 }
 

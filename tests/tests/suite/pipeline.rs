@@ -7,8 +7,8 @@ use domain::Error;
 use domain::auth::verify_webhook_signature;
 use domain::model::{Plan, now};
 use domain::pipeline::{DeliveryOutcome, PipelineState, Stage, WebhookSender, run_stage};
-use goviral_local::asl::{State, StateMachine, Transition};
-use goviral_local::webhook::HttpWebhookSender;
+use goviral_adapters::asl::{State, StateMachine, Transition};
+use goviral_adapters::webhook::HttpWebhookSender;
 use goviral_testkit::pipeline::{Receiver, Stages};
 use goviral_testkit::{Backend, TestApp};
 use http::StatusCode;
@@ -370,7 +370,7 @@ async fn ssrf_targets_are_refused() {
 fn the_runner_executes_the_state_machine_in_infra() {
     // The runner has no order or policy of its own: it parses infra/pipeline.asl.json.
     let on_disk = std::fs::read_to_string(format!("{}/../infra/pipeline.asl.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    assert_eq!(on_disk, goviral_local::asl::PIPELINE_ASL, "the embedded definition is the file in infra/");
+    assert_eq!(on_disk, goviral_adapters::asl::PIPELINE_ASL, "the embedded definition is the file in infra/");
     let m = StateMachine::parse(&on_disk).unwrap();
     // Follow the happy path.
     let mut order = Vec::new();

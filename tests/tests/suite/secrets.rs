@@ -33,7 +33,7 @@ async fn secrets_named_by_arn_become_settings() {
     );
     // The settings feed the same configuration the local server reads.
     let lookup = |k: &str| settings.get(k).cloned();
-    let parsed = goviral_app::Config::from_lookup(goviral_app::Mode::Lambda, lookup).unwrap();
+    let parsed = goviral_app::Config::from_lookup(goviral_app::Profile::Aws, lookup).unwrap();
     assert!(parsed.openai.is_some());
 
     // Nothing named: nothing read.

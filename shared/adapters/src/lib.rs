@@ -1,0 +1,7 @@
+//! Adapters every deployment uses, on AWS and on one machine alike (no cloud SDK): webhook
+//! POSTs under the SSRF policy, on-device moderation, and the pipeline's state machine as
+//! infra/pipeline.asl.json defines it.
+
+pub mod asl;
+pub mod moderation;
+pub mod webhook;

@@ -1,0 +1,267 @@
+//! The one composition root. A `Composition` holds the configuration and builds each adapter
+//! the first time something asks for it, so a function builds only what it uses: the OpenAPI
+//! function builds nothing, a stage builds no signing key, the API functions no runner.
+//! Every `main` (goviral, each Lambda) and the testkit go through it; tests swap single
+//! adapters with [`Swaps`], never by `cfg(test)`.
+//!
+//! Which adapter serves a port is decided here, from the configuration alone:
+//!
+//! | port | embedded default | AWS profile (with the resource configured) |
+//! | --- | --- | --- |
+//! | store | SQLite file (or any `GOVIRAL_DATABASE_URL`) | PostgreSQL via RDS Proxy |
+//! | counters | the SQL store | DynamoDB (`GOVIRAL_COUNTERS_TABLE` + `_IDEMPOTENCY_TABLE`) |
+//! | blobs, signed URLs | files under the data dir, HMAC-signed `/blobs` URLs | S3 (`GOVIRAL_BLOB_BUCKET`) |
+//! | pipeline | the in-process runner over the same ASL | Step Functions (`GOVIRAL_STATE_MACHINE_ARN`) |
+//! | moderation, scoring, webhooks | on-device lexicon, on-device model (+ OpenAI when keyed), guarded HTTP sender | the same |
+
+use std::sync::Arc;
+
+use domain::pipeline::{BlobStore, Moderator, Scorer, StageContext, WebhookPolicy, WebhookSender};
+use domain::ports::{Counters, Pipeline, Store, UrlSigner};
+use domain::service::App;
+use goviral_adapters::asl::StateMachine;
+use goviral_local::runner::{LocalPipeline, Runner};
+use goviral_local::signed_urls::LocalUrlSigner;
+use goviral_sql::{PoolSettings, SqlStore};
+use tokio::sync::{Notify, OnceCell};
+
+use crate::config::{Config, Profile};
+
+pub type InitError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Adapters a test puts in place of the configured ones.
+#[derive(Clone, Default)]
+pub struct Swaps {
+    pub blobs: Option<Arc<dyn BlobStore>>,
+    pub moderator: Option<Arc<dyn Moderator>>,
+    pub scorer: Option<Arc<dyn Scorer>>,
+    pub webhooks: Option<Arc<dyn WebhookSender>>,
+    pub pipeline: Option<Arc<dyn Pipeline>>,
+    /// An open store (a test's own database), shared instead of connecting again.
+    pub store: Option<Arc<SqlStore>>,
+    /// Shared with another composition's runner, so its pipeline wakes that runner.
+    pub wake: Option<Arc<Notify>>,
+}
+
+pub struct Composition {
+    pub config: Config,
+    swaps: Swaps,
+    #[cfg(feature = "aws")]
+    aws: Option<aws_config::SdkConfig>,
+    store: OnceCell<Arc<SqlStore>>,
+    blobs: std::sync::OnceLock<Arc<dyn BlobStore>>,
+    machine: std::sync::OnceLock<Arc<StateMachine>>,
+    /// Wakes the in-process runner when a job is queued (embedded default).
+    wake: Arc<Notify>,
+}
+
+async fn connect(config: &Config) -> Result<Arc<SqlStore>, domain::Error> {
+    let pool = PoolSettings { max_connections: config.db_max_connections, acquire_timeout: config.db_acquire_timeout };
+    let store = SqlStore::connect(&config.database_url, &pool).await?;
+    if config.migrate {
+        store.migrate().await?;
+    }
+    Ok(Arc::new(store))
+}
+
+impl Composition {
+    /// From a configuration in hand (the CLI, tests).
+    pub fn new(config: Config) -> Composition {
+        Composition {
+            config,
+            swaps: Swaps::default(),
+            #[cfg(feature = "aws")]
+            aws: None,
+            store: OnceCell::new(),
+            blobs: std::sync::OnceLock::new(),
+            machine: std::sync::OnceLock::new(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Reads the configuration once: the environment, and on the AWS profile the secrets
+    /// named by ARN (read from Secrets Manager at init, never put in the environment).
+    pub async fn load(profile: Profile) -> Result<Composition, InitError> {
+        match profile {
+            Profile::Embedded => Ok(Composition::new(Config::from_env(profile)?)),
+            #[cfg(feature = "aws")]
+            Profile::Aws => {
+                let sdk = goviral_aws::load_config().await;
+                let secrets = goviral_aws::secrets::resolve(&sdk, crate::config::env).await?;
+                let config = Config::from_lookup(profile, |name| secrets.get(name).cloned().or_else(|| crate::config::env(name)))?;
+                let mut composition = Composition::new(config);
+                composition.aws = Some(sdk);
+                Ok(composition)
+            }
+            #[cfg(not(feature = "aws"))]
+            Profile::Aws => Err("this build has no AWS adapters (build with goviral-app's `aws` feature)".into()),
+        }
+    }
+
+    /// Puts these adapters in place of the configured ones.
+    pub fn swap(mut self, swaps: Swaps) -> Composition {
+        if let Some(store) = &swaps.store {
+            let _ = self.store.set(store.clone());
+        }
+        if let Some(wake) = &swaps.wake {
+            self.wake = wake.clone();
+        }
+        self.swaps = swaps;
+        self
+    }
+
+    #[cfg(feature = "aws")]
+    fn sdk(&self) -> Result<&aws_config::SdkConfig, InitError> {
+        self.aws.as_ref().ok_or_else(|| "AWS resources are configured but the AWS profile was not loaded".into())
+    }
+
+    /// The relational store's pool, built once per process (or Lambda container): at most
+    /// `GOVIRAL_DB_MAX_CONNECTIONS`, giving up on a connection after
+    /// `GOVIRAL_DB_ACQUIRE_TIMEOUT_MS`. Migrates when configured.
+    pub async fn store(&self) -> Result<Arc<SqlStore>, InitError> {
+        let store = self.store.get_or_try_init(|| connect(&self.config)).await?;
+        Ok(store.clone())
+    }
+
+    pub async fn counters(&self) -> Result<Arc<dyn Counters>, InitError> {
+        match &self.config.aws.dynamo_tables {
+            None => Ok(self.store().await?),
+            #[cfg(feature = "aws")]
+            Some((counters, keys)) => Ok(Arc::new(goviral_aws::DynamoCounters::new(self.sdk()?, counters.clone(), keys.clone()))),
+            #[cfg(not(feature = "aws"))]
+            Some(_) => Err("DynamoDB counters need the AWS build".into()),
+        }
+    }
+
+    pub fn blobs(&self) -> Result<Arc<dyn BlobStore>, InitError> {
+        if let Some(b) = self.blobs.get() {
+            return Ok(b.clone());
+        }
+        let built: Arc<dyn BlobStore> = match (&self.swaps.blobs, &self.config.aws.blob_bucket) {
+            (Some(b), _) => b.clone(),
+            (None, None) => Arc::new(goviral_local::blobs::FileBlobStore::new(self.config.data_dir.join("blobs"))),
+            #[cfg(feature = "aws")]
+            (None, Some(bucket)) => Arc::new(goviral_aws::S3BlobStore::new(self.sdk()?, bucket.clone(), self.config.aws.s3_path_style)),
+            #[cfg(not(feature = "aws"))]
+            (None, Some(_)) => return Err("S3 blobs need the AWS build".into()),
+        };
+        Ok(self.blobs.get_or_init(|| built).clone())
+    }
+
+    /// Signs upload and download URLs: S3 presigning, or the local server's own signed URLs
+    /// (which need `public_url`: where clients reach it).
+    pub fn url_signer(&self) -> Result<Arc<dyn UrlSigner>, InitError> {
+        match &self.config.aws.blob_bucket {
+            None => Ok(self.local_url_signer()?),
+            #[cfg(feature = "aws")]
+            Some(bucket) => Ok(Arc::new(goviral_aws::S3BlobStore::new(self.sdk()?, bucket.clone(), self.config.aws.s3_path_style))),
+            #[cfg(not(feature = "aws"))]
+            Some(_) => Err("S3 URLs need the AWS build".into()),
+        }
+    }
+
+    fn local_url_signer(&self) -> Result<Arc<LocalUrlSigner>, InitError> {
+        let url = self.config.public_url.as_deref().ok_or("signed local URLs need GOVIRAL_PUBLIC_URL (goviral serve sets it)")?;
+        Ok(Arc::new(LocalUrlSigner::new(url, &self.jwt_secret()?)))
+    }
+
+    fn jwt_secret(&self) -> Result<Vec<u8>, InitError> {
+        let secret = &self.config.settings.auth.jwt_secret;
+        if secret.is_empty() { Err("GOVIRAL_JWT_SECRET (or GOVIRAL_JWT_SECRET_ARN) is required here".into()) } else { Ok(secret.clone()) }
+    }
+
+    /// Where jobs go once queued: the state machine's executions, or the in-process runner.
+    pub async fn pipeline(&self) -> Result<Arc<dyn Pipeline>, InitError> {
+        if let Some(p) = &self.swaps.pipeline {
+            return Ok(p.clone());
+        }
+        let store: Arc<dyn Store> = self.store().await?;
+        match &self.config.aws.state_machine_arn {
+            None => Ok(Arc::new(LocalPipeline::new(self.wake.clone(), store))),
+            #[cfg(feature = "aws")]
+            Some(arn) => Ok(Arc::new(self.step_functions(arn, store)?)),
+            #[cfg(not(feature = "aws"))]
+            Some(_) => Err("Step Functions needs the AWS build".into()),
+        }
+    }
+
+    #[cfg(feature = "aws")]
+    fn step_functions(&self, arn: &str, store: Arc<dyn Store>) -> Result<goviral_aws::StepFunctionsPipeline, InitError> {
+        Ok(goviral_aws::StepFunctionsPipeline::new(self.sdk()?, arn.to_string(), store))
+    }
+
+    /// The Step Functions pipeline itself (the scheduled sweep needs more than the port).
+    #[cfg(feature = "aws")]
+    pub async fn step_functions_pipeline(&self) -> Result<Arc<goviral_aws::StepFunctionsPipeline>, InitError> {
+        let arn = self.config.aws.state_machine_arn.as_deref().ok_or("GOVIRAL_STATE_MACHINE_ARN is required")?;
+        Ok(Arc::new(self.step_functions(arn, self.store().await?)?))
+    }
+
+    /// Step Functions task callbacks, for the stage functions.
+    #[cfg(feature = "aws")]
+    pub fn task_callbacks(&self) -> Result<Arc<dyn goviral_aws::TaskCallbacks>, InitError> {
+        Ok(Arc::new(goviral_aws::SfnCallbacks::new(self.sdk()?)))
+    }
+
+    /// The domain App, for whatever serves API routes. `signs_urls`: it issues upload and
+    /// download URLs (on AWS only the uploads function may).
+    pub async fn app(&self, signs_urls: bool) -> Result<App, InitError> {
+        let mut settings = self.config.settings.clone();
+        settings.auth.jwt_secret = self.jwt_secret()?;
+        let app = App::new(self.store().await?, self.counters().await?, self.pipeline().await?, settings);
+        Ok(if signs_urls { app.with_url_signer(self.url_signer()?) } else { app })
+    }
+
+    /// The state machine from infra/, parsed once.
+    pub fn state_machine(&self) -> Arc<StateMachine> {
+        self.machine.get_or_init(|| Arc::new(StateMachine::pipeline())).clone()
+    }
+
+    /// What every stage runs on. Dead-lettering follows the state machine's webhook retries.
+    pub async fn stage_context(&self) -> Result<StageContext, InitError> {
+        self.stage_context_on(self.store().await?)
+    }
+
+    fn stage_context_on(&self, store: Arc<SqlStore>) -> Result<StageContext, InitError> {
+        let webhook_retries = self.state_machine().task_retry(domain::pipeline::Stage::Webhook).map_or(0, |r| r.max_attempts);
+        let allow_loopback = self.config.webhook_allow_loopback;
+        Ok(StageContext {
+            store,
+            blobs: self.blobs()?,
+            moderator: self.swaps.moderator.clone().unwrap_or_else(|| Arc::new(goviral_adapters::moderation::LexiconModerator)),
+            scorer: match &self.swaps.scorer {
+                Some(s) => s.clone(),
+                None => Arc::new(goviral_llm::EnrichedScorer::new(self.config.openai.clone().map(goviral_llm::OpenAiRewriter::new))),
+            },
+            webhooks: match &self.swaps.webhooks {
+                Some(w) => w.clone(),
+                None => Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(self.config.webhook_timeout, allow_loopback)),
+            },
+            webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback },
+        })
+    }
+
+    /// The in-process runner of the embedded default, over the same stage context and the
+    /// store's durable run queue; `run` it to work the pipeline.
+    pub async fn runner(&self) -> Result<Arc<Runner>, InitError> {
+        self.runner_on(self.store().await?)
+    }
+
+    /// The runner over a store already open (a test's own database); needs no await, so it
+    /// can be built before the task that runs it is spawned.
+    pub fn runner_on(&self, store: Arc<SqlStore>) -> Result<Arc<Runner>, InitError> {
+        let ctx = Arc::new(self.stage_context_on(store.clone())?);
+        let queue = store;
+        let runner = Runner::new(self.state_machine(), ctx, queue, self.wake.clone(), self.config.pipeline_concurrency)
+            .with_retry_delay_scale(self.config.pipeline_retry_scale);
+        Ok(Arc::new(runner))
+    }
+
+    /// Everything `goviral serve` answers: every endpoint on one App, and the signed `/blobs`
+    /// URLs that stand in for S3.
+    pub async fn local_router(&self) -> Result<(Arc<App>, axum::Router), InitError> {
+        let app = Arc::new(self.app(true).await?);
+        let blobs = goviral_api::LocalBlobs { signer: self.local_url_signer()?, blobs: self.blobs()?, store: self.store().await? };
+        Ok((app.clone(), goviral_api::local_router(app, blobs)))
+    }
+}
