@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use domain::Result;
-use domain::pipeline::{ModerationVerdict, Moderator};
+use domain::ports::{ModerationVerdict, Moderator};
 
 const MODEL: &str = "gvn-lexicon-moderation-v1";
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::net::ip_allowed;
-use domain::pipeline::{DeliveryOutcome, WebhookSender};
+use domain::ports::{DeliveryOutcome, WebhookSender};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 #[derive(Debug)]
@@ -100,7 +100,7 @@ impl WebhookSender for HttpWebhookSender {
             }
             Err(e) => match refused_in_chain(&e) {
                 Some(reason) => DeliveryOutcome::Refused { reason },
-                None => DeliveryOutcome::Failed { retryable: true, reason: format!("request failed: {e}") },
+                None => DeliveryOutcome::Failed { retryable: true, reason: format!("request failed: {}", domain::error::chain(&e)) },
             },
         }
     }

@@ -26,8 +26,48 @@ pub struct TokenResponse {
     pub token_type: &'static str,
 }
 
-/// The analyze request body is the domain's input type itself.
-pub use domain::service::AnalyzeInput as AnalyzeRequest;
+/// What a client asks to have analysed (`POST /api/v1/analyze`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeRequest {
+    pub content_type: ContentType,
+    /// https URL of the content (video or post); a public host.
+    pub source_url: Option<String>,
+    /// An upload made earlier (video or post).
+    pub upload_id: Option<Uuid>,
+    /// The caption, post text or script; required for `text`. At most 10,000 characters.
+    pub caption: Option<String>,
+    pub platform_hint: Option<Platform>,
+    /// Whose submission this is: your own user id (admins may submit for others).
+    pub user_id: Uuid,
+    /// https URL (a public host) that receives a signed POST when the job ends.
+    pub notify_webhook: Option<String>,
+}
+
+impl From<AnalyzeRequest> for domain::service::AnalyzeInput {
+    fn from(r: AnalyzeRequest) -> Self {
+        domain::service::AnalyzeInput {
+            content_type: r.content_type,
+            source_url: r.source_url,
+            upload_id: r.upload_id,
+            caption: r.caption,
+            platform_hint: r.platform_hint,
+            user_id: r.user_id,
+            notify_webhook: r.notify_webhook,
+        }
+    }
+}
+
+/// The body of a completion webhook, as the webhook stage sends it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionNoticeBody {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    /// Present for a complete job.
+    pub score: Option<f64>,
+    /// RFC 3339
+    pub timestamp: String,
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AnalyzeResponse {
@@ -271,7 +311,23 @@ pub struct DeadLetterList {
 }
 
 /// The upload request body is the domain's input type itself.
-pub use domain::uploads::UploadInput as UploadRequest;
+/// What a client asks for (`POST /api/v1/uploads`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    /// One of video/mp4, video/quicktime, video/webm (up to 512 MiB) or text/plain (up to 64 KiB).
+    pub media_type: String,
+    /// The exact size of the file in bytes; the upload URL accepts only this size.
+    pub size_bytes: u64,
+    /// The file's name, for your own reference.
+    pub filename: Option<String>,
+}
+
+impl From<UploadRequest> for domain::uploads::UploadInput {
+    fn from(r: UploadRequest) -> Self {
+        domain::uploads::UploadInput { media_type: r.media_type, size_bytes: r.size_bytes, filename: r.filename }
+    }
+}
 
 /// A request to make exactly as given: the method, the URL and every header.
 #[derive(Debug, Serialize, ToSchema)]

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use domain::Error;
-use domain::pipeline::BlobStore;
+use domain::ports::BlobStore;
 use domain::ports::Store;
 use goviral_local::signed_urls::{LocalUrlSigner, Refusal};
 use http::{HeaderMap, StatusCode, header};

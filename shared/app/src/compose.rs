@@ -16,7 +16,8 @@
 
 use std::sync::Arc;
 
-use domain::pipeline::{BlobStore, Moderator, Scorer, StageContext, WebhookPolicy, WebhookSender};
+use domain::pipeline::{StageContext, WebhookPolicy};
+use domain::ports::{BlobStore, Moderator, Scorer, WebhookSender};
 use domain::ports::{Counters, Pipeline, Store, UrlSigner};
 use domain::service::App;
 use goviral_adapters::asl::StateMachine;

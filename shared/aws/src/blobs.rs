@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 use aws_sdk_s3::primitives::ByteStream;
 use domain::Result;
-use domain::pipeline::{BlobDigest, BlobStore};
+use domain::ports::{BlobDigest, BlobStore};
 use domain::ports::{SignedRequest, UrlSigner};
 
 use crate::unavailable;

@@ -72,11 +72,49 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error and every error under it, `outer: inner: root`: what a library's error wraps
+/// (the refused connection under "error sending request") is kept when it becomes ours.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        // Some libraries repeat their source in their own message already.
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
+}
+
 /// The fields a validation error names, in order (tests of the validators).
 #[cfg(test)]
 pub(crate) fn validation_fields(r: Result<()>) -> Vec<String> {
     match r {
         Err(Error::Validation(errs)) => errs.into_iter().map(|e| e.field).collect(),
         other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_chain_keeps_every_cause_once() {
+        let root = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        assert_eq!(super::chain(&Outer(root)), "error sending request: connection refused");
     }
 }

@@ -8,6 +8,10 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::features::TextFeatures;
 
 /// The relational store: users, keys, submissions, jobs, insights, webhooks, audit, model runs.
 #[async_trait]
@@ -241,4 +245,122 @@ pub trait RunQueue: Send + Sync {
     async fn finish_run(&self, job_id: Uuid, outcome: &str, now_us: i64) -> Result<()>;
     /// When the next unfinished run is due, if any.
     async fn next_due_us(&self) -> Result<Option<i64>>;
+}
+
+// ------------------------------------------------------------------ ports the pipeline stages use
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModerationVerdict {
+    pub flagged: bool,
+    /// Category → score 0–1.
+    pub categories: BTreeMap<String, f64>,
+    /// Human-readable reasons for a flag.
+    pub reasons: Vec<String>,
+    pub model: String,
+}
+
+/// Checks content before any inference. `Err(Unavailable)` when the service is down: the
+/// pipeline then fails closed.
+#[async_trait]
+pub trait Moderator: Send + Sync {
+    async fn moderate(&self, text: &str) -> crate::Result<ModerationVerdict>;
+}
+
+/// A blob's size and SHA-256 (lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Blobs: uploads, features, transcripts (S3 on AWS, files locally).
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> crate::Result<()>;
+    async fn get(&self, key: &str) -> crate::Result<Option<Vec<u8>>>;
+    /// Copies `from` to `to` inside the store (S3: server-side); false when `from` is missing.
+    async fn copy(&self, from: &str, to: &str) -> crate::Result<bool>;
+    /// Size and checksum, read in chunks so a large blob is never whole in memory.
+    async fn digest(&self, key: &str) -> crate::Result<Option<BlobDigest>>;
+    /// Writes exactly `bytes` bytes read from `body` to `key`. Nothing is stored unless all of
+    /// them arrived (a short or long body is a validation error); readers never see part of it.
+    /// The default buffers (bounded by `bytes`): right for stores that take large uploads
+    /// directly from clients (S3's presigned PUT) and so never stream through here.
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+        bytes: u64,
+        content_type: &str,
+    ) -> crate::Result<BlobDigest> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let read = body
+            .take(bytes.saturating_add(1))
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| crate::Error::validation("body", format!("the body could not be read: {e}")))?;
+        check_length(read as u64, bytes)?;
+        let digest = BlobDigest { bytes: read as u64, sha256: crate::auth::sha256_hex(&buf) };
+        self.put(key, buf, content_type).await?;
+        Ok(digest)
+    }
+}
+
+/// A streamed body must be exactly the declared size.
+pub fn check_length(arrived: u64, declared: u64) -> crate::Result<()> {
+    match arrived.cmp(&declared) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => {
+            Err(crate::Error::validation("body", format!("the body is longer than the {declared} bytes declared")))
+        }
+        std::cmp::Ordering::Less => Err(crate::Error::validation("body", format!("{arrived} bytes arrived, {declared} were declared"))),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRequest {
+    pub text: String,
+    pub platform: Option<Platform>,
+    pub content_type: ContentType,
+    pub features: TextFeatures,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreOutput {
+    pub score: f64,
+    pub confidence: f64,
+    pub insights: Vec<Insight>,
+    /// Sub-scores, drivers and model metadata; shown with `expand=metrics`.
+    pub metrics: Value,
+    pub model_name: String,
+    pub token_usage: Option<Value>,
+    pub prompt_hash: Option<String>,
+}
+
+#[async_trait]
+pub trait Scorer: Send + Sync {
+    async fn score(&self, request: &ScoreRequest) -> crate::Result<ScoreOutput>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    Delivered {
+        status: u16,
+    },
+    /// The receiver failed; `retryable` when a later attempt may succeed (5xx, 429, timeouts).
+    Failed {
+        retryable: bool,
+        reason: String,
+    },
+    /// The target is not allowed (SSRF rules); never retried.
+    Refused {
+        reason: String,
+    },
+}
+
+/// Sends one signed webhook POST.
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    async fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> DeliveryOutcome;
 }

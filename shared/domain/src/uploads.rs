@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, FieldError, Result};
 use crate::model::*;
-use crate::pipeline::BlobStore;
+use crate::ports::BlobStore;
 use crate::ports::{ReceivedUpload, SignedRequest, Store, UrlSigner};
 use crate::service::{App, CAPTION_MAX_CHARS, Principal};
 
@@ -58,10 +58,8 @@ fn parse_ids(rest: &str) -> Option<(Uuid, Uuid)> {
     Some((Uuid::parse_str(user).ok()?, Uuid::parse_str(upload).ok()?))
 }
 
-/// What a client asks for (`POST /api/v1/uploads`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = UploadRequest)]
+/// What a client asks for (its wire shape is the API's `UploadRequest`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct UploadInput {
     /// One of video/mp4, video/quicktime, video/webm (up to 512 MiB) or text/plain (up to 64 KiB).
     pub media_type: String,

@@ -131,7 +131,7 @@ pub type S3Event = aws_lambda_events::event::s3::S3Event;
 /// to the intake's failure queue; records already taken in are skipped on the retry.
 pub async fn intake(
     store: &dyn domain::ports::Store,
-    blobs: &dyn domain::pipeline::BlobStore,
+    blobs: &dyn domain::ports::BlobStore,
     event: S3Event,
 ) -> domain::Result<serde_json::Value> {
     use domain::uploads::Intake;

@@ -5,7 +5,7 @@
 pub mod openai;
 pub mod redact;
 
-use domain::pipeline::{ScoreOutput, ScoreRequest, Scorer};
+use domain::ports::{ScoreOutput, ScoreRequest, Scorer};
 use serde_json::json;
 
 pub use openai::{LlmError, OpenAiRewriter, OpenAiSettings};

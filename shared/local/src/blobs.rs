@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use domain::pipeline::{BlobDigest, BlobStore, check_length};
+use domain::ports::{BlobDigest, BlobStore, check_length};
 use domain::{Error, Result};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use uuid::Uuid;
 
 use goviral_adapters::asl::{self, State, StateMachine, Transition};
+use tracing::Instrument;
 
 /// How long a claimed run is ours before another runner may take it (a crash leaves it).
 const LEASE: Duration = Duration::from_secs(300);
@@ -106,9 +107,12 @@ impl Runner {
     }
 
     /// Drives a run through its states until it waits for a retry or ends.
-    async fn advance(&self, mut run: PipelineRun) {
+    async fn advance(&self, run: PipelineRun) {
         let span = tracing::info_span!("pipeline", job_id = %run.job_id);
-        let _e = span.enter();
+        self.advance_in_span(run).instrument(span).await
+    }
+
+    async fn advance_in_span(&self, mut run: PipelineRun) {
         loop {
             match self.step(&mut run).await {
                 Ok(Step::Continue) if run.next_run_at_us <= now_us() => continue,

@@ -39,8 +39,8 @@ impl ModelScorer {
 }
 
 #[async_trait::async_trait]
-impl domain::pipeline::Scorer for ModelScorer {
-    async fn score(&self, request: &domain::pipeline::ScoreRequest) -> domain::Result<domain::pipeline::ScoreOutput> {
+impl domain::ports::Scorer for ModelScorer {
+    async fn score(&self, request: &domain::ports::ScoreRequest) -> domain::Result<domain::ports::ScoreOutput> {
         let scored = score::score(self.model, &request.text, request.platform);
         let metrics = serde_json::json!({
             "sub_scores": scored.sub_scores,
@@ -49,7 +49,7 @@ impl domain::pipeline::Scorer for ModelScorer {
             "score_basis": format!("percentile of the model's utility among {} A/B-tested headlines", self.model.header.training["headlines"]),
             "confidence_basis": "calibrated probability that the content beats (or trails) a typical alternative, as the score says",
         });
-        Ok(domain::pipeline::ScoreOutput {
+        Ok(domain::ports::ScoreOutput {
             score: scored.score,
             confidence: scored.confidence,
             insights: scored.insights,

@@ -138,11 +138,11 @@ pub(crate) fn db_error(e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict("already exists".into()),
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::NotFound("referenced record"),
-        sqlx::Error::Database(db) if transient(db.as_ref()) => Error::Unavailable(format!("database: {e}")),
+        sqlx::Error::Database(db) if transient(db.as_ref()) => Error::Unavailable(format!("database: {}", domain::error::chain(&e))),
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            Error::Unavailable(format!("database: {e}"))
+            Error::Unavailable(format!("database: {}", domain::error::chain(&e)))
         }
-        _ => Error::Internal(format!("database: {e}")),
+        _ => Error::Internal(format!("database: {}", domain::error::chain(&e))),
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use axum::body::Bytes;
 use domain::Error;
-use domain::pipeline::{BlobStore, ModerationVerdict, Moderator, ScoreOutput, ScoreRequest, Scorer};
+use domain::ports::{BlobStore, ModerationVerdict, Moderator, ScoreOutput, ScoreRequest, Scorer};
 use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 
@@ -133,7 +133,7 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
         self.inner.copy(from, to).await
     }
 
-    async fn digest(&self, key: &str) -> domain::Result<Option<domain::pipeline::BlobDigest>> {
+    async fn digest(&self, key: &str) -> domain::Result<Option<domain::ports::BlobDigest>> {
         self.inner.digest(key).await
     }
 
@@ -143,7 +143,7 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
         body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
         bytes: u64,
         content_type: &str,
-    ) -> domain::Result<domain::pipeline::BlobDigest> {
+    ) -> domain::Result<domain::ports::BlobDigest> {
         self.before().await?;
         self.inner.put_stream(key, body, bytes, content_type).await
     }

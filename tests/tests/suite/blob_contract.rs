@@ -1,7 +1,7 @@
 //! One contract for the blob store port, run on the local file store and on S3 (moto on
 //! 127.0.0.1, path-style, started by scripts/test).
 
-use domain::pipeline::BlobStore;
+use domain::ports::BlobStore;
 
 async fn contract(blobs: &dyn BlobStore) {
     assert_eq!(blobs.get("jobs/none/features.json").await.unwrap(), None, "a missing key is None, not an error");

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use domain::model::Plan;
-use domain::pipeline::BlobStore;
 use domain::pipeline::Stage;
+use domain::ports::BlobStore;
 use goviral_api::Endpoint;
 use goviral_testkit::{Backend, TestApp};
 use http::StatusCode;
@@ -194,23 +194,27 @@ async fn sqs_stage_batches_answer_step_functions_and_fail_only_what_was_not_repo
     let response = goviral_lambda::stage::handle_sqs_event(&ctx, &callbacks, domain::pipeline::Stage::Moderation, sqs).await;
 
     // Only the poison message and the unreportable one go back to the queue (and on to its DLQ).
-    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let mut failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    failed.sort(); // messages are worked on concurrently; SQS does not care about order
     assert_eq!(failed, ["9d5e1c4a-0002-4c1b-9a55-000000000002", "9d5e1c4a-0006-4c1b-9a55-000000000006"]);
     let answers = callbacks.answers.lock().unwrap();
-    let tokens: Vec<&str> = answers.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(tokens, ["TOKEN-FIRST", "TOKEN-FIRST", "TOKEN-MISROUTED", "TOKEN-BAD-INPUT"]);
+    let mut tokens: Vec<&str> = answers.iter().map(|(t, _)| t.as_str()).collect();
+    tokens.sort();
+    assert_eq!(tokens, ["TOKEN-BAD-INPUT", "TOKEN-FIRST", "TOKEN-FIRST", "TOKEN-MISROUTED"]);
+    let answer = |token: &str| answers.iter().filter(|(t, _)| t == token).map(|(_, r)| r.clone()).collect::<Vec<_>>();
     // The redelivered message gets the same answer, and moderation ran on the real job.
-    assert_eq!(answers[0].1, Ok(serde_json::json!({"flagged": false})));
-    assert_eq!(answers[0].1, answers[1].1);
-    let (error, cause) = answers[2].1.clone().unwrap_err();
+    assert_eq!(answer("TOKEN-FIRST"), vec![Ok(serde_json::json!({"flagged": false})); 2]);
+    let (error, cause) = answer("TOKEN-MISROUTED")[0].clone().unwrap_err();
     assert_eq!(error, "Stage.Permanent");
     assert!(cause.contains("inference") && cause.contains("moderation"), "{cause}");
-    let (error, cause) = answers[3].1.clone().unwrap_err();
+    let (error, cause) = answer("TOKEN-BAD-INPUT")[0].clone().unwrap_err();
     assert_eq!(error, "Stage.Permanent");
     assert!(cause.contains("bad stage input"), "{cause}");
     // The wire shape Lambda expects back.
     let wire = serde_json::to_value(&response).unwrap();
-    assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], "9d5e1c4a-0002-4c1b-9a55-000000000002");
+    let mut ids: Vec<&str> = wire["batchItemFailures"].as_array().unwrap().iter().map(|f| f["itemIdentifier"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, failed);
 }
 
 #[tokio::test]
@@ -402,4 +406,51 @@ async fn the_s3_event_takes_uploads_in() {
     let gone = goviral_aws::S3BlobStore::new(&config, "goviral-no-such-bucket", true);
     assert!(matches!(goviral_lambda::intake(t.app.store.as_ref(), &gone, retry).await, Err(domain::Error::Unavailable(_))));
     assert_eq!(t.app.store.upload(third.upload.id).await.unwrap().unwrap().status, UploadStatus::Pending);
+}
+
+/// A batch is worked on concurrently: three webhook deliveries whose receiver answers only
+/// once all three are waiting at once. One at a time, the first would wait for ever (here:
+/// until the receiver gives up and answers 500).
+#[tokio::test]
+async fn a_webhook_batch_is_delivered_concurrently_so_one_slow_receiver_holds_up_nothing() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(3));
+    let receiver = axum::Router::new().fallback(move || {
+        let barrier = barrier.clone();
+        async move {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), barrier.wait()).await {
+                Ok(_) => http::StatusCode::NO_CONTENT,
+                Err(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+    let mut records = Vec::new();
+    for i in 0..3 {
+        let body =
+            serde_json::json!({"content_type": "text", "caption": format!("Caption {i}"), "user_id": ann.user.id, "notify_webhook": url});
+        let job: uuid::Uuid =
+            t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.body["job_id"].as_str().unwrap().parse().unwrap();
+        t.app.store.fail_job(job, &serde_json::json!([]), None, domain::model::now()).await.unwrap();
+        let message = serde_json::json!({"stage": "webhook", "input": {"job_id": job}, "task_token": format!("TOKEN-{i}")});
+        records.push((format!("message-{i}"), message.to_string()));
+    }
+    let stages = goviral_testkit::pipeline::Stages::new();
+    let mut ctx = stage_context(&t, &stages);
+    ctx.webhooks = Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(10), true));
+    ctx.webhook_policy.allow_loopback = true;
+    let callbacks = RecordingCallbacks::default();
+    let started = std::time::Instant::now();
+    let failed = goviral_lambda::stage::process_batch(&ctx, &callbacks, Stage::Webhook, records).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let answers = callbacks.answers.lock().unwrap();
+    assert_eq!(answers.len(), 3);
+    for (token, result) in answers.iter() {
+        let output = result.clone().unwrap_or_else(|e| panic!("{token}: {e:?}"));
+        assert_eq!(output["delivered"], 1, "{token}: {output}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the deliveries waited on each other");
 }

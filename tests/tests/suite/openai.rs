@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use domain::model::{ContentType, Platform};
-use domain::pipeline::{ScoreOutput, ScoreRequest, Scorer};
+use domain::ports::{ScoreOutput, ScoreRequest, Scorer};
 use goviral_llm::{EnrichedScorer, OpenAiRewriter, OpenAiSettings};
 use goviral_testkit::openai::{MockOpenAi, Reply};
 

@@ -74,7 +74,7 @@ async fn a_text_upload_is_put_then_analysed_as_a_post() {
     // The submission names intake's immutable copy, not the upload URL's object.
     assert_eq!(submission.storage_key, Some(format!("content/{}/{id}", ann.user.id)));
     // Extraction read the upload: its text and its first line are what the scorer saw.
-    use domain::pipeline::BlobStore;
+    use domain::ports::BlobStore;
     let features = t.blobs.get(&domain::pipeline::features_key(job_id)).await.unwrap().expect("the features document");
     let features: Value = serde_json::from_slice(&features).unwrap();
     assert_eq!(features["text"], SCRIPT.trim());
@@ -165,7 +165,7 @@ async fn uploads_are_checked_and_private() {
 
 #[tokio::test]
 async fn content_swapped_after_intake_never_reaches_the_pipeline() {
-    use domain::pipeline::BlobStore;
+    use domain::ports::BlobStore;
     let t = TestApp::spawn(Backend::Sqlite).await;
     let ann = t.user("ann@example.com", Plan::Pro, false).await;
     let upload = create(&t, &ann.api_key, "text/plain", SCRIPT.len()).await.body;
@@ -199,7 +199,7 @@ async fn content_swapped_after_intake_never_reaches_the_pipeline() {
 
 #[tokio::test]
 async fn a_large_upload_streams_and_a_short_one_leaves_nothing() {
-    use domain::pipeline::BlobStore;
+    use domain::ports::BlobStore;
     let t = TestApp::spawn(Backend::Sqlite).await;
     let ann = t.user("ann@example.com", Plan::Pro, false).await;
     let size = 24 * 1024 * 1024 + 7; // larger than any buffer on the way

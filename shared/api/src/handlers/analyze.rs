@@ -34,7 +34,7 @@ pub async fn submit(
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| Error::validation("Idempotency-Key", "must be visible ASCII"))?),
     };
-    let (submitted, rate) = app.submit(&principal, body, idempotency_key).await?;
+    let (submitted, rate) = app.submit(&principal, body.into(), idempotency_key).await?;
     let body = AnalyzeResponse {
         job_id: submitted.job_id,
         status: submitted.status,

@@ -22,7 +22,7 @@ pub async fn create(
     Auth(principal): Auth,
     JsonBody(body): JsonBody<UploadRequest>,
 ) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
-    let ticket = app.create_upload(&principal, body).await?;
+    let ticket = app.create_upload(&principal, body.into()).await?;
     let response = UploadResponse { upload: Some(ticket.put.into()), ..UploadResponse::new(&ticket.upload, false) };
     Ok((StatusCode::CREATED, Json(response)))
 }

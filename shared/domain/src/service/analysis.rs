@@ -1,0 +1,311 @@
+//! Submissions and jobs: the plan's sliding rate limit, idempotent submission, reading,
+//! archiving, history, and the rules an analyze request must follow.
+
+use super::*;
+
+impl App {
+    /// Counts one request against the caller's plan limit over a sliding minute. A refused
+    /// request is not counted (it is refused before anything is written), so waiting out
+    /// `Retry-After` is always enough.
+    pub async fn take_rate_limit(&self, principal: &Principal) -> Result<RateStatus> {
+        const WINDOW: i64 = 60;
+        let limit = self.settings.rate_limits.per_minute(principal.user.plan);
+        let now_us = to_micros(now());
+        let window = now_us.div_euclid(WINDOW * 1_000_000);
+        let elapsed = (now_us - window * WINDOW * 1_000_000) as f64 / 1e6;
+        let key = |w: i64| format!("rate:{}:{w}", principal.user.id);
+        let previous = self.counters.get(&key(window - 1), now_us).await?;
+        let refused = |sliding: Sliding| Error::RateLimited {
+            policy: "submissions",
+            limit,
+            window_secs: WINDOW as u64,
+            retry_after_secs: sliding.wait_secs(limit),
+        };
+        let before = Sliding { previous, current: self.counters.get(&key(window), now_us).await?, elapsed, len: WINDOW as f64 };
+        if before.count() + 1.0 > limit as f64 {
+            return Err(refused(before));
+        }
+        // Each window's counter lives through the next one, where it is the previous.
+        let current = self.counters.increment(&key(window), (window + 2) * WINDOW * 1_000_000, now_us).await?;
+        let sliding = Sliding { current, ..before };
+        let used = sliding.count();
+        if used > limit as f64 {
+            // Concurrent requests took the last places between the read and the write.
+            return Err(refused(sliding));
+        }
+        let remaining = (limit as f64 - used).floor().max(0.0) as u64;
+        let reset_secs = if remaining > 0 { 0 } else { sliding.wait_secs(limit) };
+        Ok(RateStatus { limit, remaining, reset_secs, window_secs: WINDOW as u64 })
+    }
+
+    pub async fn submit(
+        &self,
+        principal: &Principal,
+        input: AnalyzeInput,
+        idempotency_key: Option<&str>,
+    ) -> Result<(Submitted, Option<RateStatus>)> {
+        validate_analyze(&input, self.settings.allow_loopback_webhooks)?;
+        if !principal.may_see(input.user_id) {
+            return Err(Error::Forbidden("you may only submit content for your own user_id".into()));
+        }
+        let owner = if input.user_id == principal.user.id {
+            principal.user.clone()
+        } else {
+            self.store.user_by_id(input.user_id).await?.ok_or(Error::NotFound("user"))?
+        };
+        let job_id = Uuid::now_v7();
+        let reserved_key = match idempotency_key {
+            None => None,
+            Some(key) => {
+                validate_idempotency_key(key)?;
+                let request_hash = auth::sha256_hex(&serde_json::to_vec(&input).map_err(|e| Error::Internal(e.to_string()))?);
+                let now_us = to_micros(now());
+                let record = IdempotencyRecord {
+                    user_id: principal.user.id,
+                    key: key.to_string(),
+                    request_hash: request_hash.clone(),
+                    job_id,
+                    expires_at_us: now_us + IDEMPOTENCY_TTL_SECS * 1_000_000,
+                };
+                match self.counters.reserve_idempotency(&record, now_us).await? {
+                    Reservation::Reserved => Some(key),
+                    Reservation::Existing(existing) if existing.request_hash == request_hash => {
+                        // A replay names a job that exists. A key whose first request is still
+                        // being made (or is about to fail and free the key) has no job yet:
+                        // say so, as Stripe does, instead of naming a job that may never be.
+                        let Some(job) = self.store.job(existing.job_id).await? else {
+                            return Err(Error::InProgress(
+                                "a request with this Idempotency-Key is still in progress; retry it shortly".into(),
+                            ));
+                        };
+                        let submitted = Submitted {
+                            job_id: job.id,
+                            status: job.status,
+                            estimated_completion_sec: self.pipeline.estimated_completion_secs().await,
+                            replayed: true,
+                        };
+                        return Ok((submitted, None));
+                    }
+                    Reservation::Existing(_) => {
+                        return Err(Error::Conflict("this Idempotency-Key was already used with a different request body".into()));
+                    }
+                }
+            }
+        };
+        let created = self.create_job(principal, &owner, input, job_id).await;
+        if created.is_err() {
+            if let Some(key) = reserved_key {
+                // Free the key so the client can retry the same request.
+                self.counters.release_idempotency(principal.user.id, key).await?;
+            }
+        }
+        let rate = created?;
+        if let Err(e) = self.pipeline.enqueue(job_id).await {
+            // The job is stored as queued; the pipeline's sweep of queued jobs picks it up.
+            tracing::warn!(%job_id, error = %e, "pipeline hand-off failed; left for the queued-job sweep");
+        }
+        let submitted = Submitted {
+            job_id,
+            status: JobStatus::Queued,
+            estimated_completion_sec: self.pipeline.estimated_completion_secs().await,
+            replayed: false,
+        };
+        Ok((submitted, Some(rate)))
+    }
+
+    async fn create_job(&self, principal: &Principal, owner: &User, input: AnalyzeInput, job_id: Uuid) -> Result<RateStatus> {
+        if !owner.is_active {
+            return Err(Error::Forbidden("the account is inactive".into()));
+        }
+        let storage_key = match input.upload_id {
+            Some(id) => self.upload_for_submission(owner.id, id, input.content_type).await?.content_key,
+            None => None,
+        };
+        let rate = self.take_rate_limit(principal).await?;
+        let at = now();
+        let submission = Submission {
+            id: Uuid::now_v7(),
+            user_id: owner.id,
+            content_type: input.content_type,
+            source_url: input.source_url,
+            upload_id: input.upload_id,
+            storage_key,
+            caption: input.caption,
+            platform_hint: input.platform_hint,
+            notify_webhook: input.notify_webhook,
+            status: SubmissionStatus::Queued,
+            created_at: at,
+        };
+        let job = Job {
+            id: job_id,
+            submission_id: submission.id,
+            user_id: owner.id,
+            status: JobStatus::Queued,
+            score: None,
+            confidence: None,
+            errors: None,
+            metrics: None,
+            moderation_flags: None,
+            created_at: at,
+            updated_at: at,
+            completed_at: None,
+            archived_at: None,
+        };
+        self.store.create_submission_and_job(&submission, &job).await?;
+        Ok(rate)
+    }
+
+    pub async fn job_view(&self, principal: &Principal, job_id: Uuid, include_insights: bool) -> Result<JobView> {
+        let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
+        let job = job.ok_or(Error::NotFound("job"))?;
+        let insights = if include_insights { Some(self.store.insights(job_id).await?) } else { None };
+        Ok(JobView { job, insights })
+    }
+
+    pub async fn archive_job(&self, principal: &Principal, job_id: Uuid, origin: &Origin) -> Result<()> {
+        let owner = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id)).ok_or(Error::NotFound("job"))?.user_id;
+        if !self.store.archive_job(owner, job_id, now()).await? {
+            return Err(Error::NotFound("job"));
+        }
+        self.audit(principal.actor(), "job.archive", serde_json::json!({"job_id": job_id}), origin).await
+    }
+
+    pub async fn history(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+        status: Option<JobStatus>,
+        cursor: Option<Cursor>,
+        limit: Option<u32>,
+    ) -> Result<HistoryPage> {
+        if !principal.may_see(user_id) || self.store.user_by_id(user_id).await?.is_none() {
+            return Err(Error::NotFound("user"));
+        }
+        let limit = check_limit(limit, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT)?;
+        // One extra row tells whether another page exists.
+        let mut items = self.store.history(user_id, status, cursor, limit + 1).await?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|j| Cursor { created_at_us: to_micros(j.created_at), id: j.job_id })
+        } else {
+            None
+        };
+        Ok(HistoryPage { items, next_cursor })
+    }
+}
+
+fn validate_idempotency_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_MAX && key.bytes().all(|b| b.is_ascii_graphic());
+    if ok { Ok(()) } else { Err(Error::validation("Idempotency-Key", format!("1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"))) }
+}
+
+pub(super) fn check_url(field: &str, url: &str, allow_loopback: bool, errors: &mut Vec<FieldError>) {
+    if let Err(problem) = crate::net::check_target_url(url, allow_loopback) {
+        errors.push(FieldError::new(field, problem));
+    }
+}
+
+/// Checks the rules of an analyze request and reports every broken one at once.
+pub fn validate_analyze(input: &AnalyzeInput, allow_loopback_webhooks: bool) -> Result<()> {
+    let mut errors = Vec::new();
+    let caption = input.caption.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    match input.content_type {
+        ContentType::Text => {
+            if caption.is_none() {
+                errors.push(FieldError::new("caption", "a text job needs a non-empty caption"));
+            }
+            if input.upload_id.is_some() {
+                errors.push(FieldError::new("upload_id", "a text job takes no upload"));
+            }
+        }
+        ContentType::Video => match (&input.source_url, &input.upload_id) {
+            (None, None) => errors.push(FieldError::new("source_url", "a video needs source_url or upload_id")),
+            (Some(_), Some(_)) => errors.push(FieldError::new("upload_id", "give source_url or upload_id, not both")),
+            _ => {}
+        },
+        ContentType::Post => {
+            if caption.is_none() && input.source_url.is_none() && input.upload_id.is_none() {
+                errors.push(FieldError::new("caption", "a post needs a caption, source_url or upload_id"));
+            }
+        }
+    }
+    if let Some(c) = &input.caption {
+        if c.chars().count() > CAPTION_MAX_CHARS {
+            errors.push(FieldError::new("caption", format!("longer than {CAPTION_MAX_CHARS} characters")));
+        }
+        if c.chars().any(|ch| ch == '\0') {
+            errors.push(FieldError::new("caption", "contains a NUL character"));
+        }
+    }
+    if let Some(u) = &input.source_url {
+        // Content is fetched from the public internet only, even in development.
+        check_url("source_url", u, false, &mut errors);
+    }
+    if let Some(u) = &input.notify_webhook {
+        check_url("notify_webhook", u, allow_loopback_webhooks, &mut errors);
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(caption: Option<&str>) -> AnalyzeInput {
+        AnalyzeInput {
+            content_type: ContentType::Text,
+            source_url: None,
+            upload_id: None,
+            caption: caption.map(String::from),
+            platform_hint: None,
+            user_id: Uuid::nil(),
+            notify_webhook: None,
+        }
+    }
+
+    fn check(input: &AnalyzeInput) -> Result<()> {
+        validate_analyze(input, false)
+    }
+
+    #[test]
+    fn loopback_http_webhooks_only_when_configured() {
+        let mut t = text(Some("hi"));
+        t.notify_webhook = Some("http://127.0.0.1:9000/hook".into());
+        assert_eq!(fields(validate_analyze(&t, false)), ["notify_webhook"]);
+        assert!(validate_analyze(&t, true).is_ok());
+        t.notify_webhook = Some("http://example.com/hook".into());
+        assert_eq!(fields(validate_analyze(&t, true)), ["notify_webhook"]);
+    }
+
+    use crate::error::validation_fields as fields;
+
+    #[test]
+    fn text_needs_caption() {
+        assert!(check(&text(Some("hello"))).is_ok());
+        assert_eq!(fields(check(&text(None))), ["caption"]);
+        assert_eq!(fields(check(&text(Some("   ")))), ["caption"]);
+        assert_eq!(fields(check(&text(Some(&"x".repeat(CAPTION_MAX_CHARS + 1))))), ["caption"]);
+    }
+
+    #[test]
+    fn video_needs_one_https_source() {
+        let mut v = text(None);
+        v.content_type = ContentType::Video;
+        assert_eq!(fields(check(&v)), ["source_url"]);
+        v.source_url = Some("http://example.com/v.mp4".into());
+        assert_eq!(fields(check(&v)), ["source_url"]);
+        v.source_url = Some("https://user:pw@example.com/v.mp4".into());
+        assert_eq!(fields(check(&v)), ["source_url"]);
+        v.source_url = Some("https://example.com/v.mp4".into());
+        assert!(check(&v).is_ok());
+        v.upload_id = Some(Uuid::nil());
+        assert_eq!(fields(check(&v)), ["upload_id"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut t = text(None);
+        t.notify_webhook = Some("ftp://x".into());
+        assert_eq!(fields(check(&t)), ["caption", "notify_webhook"]);
+    }
+}

@@ -1,0 +1,273 @@
+//! Use cases. Every edge (HTTP handler, CLI, stage) calls these and nothing below them.
+//! The App and what every use case shares are here; the use cases themselves are split by
+//! concern: credentials (users, tokens, keys), analysis (submissions, jobs, history), admin,
+//! webhooks, and uploads (domain::uploads).
+
+mod admin;
+mod analysis;
+mod credentials;
+mod webhooks;
+
+pub use analysis::validate_analyze;
+pub use credentials::normalize_email;
+pub use webhooks::{CompletionNotice, notify_signing_id};
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::{self, AuthConfig};
+use crate::error::{Error, FieldError, Result};
+use crate::guard::{FailureThrottle, HashPool, Sliding};
+use crate::model::*;
+use crate::ports::{Counters, IdempotencyRecord, Pipeline, Reservation, Store, UrlSigner};
+
+pub const CAPTION_MAX_CHARS: usize = 10_000;
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
+pub const HISTORY_DEFAULT_LIMIT: u32 = 20;
+pub const HISTORY_MAX_LIMIT: u32 = 100;
+pub const ADMIN_MAX_LIMIT: u32 = 500;
+pub const WEBHOOKS_PER_USER_MAX: usize = 20;
+const KEY_TOUCH_INTERVAL_SECS: i64 = 60;
+const VERIFIED_KEY_CACHE_SECS: i64 = 300;
+const VERIFIED_KEY_CACHE_MAX: usize = 10_000;
+const LIVE_KEY_CACHE_SECS: i64 = 10;
+
+/// Submissions allowed per minute, by plan.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub free_per_minute: u64,
+    pub pro_per_minute: u64,
+    pub enterprise_per_minute: u64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits { free_per_minute: 60, pro_per_minute: 600, enterprise_per_minute: 6_000 }
+    }
+}
+
+impl RateLimits {
+    pub fn per_minute(&self, plan: Plan) -> u64 {
+        match plan {
+            Plan::Free => self.free_per_minute,
+            Plan::Pro => self.pro_per_minute,
+            Plan::Enterprise => self.enterprise_per_minute,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub auth: AuthConfig,
+    pub rate_limits: RateLimits,
+    /// Local development only: webhook targets may be http:// on loopback.
+    pub allow_loopback_webhooks: bool,
+}
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthMethod {
+    Token,
+    ApiKey { key_id: Uuid },
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: User,
+    pub method: AuthMethod,
+}
+
+impl Principal {
+    fn actor(&self) -> String {
+        self.user.id.to_string()
+    }
+
+    fn require_admin(&self) -> Result<()> {
+        if self.user.is_admin() { Ok(()) } else { Err(Error::Forbidden("this route needs the admin role".into())) }
+    }
+
+    /// Users see only their own things; admins see everything. Anything else is "not found",
+    /// so ids of other users' things cannot be probed.
+    pub(crate) fn may_see(&self, owner: Uuid) -> bool {
+        self.user.id == owner || self.user.is_admin()
+    }
+}
+
+/// Where a request came from, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<IpAddr>,
+}
+
+pub enum Credentials {
+    ClientSecret { client_id: String, client_secret: String },
+    ApiKey(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+/// What a client asks to have analysed; `validate_analyze` checks it. (Its wire shape is the
+/// API's `AnalyzeRequest`; serialising it gives the idempotency key's request hash.)
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AnalyzeInput {
+    pub content_type: ContentType,
+    /// https URL of the content (video or post).
+    pub source_url: Option<String>,
+    /// An upload made earlier (video or post).
+    pub upload_id: Option<Uuid>,
+    /// The caption, post text or script; required for `text`. At most 10,000 characters.
+    pub caption: Option<String>,
+    pub platform_hint: Option<Platform>,
+    /// Whose submission this is: your own user id (admins may submit for others).
+    pub user_id: Uuid,
+    /// https URL that receives a signed POST when the job ends.
+    pub notify_webhook: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    pub estimated_completion_sec: u32,
+    /// True when an Idempotency-Key matched an earlier identical request.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateStatus {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until another request is allowed (0 while some remain).
+    pub reset_secs: u64,
+    pub window_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobView {
+    pub job: Job,
+    pub insights: Option<Vec<Insight>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub items: Vec<JobSummary>,
+    pub next_cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminJobsPage {
+    pub items: Vec<Job>,
+    pub totals: BTreeMap<JobStatus, u64>,
+    pub next_cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub key: ApiKey,
+    /// The key itself; shown once, never stored.
+    pub plaintext: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUserCredentials {
+    pub user: User,
+    pub client_secret: String,
+    pub api_key: String,
+}
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub counters: Arc<dyn Counters>,
+    pub pipeline: Arc<dyn Pipeline>,
+    pub settings: Settings,
+    /// Signs upload and download URLs; only the functions that issue them have one.
+    pub(crate) url_signer: Option<Arc<dyn UrlSigner>>,
+    /// sha256(credential) → (key or user id, valid until µs): skips Argon2 on every request.
+    /// The key row is still read each time, so revocation takes effect at once.
+    verified: Mutex<HashMap<String, (Uuid, i64)>>,
+    /// Key id → until when (µs) it is known not to be revoked: bearer tokens minted from a
+    /// key end when the key does, at most this long after a revocation made elsewhere.
+    live_keys: Mutex<HashMap<Uuid, i64>>,
+    /// Every Argon2 hash and verification runs here, bounded.
+    hashing: HashPool,
+    throttle: FailureThrottle,
+    decoy_hash: String,
+}
+
+/// Where a credential check came from, for the failure throttle.
+fn origin_ip(origin: &Origin) -> Option<IpAddr> {
+    origin.ip
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, counters: Arc<dyn Counters>, pipeline: Arc<dyn Pipeline>, settings: Settings) -> Self {
+        let decoy_hash = settings.auth.decoy_hash();
+        App {
+            store,
+            counters,
+            pipeline,
+            settings,
+            url_signer: None,
+            verified: Mutex::new(HashMap::new()),
+            live_keys: Mutex::new(HashMap::new()),
+            hashing: HashPool::for_this_machine(),
+            throttle: FailureThrottle::default(),
+            decoy_hash,
+        }
+    }
+
+    pub fn with_url_signer(mut self, signer: Arc<dyn UrlSigner>) -> Self {
+        self.url_signer = Some(signer);
+        self
+    }
+
+    /// Replaces the failed-authentication throttle (deployments and tests tune its limits).
+    pub fn with_failure_throttle(mut self, throttle: FailureThrottle) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    async fn audit(&self, actor: String, action: &str, payload: serde_json::Value, origin: &Origin) -> Result<()> {
+        let entry = AuditEntry { id: Uuid::now_v7(), actor, action: action.into(), payload, ip_address: origin.ip, created_at: now() };
+        self.store.append_audit(&entry).await
+    }
+
+    /// Argon2 is deliberately slow: it runs on the bounded hashing pool, off the async workers.
+    async fn verify_hash(&self, phc: String, secret: String) -> Result<bool> {
+        self.hashing.run(move || auth::verify_secret(&phc, &secret)).await
+    }
+
+    async fn hash(&self, secret: String) -> Result<String> {
+        let cfg = self.settings.auth.clone();
+        self.hashing.run(move || cfg.hash_secret(&secret)).await?
+    }
+
+    fn cached(&self, digest: &str, id: Uuid) -> bool {
+        let now_us = to_micros(now());
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(digest).is_some_and(|(i, until)| *i == id && *until > now_us)
+    }
+
+    fn remember(&self, digest: String, id: Uuid) {
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VERIFIED_KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(digest, (id, to_micros(now()) + VERIFIED_KEY_CACHE_SECS * 1_000_000));
+    }
+}
+
+pub(crate) fn check_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32> {
+    match limit {
+        None => Ok(default),
+        Some(l) if (1..=max).contains(&l) => Ok(l),
+        Some(_) => Err(Error::validation("limit", format!("must be between 1 and {max}"))),
+    }
+}
