@@ -83,6 +83,7 @@ pub struct JobQuery {
     #[serde(default)]
     pub include_insights: bool,
     /// `metrics` adds the features and model metrics behind the score.
+    #[param(pattern = "^metrics$")]
     pub expand: Option<String>,
 }
 
@@ -118,8 +119,10 @@ pub struct JobResponse {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     pub status: Option<JobStatus>,
 }
@@ -157,11 +160,16 @@ pub struct TemplatesResponse {
 pub struct AdminJobsQuery {
     pub status: Option<JobStatus>,
     /// RFC 3339; jobs created at or after.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339; jobs created at or before.
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
@@ -192,8 +200,11 @@ pub struct AdminJobsResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhookRequest {
+    /// A public https:// host (private, loopback and metadata addresses are refused).
+    #[schema(pattern = "^https://[^/@?#\\s]+", max_length = 2048)]
     pub target_url: String,
     /// Default: every event.
+    #[schema(min_items = 1)]
     pub events: Option<Vec<WebhookEvent>>,
 }
 
@@ -285,6 +296,7 @@ impl From<&ApiKey> for ApiKeyResponse {
 #[into_params(parameter_in = Query)]
 pub struct DeadLettersQuery {
     /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -316,8 +328,10 @@ pub struct DeadLetterList {
 #[serde(deny_unknown_fields)]
 pub struct UploadRequest {
     /// One of video/mp4, video/quicktime, video/webm (up to 512 MiB) or text/plain (up to 64 KiB).
+    #[schema(pattern = "^(video/mp4|video/quicktime|video/webm|text/plain)$")]
     pub media_type: String,
     /// The exact size of the file in bytes; the upload URL accepts only this size.
+    #[schema(minimum = 1, maximum = 536870912)]
     pub size_bytes: u64,
     /// The file's name, for your own reference.
     pub filename: Option<String>,

@@ -35,10 +35,10 @@ pub async fn jobs(
         status: q.status,
         from: timestamp("from", q.from.as_deref())?,
         to: timestamp("to", q.to.as_deref())?,
-        limit: q.limit.unwrap_or(0),
+        limit: 0, // set by the use case from the page size asked for
         cursor: decode_cursor(q.cursor.as_deref())?,
     };
-    let page = app.admin_jobs(&principal, filter, &origin).await?;
+    let page = app.admin_jobs(&principal, filter, q.limit, &origin).await?;
     let items = page
         .items
         .into_iter()

@@ -20,6 +20,7 @@ use crate::extract::{Auth, JsonBody, RequestOrigin, ValidQuery};
             ("RateLimit-Policy" = String, description = "`\"submissions\";q=<limit>;w=60`"),
             ("RateLimit" = String, description = "`\"submissions\";r=<remaining>;t=<seconds>`"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "`upload_id` names no upload of yours", body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
     ),

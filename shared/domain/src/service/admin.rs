@@ -3,14 +3,20 @@
 use super::*;
 
 impl App {
-    pub async fn admin_jobs(&self, principal: &Principal, mut filter: AdminJobFilter, origin: &Origin) -> Result<AdminJobsPage> {
+    pub async fn admin_jobs(
+        &self,
+        principal: &Principal,
+        mut filter: AdminJobFilter,
+        limit: Option<u32>,
+        origin: &Origin,
+    ) -> Result<AdminJobsPage> {
         principal.require_admin()?;
         if let (Some(from), Some(to)) = (filter.from, filter.to) {
             if from > to {
                 return Err(Error::validation("from", "`from` must not be after `to`"));
             }
         }
-        let limit = check_limit(Some(filter.limit).filter(|l| *l != 0), 50, ADMIN_MAX_LIMIT)?;
+        let limit = check_limit(limit, 50, ADMIN_MAX_LIMIT)?;
         filter.limit = limit + 1;
         let mut items = self.store.admin_jobs(&filter).await?;
         let totals = self.store.job_totals(&filter).await?;
