@@ -235,16 +235,23 @@ impl Counters for DynamoCounters {
         Err(Error::Unavailable(format!("dynamodb: idempotency key kept changing under {RACE_ATTEMPTS} attempts")))
     }
 
-    async fn release_idempotency(&self, user_id: Uuid, key: &str) -> Result<()> {
-        self.client
+    async fn release_idempotency(&self, user_id: Uuid, key: &str, job_id: Uuid) -> Result<()> {
+        let deleted = self
+            .client
             .delete_item()
             .table_name(&self.idempotency_table)
             .key("user_id", s(user_id.to_string()))
             .key("key", s(key))
+            .condition_expression("job_id = :job")
+            .expression_attribute_values(":job", s(job_id.to_string()))
             .send()
-            .await
-            .map_err(|e| dynamo_error("delete_item", e))?;
-        Ok(())
+            .await;
+        match deleted {
+            // Held by another request now (or gone): not ours to free.
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(dynamo_error("delete_item", e)),
+        }
     }
 
     /// TTL deletes expired items on AWS without this; it exists for the port's contract and

@@ -144,8 +144,9 @@ pub trait Counters: Send + Sync {
     async fn get(&self, key: &str, now_us: i64) -> Result<u64>;
     /// Takes the key if free (or expired); otherwise returns who holds it.
     async fn reserve_idempotency(&self, record: &IdempotencyRecord, now_us: i64) -> Result<Reservation>;
-    /// Frees a key whose request failed, so the client can retry with it.
-    async fn release_idempotency(&self, user_id: Uuid, key: &str) -> Result<()>;
+    /// Frees a key whose request failed (or was abandoned), so the client can retry with it;
+    /// only while it still holds `job_id`, so a caller never frees another's reservation.
+    async fn release_idempotency(&self, user_id: Uuid, key: &str, job_id: Uuid) -> Result<()>;
     /// Deletes what has expired; returns how many. (DynamoDB's TTL does this by itself.)
     async fn purge_expired(&self, now_us: i64) -> Result<u64>;
 }

@@ -72,10 +72,10 @@ impl Counters for SqlStore {
         })
     }
 
-    async fn release_idempotency(&self, user_id: Uuid, key: &str) -> Result<()> {
-        let q = "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2";
+    async fn release_idempotency(&self, user_id: Uuid, key: &str, job_id: Uuid) -> Result<()> {
+        let q = "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND job_id = $3";
         on_pool!(self, write, |pool, sql| {
-            sqlx::query(&sql(q)).bind(user_id.to_string()).bind(key).execute(pool).await.map_err(db_error)?;
+            sqlx::query(&sql(q)).bind(user_id.to_string()).bind(key).bind(job_id.to_string()).execute(pool).await.map_err(db_error)?;
         });
         Ok(())
     }

@@ -4,6 +4,10 @@
 //!   goviral-bench <goviral binary> pipeline [jobs] [connections]
 //!     submits text jobs and waits for all to complete: submit→complete p50/p95/p99 (server
 //!     timestamps) and jobs/s.
+//!   goviral-bench <goviral binary> load [submissions] [clients]
+//!   goviral-bench <goviral binary> crash [submissions] [clients]
+//!     submissions with idempotency keys while the runner works; `crash` SIGKILLs the server
+//!     half way and restarts it. Every acknowledged job must complete, scored exactly once.
 //!   goviral-bench <goviral binary> attack [seconds] [attackers]
 //!     unauthenticated clients (each from its own 127.0.1.x address, so the per-address
 //!     throttle does not shield the hashing pool) flood the token exchange and API-key
@@ -120,6 +124,19 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let binary = args.get(1).expect("usage: goviral-bench <goviral binary> [api|pipeline|scorer] [count] [connections]").clone();
     let mode = args.get(2).map_or("api", String::as_str).to_string();
+    if mode == "load" || mode == "crash" {
+        let total: usize = args.get(3).map_or(10_000, |s| s.parse().expect("submissions"));
+        let clients: usize = args.get(4).map_or(200, |s| s.parse().expect("clients"));
+        let report = reliability_bench(&binary, &mode, total, clients).await;
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        let a = &report["audit"];
+        let ok = a["lost"] == 0 && a["not_complete"] == 0 && a["scored_more_than_once"] == 0 && a["distinct_acknowledged"] == total;
+        if !ok {
+            eprintln!("error: acknowledged jobs were lost, duplicated or left unfinished");
+            std::process::exit(1);
+        }
+        return;
+    }
     if mode == "scorer" {
         scorer_bench(&binary, args.get(3).map_or(20_000, |s| s.parse().expect("count")));
         return;
@@ -238,6 +255,223 @@ async fn main() {
         eprintln!("error: {} requests failed", post.errors + get.errors);
         std::process::exit(1);
     }
+}
+
+/// Starts `goviral serve` on `data_dir` with `env` and returns the process and its base URL.
+fn start_server(binary: &str, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut server = Command::new(binary)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).expect("listening line");
+    let base = serde_json::from_str::<Value>(&line).expect("listening json")["listening"].as_str().unwrap().to_string();
+    (server, base)
+}
+
+/// Every acknowledged job, read back from the database itself: how many exist, how many
+/// completed, and how many model runs (scorings) each has.
+async fn audit_jobs(db: &std::path::Path, acknowledged: &[String]) -> Value {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("open the bench database");
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT j.id, j.status, (SELECT COUNT(*) FROM model_runs r WHERE r.job_id = j.id) FROM analysis_jobs j")
+            .fetch_all(&mut conn)
+            .await
+            .expect("read jobs");
+    let by_id: std::collections::HashMap<&str, (&str, i64)> = rows.iter().map(|(id, s, n)| (id.as_str(), (s.as_str(), *n))).collect();
+    let lost = acknowledged.iter().filter(|id| !by_id.contains_key(id.as_str())).count();
+    let unfinished = acknowledged.iter().filter(|id| by_id.get(id.as_str()).is_some_and(|(s, _)| *s != "complete")).count();
+    let scored_twice = rows.iter().filter(|(_, _, n)| *n > 1).count();
+    let unique: std::collections::HashSet<&String> = acknowledged.iter().collect();
+    json!({
+        "acknowledged": acknowledged.len(),
+        "distinct_acknowledged": unique.len(),
+        "jobs_in_store": rows.len(),
+        "lost": lost,
+        "not_complete": unfinished,
+        "scored_more_than_once": scored_twice,
+    })
+}
+
+/// Waits until every acknowledged job is complete (or `limit` passes), polling the API.
+async fn wait_complete(client: &HttpClient, base: &str, auth: &str, ids: &[String], limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut pending: Vec<String> = ids.to_vec();
+    while !pending.is_empty() && started.elapsed() < limit {
+        let mut still = Vec::new();
+        for chunk in pending.chunks(64) {
+            let checks = chunk.iter().map(|id| {
+                let url = format!("{base}/api/v1/analyze/{id}");
+                async move { (id.clone(), request(client, "GET", &url, &[("authorization", auth)], None).await) }
+            });
+            for (id, (_, body)) in futures_util::future::join_all(checks).await {
+                let status = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["status"].as_str().map(String::from));
+                if !matches!(status.as_deref(), Some("complete") | Some("failed")) {
+                    still.push(id);
+                }
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    started.elapsed()
+}
+
+/// `load`: `total` text submissions from `clients` concurrent clients, each with its own
+/// Idempotency-Key, against the server with its runner working alongside; then every
+/// acknowledged job must be complete and scored exactly once. `crash`: the same, but the
+/// server is killed (SIGKILL) half way through the burst and started again on the same data
+/// dir; the clients retry what got no answer with the same key.
+async fn reliability_bench(binary: &str, mode: &str, total: usize, clients: usize) -> Value {
+    let data_dir = std::env::temp_dir().join(format!("goviral-bench-{mode}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let dir = data_dir.to_str().unwrap().to_string();
+    let env = [("GOVIRAL_DATA_DIR", dir.as_str()), ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000000"), ("RUST_LOG", "warn")];
+    let created = Command::new(binary)
+        .args(["users", "create", "--email", "load@example.com", "--plan", "enterprise"])
+        .envs(env)
+        .output()
+        .expect("users create");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let user: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let (server, base) = start_server(binary, &env);
+    let server = Arc::new(std::sync::Mutex::new(server));
+    let base = Arc::new(std::sync::Mutex::new(base));
+    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(clients).build_http();
+    let auth = Arc::new(format!("X-API-Key:{}", user["api_key"].as_str().unwrap()));
+    let user_id = user["user_id"].as_str().unwrap().to_string();
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let restarts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // The killer: once half the burst is acknowledged, SIGKILL and start again.
+    let killer = (mode == "crash").then(|| {
+        let (server, base, acked, restarts, env) =
+            (server.clone(), base.clone(), acked.clone(), restarts.clone(), env.map(|(k, v)| (k.to_string(), v.to_string())));
+        let binary = binary.to_string();
+        tokio::spawn(async move {
+            while acked.load(std::sync::atomic::Ordering::Relaxed) < total / 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            {
+                let mut s = server.lock().unwrap();
+                let _ = s.kill(); // SIGKILL: nothing is flushed or finished on the way out
+                let _ = s.wait();
+            }
+            let (again, url) = tokio::task::spawn_blocking(move || {
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                start_server(&binary, &env)
+            })
+            .await
+            .expect("restart");
+            *server.lock().unwrap() = again;
+            *base.lock().unwrap() = url;
+            restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("bench: server killed (SIGKILL) and started again");
+        })
+    });
+    let watcher = {
+        let (server, peak) = (server.clone(), peak.clone());
+        tokio::spawn(async move {
+            loop {
+                let pid = server.lock().unwrap().id();
+                match rss_kib(pid) {
+                    Some(kib) => {
+                        peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    None => {}
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (client, base, auth, user_id, acked, next) = (client.clone(), base.clone(), auth.clone(), user_id.clone(), acked.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                let mut retries: std::collections::BTreeMap<u16, u64> = Default::default();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let body = json!({"content_type": "text", "caption": format!("Load {i}: the three edits that doubled our watch time"), "user_id": user_id}).to_string();
+                    let key = format!("load-{i}");
+                    let (name, value) = auth.split_once(':').unwrap();
+                    // Retried with the same key until acknowledged: a crash must not lose it or make it twice.
+                    loop {
+                        let url = format!("{}/api/v1/analyze", base.lock().unwrap().clone());
+                        let headers = [(name, value), ("content-type", "application/json"), ("idempotency-key", key.as_str())];
+                        let (status, answer) = request(&client, "POST", &url, &headers, Some(body.clone())).await;
+                        if status == 201 {
+                            let id = serde_json::from_slice::<Value>(&answer).unwrap()["job_id"].as_str().unwrap().to_string();
+                            ids.push(id);
+                            acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
+                        *retries.entry(status).or_default() += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                (ids, retries)
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(total);
+    let mut retries: std::collections::BTreeMap<String, u64> = Default::default();
+    for w in workers {
+        let (mine, r) = w.await.unwrap();
+        ids.extend(mine);
+        for (status, n) in r {
+            // 0: no answer at all (the connection dropped or was refused).
+            *retries.entry(status.to_string()).or_default() += n;
+        }
+    }
+    let submitted = started.elapsed();
+    eprintln!("bench: {} submissions acknowledged in {:.1} s; waiting for every job", ids.len(), submitted.as_secs_f64());
+    if let Some(k) = killer {
+        let _ = k.await;
+    }
+    let (name, value) = auth.split_once(':').unwrap();
+    let _ = (name, value);
+    let bearer = {
+        let creds = json!({"client_id": user["client_id"], "client_secret": user["client_secret"]}).to_string();
+        let url = format!("{}/api/v1/auth/token", base.lock().unwrap().clone());
+        let (_, body) = request(&client, "POST", &url, &[("content-type", "application/json")], Some(creds)).await;
+        format!("Bearer {}", serde_json::from_slice::<Value>(&body).unwrap()["access_token"].as_str().unwrap())
+    };
+    let url = base.lock().unwrap().clone();
+    let drained = wait_complete(&client, &url, &bearer, &ids, Duration::from_secs(600)).await;
+    watcher.abort();
+    {
+        let mut s = server.lock().unwrap();
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    let audit = audit_jobs(&data_dir.join("goviral.db"), &ids).await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    json!({
+        "mode": mode,
+        "submissions": total,
+        "clients": clients,
+        "server_restarts_after_sigkill": restarts.load(std::sync::atomic::Ordering::Relaxed),
+        "client_retries_by_status": retries,
+        "submit_seconds": (submitted.as_secs_f64() * 100.0).round() / 100.0,
+        "acknowledged_per_sec": (ids.len() as f64 / submitted.as_secs_f64()).round(),
+        "all_complete_after_secs": ((submitted + drained).as_secs_f64() * 10.0).round() / 10.0,
+        "jobs_per_sec_end_to_end": (ids.len() as f64 / (submitted + drained).as_secs_f64()).round(),
+        "server_peak_rss_mib": mib(peak.load(std::sync::atomic::Ordering::Relaxed)),
+        "audit": audit,
+    })
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

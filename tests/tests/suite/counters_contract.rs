@@ -81,10 +81,13 @@ async fn idempotency_keys_reserve_once(c: Arc<dyn Counters>) {
     let later = IdempotencyRecord { expires_at_us: 500, ..second.clone() };
     assert_eq!(c.reserve_idempotency(&later, 100).await.unwrap(), Reservation::Reserved);
     assert_eq!(c.reserve_idempotency(&rec, 200).await.unwrap(), Reservation::Existing(later.clone()));
-    c.release_idempotency(rec.user_id, "k-1").await.unwrap();
+    // Only the holder frees a key: a release naming another job leaves it held.
+    c.release_idempotency(rec.user_id, "k-1", rec.job_id).await.unwrap();
+    assert_eq!(c.reserve_idempotency(&rec, 110).await.unwrap(), Reservation::Existing(later.clone()));
+    c.release_idempotency(rec.user_id, "k-1", later.job_id).await.unwrap();
     assert_eq!(c.reserve_idempotency(&rec, 110).await.unwrap(), Reservation::Reserved);
     // Releasing a key nobody holds is fine (a retried cleanup).
-    c.release_idempotency(Uuid::now_v7(), "never-taken").await.unwrap();
+    c.release_idempotency(Uuid::now_v7(), "never-taken", Uuid::now_v7()).await.unwrap();
 
     // Concurrent first uses of one key: exactly one caller reserves it.
     let user_id = Uuid::now_v7();

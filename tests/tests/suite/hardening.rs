@@ -455,3 +455,32 @@ mod store_faults {
         assert_eq!(submit(&t, &ann.api_key, ann.user.id).await.status, StatusCode::CREATED);
     }
 }
+
+/// A request that reserved its key and died before making the job (a crash between the two)
+/// must not leave the key answering "in progress" for a day: after 30 s it is taken over.
+#[tokio::test]
+async fn a_key_abandoned_by_a_crashed_request_is_taken_over() {
+    use domain::ports::IdempotencyRecord;
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let body = text(ann.user.id);
+    let input: domain::service::AnalyzeInput = serde_json::from_value::<goviral_api::dto::AnalyzeRequest>(body.clone()).unwrap().into();
+    let hash = domain::auth::sha256_hex(&serde_json::to_vec(&input).unwrap());
+    let now_us = domain::model::to_micros(domain::model::now());
+    let ttl_us = domain::service::IDEMPOTENCY_TTL_SECS * 1_000_000;
+    for (key, reserved_ago_us, expected) in [("fresh", 1_000_000, StatusCode::CONFLICT), ("abandoned", 31_000_000, StatusCode::CREATED)] {
+        let record = IdempotencyRecord {
+            user_id: ann.user.id,
+            key: key.into(),
+            request_hash: hash.clone(),
+            job_id: uuid::Uuid::now_v7(), // never created
+            expires_at_us: now_us - reserved_ago_us + ttl_us,
+        };
+        t.app.counters.reserve_idempotency(&record, now_us).await.unwrap();
+        let r = t.post("/api/v1/analyze").api_key(&ann.api_key).header("idempotency-key", key).json(&body).send().await;
+        assert_eq!(r.status, expected, "{key}: {:?}", r.body);
+    }
+    // The taken-over key now replays its new job.
+    let again = t.post("/api/v1/analyze").api_key(&ann.api_key).header("idempotency-key", "abandoned").json(&body).send().await;
+    assert_eq!((again.status, again.header("idempotent-replayed")), (StatusCode::CREATED, Some("true")));
+}

@@ -67,27 +67,40 @@ impl App {
                     job_id,
                     expires_at_us: now_us + IDEMPOTENCY_TTL_SECS * 1_000_000,
                 };
-                match self.counters.reserve_idempotency(&record, now_us).await? {
-                    Reservation::Reserved => Some(key),
-                    Reservation::Existing(existing) if existing.request_hash == request_hash => {
-                        // A replay names a job that exists. A key whose first request is still
-                        // being made (or is about to fail and free the key) has no job yet:
-                        // say so, as Stripe does, instead of naming a job that may never be.
-                        let Some(job) = self.store.job(existing.job_id).await? else {
+                // A reservation whose request died before making its job (a crash between
+                // the two) would answer "in progress" for a day; past this it is taken over.
+                const ABANDONED_AFTER_US: i64 = 30 * 1_000_000;
+                let mut taken_over = false;
+                loop {
+                    match self.counters.reserve_idempotency(&record, now_us).await? {
+                        Reservation::Reserved => break Some(key),
+                        Reservation::Existing(existing) if existing.request_hash == request_hash => {
+                            // A replay names a job that exists. A key whose first request is still
+                            // being made (or is about to fail and free the key) has no job yet:
+                            // say so, as Stripe does, instead of naming a job that may never be.
+                            if let Some(job) = self.store.job(existing.job_id).await? {
+                                let submitted = Submitted {
+                                    job_id: job.id,
+                                    status: job.status,
+                                    estimated_completion_sec: self.pipeline.estimated_completion_secs().await,
+                                    replayed: true,
+                                };
+                                return Ok((submitted, None));
+                            }
+                            let reserved_at_us = existing.expires_at_us - IDEMPOTENCY_TTL_SECS * 1_000_000;
+                            if !taken_over && now_us - reserved_at_us > ABANDONED_AFTER_US {
+                                tracing::warn!(key, "idempotency key held by a request that never made its job; taking it over");
+                                self.counters.release_idempotency(principal.user.id, key, existing.job_id).await?;
+                                taken_over = true;
+                                continue;
+                            }
                             return Err(Error::InProgress(
                                 "a request with this Idempotency-Key is still in progress; retry it shortly".into(),
                             ));
-                        };
-                        let submitted = Submitted {
-                            job_id: job.id,
-                            status: job.status,
-                            estimated_completion_sec: self.pipeline.estimated_completion_secs().await,
-                            replayed: true,
-                        };
-                        return Ok((submitted, None));
-                    }
-                    Reservation::Existing(_) => {
-                        return Err(Error::Conflict("this Idempotency-Key was already used with a different request body".into()));
+                        }
+                        Reservation::Existing(_) => {
+                            return Err(Error::Conflict("this Idempotency-Key was already used with a different request body".into()));
+                        }
                     }
                 }
             }
@@ -96,7 +109,7 @@ impl App {
         if created.is_err() {
             if let Some(key) = reserved_key {
                 // Free the key so the client can retry the same request.
-                self.counters.release_idempotency(principal.user.id, key).await?;
+                self.counters.release_idempotency(principal.user.id, key, job_id).await?;
             }
         }
         let rate = created?;

@@ -54,7 +54,7 @@ impl App {
                 let digest = auth::sha256_hex(format!("client\0{client_id}\0{client_secret}").as_bytes());
                 let matches = match &user {
                     Some(u) if self.cached(&digest, u.id) => true,
-                    Some(u) => self.verify_hash(u.hashed_secret.clone(), client_secret).await?,
+                    Some(u) => self.verify_shared(&digest, u.hashed_secret.clone(), client_secret).await?,
                     // The decoy makes an unknown client id cost what a wrong secret does, so
                     // user ids cannot be probed by timing; the throttle bounds how often.
                     None => {
@@ -140,7 +140,7 @@ impl App {
             // An unknown prefix is refused without a decoy hash: it tells the caller only that
             // a random 48-bit prefix is not in use, which says nothing about any real key.
             let verified = match &record {
-                Some(r) => self.verify_hash(r.hashed_key.clone(), key.to_string()).await?,
+                Some(r) => self.verify_shared(&digest, r.hashed_key.clone(), key.to_string()).await?,
                 None => false,
             };
             if !verified {

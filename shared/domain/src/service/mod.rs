@@ -198,6 +198,9 @@ pub struct App {
     live_keys: Mutex<HashMap<Uuid, i64>>,
     /// Every Argon2 hash and verification runs here, bounded.
     hashing: HashPool,
+    /// Verifications under way, by credential digest: a client opening many connections at
+    /// once with one new key waits on one hash, instead of filling the pool with copies.
+    verifying: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<bool>>>>,
     throttle: FailureThrottle,
     decoy_hash: String,
 }
@@ -219,6 +222,7 @@ impl App {
             verified: Mutex::new(HashMap::new()),
             live_keys: Mutex::new(HashMap::new()),
             hashing: HashPool::for_this_machine(),
+            verifying: Mutex::new(HashMap::new()),
             throttle: FailureThrottle::default(),
             decoy_hash,
         }
@@ -243,6 +247,15 @@ impl App {
     /// Argon2 is deliberately slow: it runs on the bounded hashing pool, off the async workers.
     async fn verify_hash(&self, phc: String, secret: String) -> Result<bool> {
         self.hashing.run(move || auth::verify_secret(&phc, &secret)).await
+    }
+
+    /// [`Self::verify_hash`] once per credential at a time: concurrent callers with the same
+    /// `digest` share the one result.
+    async fn verify_shared(&self, digest: &str, phc: String, secret: String) -> Result<bool> {
+        let cell = self.verifying.lock().unwrap_or_else(|p| p.into_inner()).entry(digest.to_string()).or_default().clone();
+        let result = cell.get_or_try_init(|| self.verify_hash(phc, secret)).await.copied();
+        self.verifying.lock().unwrap_or_else(|p| p.into_inner()).remove(digest);
+        result
     }
 
     async fn hash(&self, secret: String) -> Result<String> {
