@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use crate::auth;
 use crate::error::Error;
-use crate::features::{self, TextFeatures};
 use crate::model::*;
 use crate::ports::{BlobStore, DeliveryOutcome, Moderator, ScoreRequest, Scorer, Store, WebhookSender};
 
@@ -85,6 +84,10 @@ impl Stage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModerationResult {
     pub flagged: bool,
+    /// Blob key of the text moderation read and passed: what extraction and inference work
+    /// on, so the content is read once per job and what is scored is what was moderated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,7 +212,7 @@ async fn content_text(ctx: &StageContext, s: &Submission) -> StageResult<String>
 pub async fn moderate(ctx: &StageContext, state: &PipelineState) -> StageResult<ModerationResult> {
     let (job, submission) = load(ctx, state.job_id).await?;
     match job.status {
-        JobStatus::Failed => return Ok(ModerationResult { flagged: job.moderation_flags.is_some() }),
+        JobStatus::Failed => return Ok(ModerationResult { flagged: job.moderation_flags.is_some(), text_key: None }),
         JobStatus::Queued => {
             ctx.store.transition_job(job.id, &[JobStatus::Queued], JobStatus::Processing, now()).await?;
         }
@@ -227,21 +230,39 @@ pub async fn moderate(ctx: &StageContext, state: &PipelineState) -> StageResult<
         ctx.store.fail_job(job.id, &errors, Some(&flags), now()).await?;
         tracing::info!("content flagged by moderation");
     }
-    Ok(ModerationResult { flagged: verdict.flagged })
+    if verdict.flagged {
+        return Ok(ModerationResult { flagged: true, text_key: None });
+    }
+    let key = moderated_text_key(job.id);
+    // Same key on every run: a redelivery overwrites with identical bytes.
+    ctx.blobs.put(&key, text.into_bytes(), "text/plain; charset=utf-8").await?;
+    Ok(ModerationResult { flagged: false, text_key: Some(key) })
 }
 
 pub fn features_key(job_id: Uuid) -> String {
     format!("features/{job_id}.json")
 }
 
+pub fn moderated_text_key(job_id: Uuid) -> String {
+    format!("moderated/{job_id}.txt")
+}
+
 pub async fn extract(ctx: &StageContext, state: &PipelineState) -> StageResult<ExtractionResult> {
     let (_, submission) = load(ctx, state.job_id).await?;
-    let text = content_text(ctx, &submission).await?;
+    let text = match state.moderation.as_ref().and_then(|m| m.text_key.as_deref()) {
+        Some(key) => {
+            let bytes = ctx.blobs.get(key).await?.ok_or_else(|| StageError::Retryable(format!("moderated text {key} is not readable")))?;
+            String::from_utf8(bytes).map_err(|_| StageError::Permanent("moderated text is not UTF-8".into()))?
+        }
+        // An execution started before moderation kept its text: read the content itself.
+        None => content_text(ctx, &submission).await?,
+    };
     let document = json!({
         "job_id": state.job_id,
         "content_type": submission.content_type,
         "platform": submission.platform_hint,
-        "features": features::extract(&text, submission.platform_hint),
+        // The scorer's own reading of the text: inference scores exactly this.
+        "features": ctx.scorer.features(&text, submission.platform_hint),
         "text": text,
     });
     let key = features_key(state.job_id);
@@ -262,8 +283,10 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
         .ok_or_else(|| StageError::Permanent("no extraction result in the input".into()))?;
     let bytes = ctx.blobs.get(&key).await?.ok_or_else(|| StageError::Permanent(format!("features blob {key} is missing")))?;
     let doc: Value = serde_json::from_slice(&bytes).map_err(|e| StageError::Permanent(format!("features blob unreadable: {e}")))?;
-    let features: TextFeatures =
-        serde_json::from_value(doc["features"].clone()).map_err(|e| StageError::Permanent(format!("features unreadable: {e}")))?;
+    let features = doc["features"].clone();
+    if features.is_null() {
+        return Err(StageError::Permanent("the features document has no features".into()));
+    }
     // The text as extraction saw it: one read of the upload per job, and the scorer sees
     // exactly what the features describe.
     let text = doc["text"].as_str().unwrap_or_default().to_string();

@@ -11,8 +11,6 @@ use crate::model::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::features::TextFeatures;
-
 /// The relational store: users, keys, submissions, jobs, insights, webhooks, audit, model runs.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -324,7 +322,8 @@ pub struct ScoreRequest {
     pub text: String,
     pub platform: Option<Platform>,
     pub content_type: ContentType,
-    pub features: TextFeatures,
+    /// The scorer's own features of `text`, as extraction stored them (`Scorer::features`).
+    pub features: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,6 +340,9 @@ pub struct ScoreOutput {
 
 #[async_trait]
 pub trait Scorer: Send + Sync {
+    /// What the scorer reads in a text: computed once, at extraction, stored in the features
+    /// document, and handed back to `score` by inference.
+    fn features(&self, text: &str, platform: Option<Platform>) -> Value;
     async fn score(&self, request: &ScoreRequest) -> crate::Result<ScoreOutput>;
 }
 

@@ -23,6 +23,10 @@ impl EnrichedScorer {
 
 #[async_trait::async_trait]
 impl Scorer for EnrichedScorer {
+    fn features(&self, text: &str, platform: Option<domain::model::Platform>) -> serde_json::Value {
+        self.on_device.features(text, platform)
+    }
+
     async fn score(&self, request: &ScoreRequest) -> domain::Result<ScoreOutput> {
         let mut out = self.on_device.score(request).await?;
         let Some(llm) = &self.llm else { return Ok(out) };

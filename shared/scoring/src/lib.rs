@@ -25,7 +25,7 @@ static EMBEDDED: &[u8] = include_bytes!("../model/headline.gvnm");
 
 pub mod score;
 
-pub use score::{Comparison, Scored, compare, score};
+pub use score::{Comparison, Scored, compare, score, score_with};
 
 /// The scorer port on the committed model: what the inference stage calls.
 pub struct ModelScorer {
@@ -40,8 +40,15 @@ impl ModelScorer {
 
 #[async_trait::async_trait]
 impl domain::ports::Scorer for ModelScorer {
+    fn features(&self, text: &str, _platform: Option<domain::model::Platform>) -> serde_json::Value {
+        serde_json::to_value(text::Signals::of(text)).expect("signals serialise")
+    }
+
     async fn score(&self, request: &domain::ports::ScoreRequest) -> domain::Result<domain::ports::ScoreOutput> {
-        let scored = score::score(self.model, &request.text, request.platform);
+        // The features extraction computed, not a fresh reading of the text.
+        let signals: text::Signals = serde_json::from_value(request.features.clone())
+            .map_err(|e| domain::Error::Internal(format!("the features document is not this scorer's: {e}")))?;
+        let scored = score::score_with(self.model, &request.text, signals, request.platform);
         let metrics = serde_json::json!({
             "sub_scores": scored.sub_scores,
             "drivers": scored.drivers,

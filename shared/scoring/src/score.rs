@@ -111,7 +111,10 @@ struct Assessed {
 }
 
 fn assess(model: &Model, text: &str) -> Assessed {
-    let signals = Signals::of(text);
+    assess_with(model, text, Signals::of(text))
+}
+
+fn assess_with(model: &Model, text: &str, signals: Signals) -> Assessed {
     let encoded = model.encode(text, &signals);
     let utility = model.utility(&encoded);
     let score = round(model.percentile(utility), 2);
@@ -141,7 +144,12 @@ fn assess(model: &Model, text: &str) -> Assessed {
 }
 
 pub fn score(model: &Model, text: &str, platform: Option<Platform>) -> Scored {
-    let Assessed { signals, score, confidence, utility, drivers } = assess(model, text);
+    score_with(model, text, Signals::of(text), platform)
+}
+
+/// Scores `text` from signals computed earlier (the pipeline's extraction stage).
+pub fn score_with(model: &Model, text: &str, signals: Signals, platform: Option<Platform>) -> Scored {
+    let Assessed { signals, score, confidence, utility, drivers } = assess_with(model, text, signals);
     let hook_utility = model.utility(&model.encode(&signals.first_line, &Signals::of(&signals.first_line)));
     let hook = hook_insight(model.percentile(hook_utility), &signals, &drivers);
     let insights_by_category =

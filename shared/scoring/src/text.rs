@@ -98,7 +98,7 @@ fn syllables(word: &str) -> usize {
 }
 
 /// The signals of one text that the model weighs and the insights explain.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Signals {
     pub words: Vec<String>,
     pub chars: usize,

@@ -112,6 +112,10 @@ impl<T: Moderator> Moderator for Scripted<T> {
 
 #[async_trait]
 impl<T: Scorer> Scorer for Scripted<T> {
+    fn features(&self, text: &str, platform: Option<domain::model::Platform>) -> serde_json::Value {
+        self.inner.features(text, platform)
+    }
+
     async fn score(&self, request: &ScoreRequest) -> domain::Result<ScoreOutput> {
         self.before().await?;
         self.inner.score(request).await

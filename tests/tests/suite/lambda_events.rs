@@ -203,7 +203,8 @@ async fn sqs_stage_batches_answer_step_functions_and_fail_only_what_was_not_repo
     assert_eq!(tokens, ["TOKEN-BAD-INPUT", "TOKEN-FIRST", "TOKEN-FIRST", "TOKEN-MISROUTED"]);
     let answer = |token: &str| answers.iter().filter(|(t, _)| t == token).map(|(_, r)| r.clone()).collect::<Vec<_>>();
     // The redelivered message gets the same answer, and moderation ran on the real job.
-    assert_eq!(answer("TOKEN-FIRST"), vec![Ok(serde_json::json!({"flagged": false})); 2]);
+    let moderated = serde_json::json!({"flagged": false, "text_key": format!("moderated/{job}.txt")});
+    assert_eq!(answer("TOKEN-FIRST"), vec![Ok(moderated); 2]);
     let (error, cause) = answer("TOKEN-MISROUTED")[0].clone().unwrap_err();
     assert_eq!(error, "Stage.Permanent");
     assert!(cause.contains("inference") && cause.contains("moderation"), "{cause}");

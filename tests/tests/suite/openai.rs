@@ -24,7 +24,7 @@ async fn score(s: &EnrichedScorer) -> ScoreOutput {
         text: TEXT.into(),
         platform: Some(Platform::Tiktok),
         content_type: ContentType::Text,
-        features: domain::features::extract(TEXT, Some(Platform::Tiktok)),
+        features: EnrichedScorer::new(None).features(TEXT, Some(Platform::Tiktok)),
     };
     s.score(&request).await.unwrap()
 }

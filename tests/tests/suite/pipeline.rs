@@ -152,7 +152,8 @@ async fn retryable_stage_errors_are_retried_until_success() {
     let job = submit(&t, &ann.api_key, ann.user.id, "Retry me", None).await;
     let done = t.finished_job(&ann.api_key, &job).await;
     assert_eq!(done["status"], "complete", "{done}");
-    assert_eq!((stages.blobs.calls(), stages.scorer.calls()), (2, 3));
+    // Blob writes: moderation's text (refused once, then written) and extraction's features.
+    assert_eq!((stages.blobs.calls(), stages.scorer.calls()), (3, 3));
     assert_eq!(t.app.store.model_runs(job.parse().unwrap()).await.unwrap().len(), 1);
     pipeline.stop().await;
 }

@@ -79,6 +79,9 @@ async fn a_text_upload_is_put_then_analysed_as_a_post() {
     let features: Value = serde_json::from_slice(&features).unwrap();
     assert_eq!(features["text"], SCRIPT.trim());
     assert_eq!(features["features"]["first_line"], SCRIPT.lines().next().unwrap());
+    // Moderation kept the text it passed; extraction read that, not the upload again.
+    let moderated = t.blobs.get(&domain::pipeline::moderated_text_key(job_id)).await.unwrap().expect("the moderated text");
+    assert_eq!(String::from_utf8(moderated).unwrap(), SCRIPT.trim());
 }
 
 #[tokio::test]
