@@ -68,19 +68,26 @@ impl Runner {
             tracing::error!(error = %e, "releasing stale leases failed");
         }
         while !*shutdown.borrow() {
-            let now = now_us();
-            if let Err(e) = self.queue.start_runs_for_queued(&self.machine.start_at, now, 1_000).await {
-                tracing::error!(error = %e, "picking up queued jobs failed");
-            }
-            let free = self.slots.available_permits().max(1) as u32;
-            let runs = match self.queue.claim_runs(now, now + LEASE.as_micros() as i64, free).await {
-                Ok(runs) => runs,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming runs failed");
-                    Vec::new()
-                }
+            // A free slot first: a run is claimed (and leased) only when it can start at once.
+            let first = tokio::select! {
+                permit = self.slots.clone().acquire_owned() => permit.expect("semaphore open"),
+                _ = shutdown.changed() => continue,
             };
+            let free = self.slots.available_permits() as u32 + 1;
+            let now = now_us();
+            let mut runs = self.claim(now, free).await;
+            if (runs.len() as u32) < free {
+                // The started runs ran dry: start runs for queued jobs (in bulk, so this write
+                // happens once per batch of jobs, not once per step) and claim again.
+                if let Err(e) = self.queue.start_runs_for_queued(&self.machine.start_at, now, 1_000).await {
+                    tracing::error!(error = %e, "picking up queued jobs failed");
+                }
+                if runs.is_empty() {
+                    runs = self.claim(now, free).await;
+                }
+            }
             if runs.is_empty() {
+                drop(first);
                 let wait = match self.queue.next_due_us().await {
                     Ok(Some(due)) => Duration::from_micros((due - now).max(0) as u64).min(IDLE_POLL),
                     _ => IDLE_POLL,
@@ -92,18 +99,31 @@ impl Runner {
                 }
                 continue;
             }
+            let mut first = Some(first);
             for run in runs {
-                let permit = self.slots.clone().acquire_owned().await.expect("semaphore open");
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => self.slots.clone().acquire_owned().await.expect("semaphore open"),
+                };
                 let this = self.clone();
                 tokio::spawn(async move {
                     this.advance(run).await;
                     drop(permit);
-                    this.wake.notify_one();
                 });
             }
         }
         // Wait for in-flight steps to save their progress.
         let _ = self.slots.acquire_many(self.slots.available_permits() as u32).await;
+    }
+
+    async fn claim(&self, now: i64, limit: u32) -> Vec<PipelineRun> {
+        match self.queue.claim_runs(now, now + LEASE.as_micros() as i64, limit).await {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming runs failed");
+                Vec::new()
+            }
+        }
     }
 
     /// Drives a run through its states until it waits for a retry or ends.
