@@ -160,16 +160,7 @@ async fn main() {
     assert!(created.status.success(), "users create failed: {}", String::from_utf8_lossy(&created.stderr));
     let user: Value = serde_json::from_slice(&created.stdout).expect("user json");
 
-    let mut server = Command::new(&binary)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .envs(env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn serve");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).expect("listening line");
-    let base = serde_json::from_str::<Value>(&line).expect("listening json")["listening"].as_str().unwrap().to_string();
+    let (mut server, base) = start_server(&binary, &env);
     let pid = server.id();
 
     let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(connections).build_http();
@@ -257,7 +248,7 @@ async fn main() {
     }
 }
 
-/// Starts `goviral serve` on `data_dir` with `env` and returns the process and its base URL.
+/// Starts `goviral serve` with `env` (its data dir among it) and returns the process and its base URL.
 fn start_server(binary: &str, env: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut server = Command::new(binary)
         .args(["serve", "--bind", "127.0.0.1:0"])
