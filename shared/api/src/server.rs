@@ -40,6 +40,31 @@ impl Default for ServerLimits {
     }
 }
 
+/// Requests being answered right now, by every server in this process (the pipeline runner
+/// yields to them).
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether any request is being answered right now.
+pub fn answering() -> bool {
+    IN_FLIGHT.load(std::sync::atomic::Ordering::Relaxed) > 0
+}
+
+/// Counts a request in flight until dropped (also when the client goes away mid-request).
+struct Answering;
+
+impl Answering {
+    fn start() -> Answering {
+        IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Answering
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Serves `router` until `shutdown` completes, then lets requests in flight finish (up to
 /// `drain_timeout`). Each request carries the peer's address as `ConnectInfo<std::net::SocketAddr>`.
 pub async fn serve(
@@ -77,7 +102,13 @@ pub async fn serve(
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(request.map(axum::body::Body::new))
+            let answering = Answering::start();
+            let response = router.clone().oneshot(request.map(axum::body::Body::new));
+            async move {
+                let response = response.await;
+                drop(answering);
+                response
+            }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

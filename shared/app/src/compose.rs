@@ -30,6 +30,19 @@ use crate::config::{Config, Profile};
 
 pub type InitError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What an App is built to do beyond authenticating and reading.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppUses {
+    /// Takes submissions (hands jobs to the pipeline).
+    pub submissions: bool,
+    /// Issues upload and download URLs (on AWS only the uploads function may).
+    pub signed_urls: bool,
+}
+
+impl AppUses {
+    pub const ALL: AppUses = AppUses { submissions: true, signed_urls: true };
+}
+
 /// Adapters a test puts in place of the configured ones.
 #[derive(Clone, Default)]
 pub struct Swaps {
@@ -204,13 +217,18 @@ impl Composition {
         Ok(Arc::new(goviral_aws::SfnCallbacks::new(self.sdk()?)))
     }
 
-    /// The domain App, for whatever serves API routes. `signs_urls`: it issues upload and
-    /// download URLs (on AWS only the uploads function may).
-    pub async fn app(&self, signs_urls: bool) -> Result<App, InitError> {
+    /// The domain App, for whatever serves API routes, with only what it will use.
+    pub async fn app(&self, uses: AppUses) -> Result<App, InitError> {
         let mut settings = self.config.settings.clone();
         settings.auth.jwt_secret = self.jwt_secret()?;
-        let app = App::new(self.store().await?, self.counters().await?, self.pipeline().await?, settings);
-        Ok(if signs_urls { app.with_url_signer(self.url_signer()?) } else { app })
+        let mut app = App::new(self.store().await?, self.counters().await?, settings);
+        if uses.submissions {
+            app = app.with_pipeline(self.pipeline().await?);
+        }
+        if uses.signed_urls {
+            app = app.with_url_signer(self.url_signer()?);
+        }
+        Ok(app)
     }
 
     /// The state machine from infra/, parsed once.
@@ -254,14 +272,15 @@ impl Composition {
         let ctx = Arc::new(self.stage_context_on(store.clone())?);
         let queue = store;
         let runner = Runner::new(self.state_machine(), ctx, queue, self.wake.clone(), self.config.pipeline_concurrency)
-            .with_retry_delay_scale(self.config.pipeline_retry_scale);
+            .with_retry_delay_scale(self.config.pipeline_retry_scale)
+            .yielding_to(Arc::new(goviral_api::server::answering));
         Ok(Arc::new(runner))
     }
 
     /// Everything `goviral serve` answers: every endpoint on one App, and the signed `/blobs`
     /// URLs that stand in for S3.
     pub async fn local_router(&self) -> Result<(Arc<App>, axum::Router), InitError> {
-        let app = Arc::new(self.app(true).await?);
+        let app = Arc::new(self.app(AppUses::ALL).await?);
         let blobs = goviral_api::LocalBlobs { signer: self.local_url_signer()?, blobs: self.blobs()?, store: self.store().await? };
         Ok((app.clone(), goviral_api::local_router(app, blobs)))
     }

@@ -6,7 +6,7 @@
 pub mod compose;
 pub mod config;
 
-pub use compose::{Composition, InitError, Swaps};
+pub use compose::{AppUses, Composition, InitError, Swaps};
 pub use config::{AwsResources, Config, ConfigError, Profile};
 
 /// JSON logs on Lambda (CloudWatch), human ones locally; `RUST_LOG` filters (default info).

@@ -147,7 +147,7 @@ async fn main() {
         Command::Users { command } => {
             config.migrate = true;
             let composition = Composition::new(config);
-            let app = composition.app(false).await.unwrap_or_else(|e| fail(e));
+            let app = composition.app(goviral_app::AppUses::default()).await.unwrap_or_else(|e| fail(e));
             match command {
                 UsersCommand::Create { email, role, plan } => {
                     let plan: Plan = plan.parse().unwrap_or_else(|e| fail(e));

@@ -52,8 +52,10 @@ pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
         return lambda_http::run(goviral_api::openapi_router().layer(axum::middleware::from_fn(source_ip))).await;
     }
     let composition = compose().await?;
-    // Only the uploads function signs S3 URLs (its role may put uploads and get their copies).
-    let app = Arc::new(composition.app(endpoint == Endpoint::Uploads).await?);
+    // Each builds only what it uses: only analyze hands jobs to Step Functions, only the uploads
+    // function signs S3 URLs (its role may put uploads and get their copies).
+    let uses = goviral_app::AppUses { submissions: endpoint == Endpoint::Analyze, signed_urls: endpoint == Endpoint::Uploads };
+    let app = Arc::new(composition.app(uses).await?);
     tracing::info!(function = endpoint.function_name(), "initialised");
     lambda_http::run(endpoint_router(app, endpoint)).await
 }

@@ -28,9 +28,17 @@ pub struct Runner {
     queue: Arc<dyn RunQueue>,
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
+    concurrency: usize,
     /// Multiplies every retry delay of the state machine (1.0 = as written).
     retry_delay_scale: f64,
+    /// True while the API in the same process is answering requests. Pipeline work is
+    /// background work: the runner then runs one job at a time and leaves the cores to the
+    /// answers; a burst of submissions slows the jobs down, not the responses.
+    foreground_busy: Arc<dyn Fn() -> bool + Send + Sync>,
 }
+
+/// How long the runner waits before looking again while it yields to the API.
+const YIELD_POLL: Duration = Duration::from_millis(2);
 
 fn now_us() -> i64 {
     to_micros(now())
@@ -51,13 +59,30 @@ impl Runner {
         wake: Arc<Notify>,
         concurrency: usize,
     ) -> Self {
-        Runner { machine, ctx, queue, wake, slots: Arc::new(Semaphore::new(concurrency.max(1))), retry_delay_scale: 1.0 }
+        let concurrency = concurrency.max(1);
+        Runner {
+            machine,
+            ctx,
+            queue,
+            wake,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            retry_delay_scale: 1.0,
+            foreground_busy: Arc::new(|| false),
+        }
     }
 
     /// Scales the state machine's retry delays, e.g. to 0.001 where waiting minutes for a
     /// receiver to recover would only slow a test or a demo down. Order and counts stay as written.
     pub fn with_retry_delay_scale(mut self, scale: f64) -> Self {
         self.retry_delay_scale = scale.max(0.0);
+        self
+    }
+
+    /// Yields to the foreground: while `busy()` says so, one job at a time (the rest wait in
+    /// the queue; nothing is dropped).
+    pub fn yielding_to(mut self, busy: Arc<dyn Fn() -> bool + Send + Sync>) -> Self {
+        self.foreground_busy = busy;
         self
     }
 
@@ -73,7 +98,20 @@ impl Runner {
                 permit = self.slots.clone().acquire_owned() => permit.expect("semaphore open"),
                 _ = shutdown.changed() => continue,
             };
-            let free = self.slots.available_permits() as u32 + 1;
+            let free = if (self.foreground_busy)() {
+                if self.slots.available_permits() + 1 < self.concurrency {
+                    // Another job is running and the API is busy: wait for it (or for quiet).
+                    drop(first);
+                    tokio::select! {
+                        _ = tokio::time::sleep(YIELD_POLL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                1
+            } else {
+                self.slots.available_permits() as u32 + 1
+            };
             let now = now_us();
             let mut runs = self.claim(now, free).await;
             if (runs.len() as u32) < free {

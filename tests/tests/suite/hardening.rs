@@ -484,3 +484,48 @@ async fn a_key_abandoned_by_a_crashed_request_is_taken_over() {
     let again = t.post("/api/v1/analyze").api_key(&ann.api_key).header("idempotency-key", "abandoned").json(&body).send().await;
     assert_eq!((again.status, again.header("idempotent-replayed")), (StatusCode::CREATED, Some("true")));
 }
+
+/// Webhooks are at least once: a delivery recorded after its POST is sent again if the record
+/// is lost (a crash between the two), and the repeat carries the same `X-GVN-Delivery` id so
+/// the receiver can drop it.
+#[tokio::test]
+async fn a_delivery_sent_again_after_a_lost_record_keeps_its_delivery_id() {
+    use domain::model::{DeliveryStatus, WebhookEvent};
+    use domain::pipeline::{PipelineState, Stage, run_stage};
+    use goviral_testkit::pipeline::{Receiver, Stages};
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let receiver = Receiver::start().await;
+    let stages = Stages::new();
+    let pipeline = t.start_pipeline(&stages);
+    let mut body = text(ann.user.id);
+    body["notify_webhook"] = json!(receiver.url);
+    let job: uuid::Uuid =
+        t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.body["job_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(t.finished_job(&ann.api_key, &job.to_string()).await["status"], "complete");
+    pipeline.stop().await;
+    for _ in 0..100 {
+        if !receiver.hits().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The record of the first attempt is lost: the delivery is pending again.
+    let delivery = t.app.store.webhook_delivery(job, &receiver.url, WebhookEvent::JobCompleted).await.unwrap();
+    assert_eq!(delivery.status, DeliveryStatus::Delivered);
+    t.app.store.record_delivery_attempt(delivery.id, DeliveryStatus::Pending, None, domain::model::now()).await.unwrap();
+    let ctx = domain::pipeline::StageContext {
+        store: t.app.store.clone(),
+        blobs: stages.blobs.clone(),
+        moderator: stages.moderator.clone(),
+        scorer: stages.scorer.clone(),
+        webhooks: Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
+        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: true },
+    };
+    run_stage(&ctx, Stage::Webhook, serde_json::to_value(PipelineState::new(job)).unwrap()).await.unwrap();
+    let hits = receiver.hits();
+    assert_eq!(hits.len(), 2, "sent again");
+    let ids: Vec<&str> = hits.iter().map(|h| h.headers["x-gvn-delivery"].to_str().unwrap()).collect();
+    assert_eq!(ids[0], ids[1], "the same delivery id both times");
+    assert_eq!(ids[0], delivery.id.to_string());
+}

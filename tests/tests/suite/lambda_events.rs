@@ -357,13 +357,8 @@ async fn the_s3_event_takes_uploads_in() {
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let blobs = goviral_aws::S3BlobStore::new(&config, &bucket, true);
     // The uploads are made the way the uploads Lambda makes them: signed by S3 itself.
-    let app = domain::service::App::new(
-        t.app.store.clone(),
-        t.app.counters.clone(),
-        t.app.pipeline.clone(),
-        goviral_testkit::test_settings(Default::default()),
-    )
-    .with_url_signer(std::sync::Arc::new(blobs.clone()));
+    let app = domain::service::App::new(t.app.store.clone(), t.app.counters.clone(), goviral_testkit::test_settings(Default::default()))
+        .with_url_signer(std::sync::Arc::new(blobs.clone()));
     let principal = app.authenticate_api_key(&ann.api_key, &Default::default()).await.unwrap();
     let text = domain::uploads::UploadInput { media_type: "text/plain".into(), size_bytes: UPLOADED_SCRIPT.len() as u64, filename: None };
     let script = app.create_upload(&principal, text).await.unwrap();

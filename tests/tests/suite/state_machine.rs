@@ -331,7 +331,7 @@ async fn the_state_machine_runs_the_stage_binaries_with_retry_catch_and_dlq() {
     let (counters_table, keys_table) = crate::aws::counter_tables(&moto.config).await;
     let counters = Arc::new(goviral_aws::DynamoCounters::new(&moto.config, counters_table, keys_table));
     let pipeline = Arc::new(goviral_aws::StepFunctionsPipeline::new(&moto.config, &machine_arn, store.clone()));
-    let app = App::new(store.clone(), counters, pipeline.clone(), goviral_testkit::test_settings(RateLimits::default()));
+    let app = App::new(store.clone(), counters, goviral_testkit::test_settings(RateLimits::default())).with_pipeline(pipeline.clone());
     let ann = app.create_user("ann@example.com", Plan::Pro, vec![Role::User], "test").await.unwrap();
     let principal = app.authenticate_api_key(&ann.api_key, &Default::default()).await.unwrap();
     let input = |caption: Option<&str>, source_url: Option<&str>| AnalyzeInput {
@@ -412,7 +412,8 @@ async fn the_state_machine_runs_the_stage_binaries_with_retry_catch_and_dlq() {
     assert!(job.score.is_none());
 
     // A job whose hand-off was lost is started by the scheduled sweep, exactly once.
-    let (orphan, _) = App::new(store.clone(), store.clone(), Arc::new(NoPipeline), goviral_testkit::test_settings(RateLimits::default()))
+    let (orphan, _) = App::new(store.clone(), store.clone(), goviral_testkit::test_settings(RateLimits::default()))
+        .with_pipeline(Arc::new(NoPipeline))
         .submit(&principal, input(Some("Three habits that changed my mornings"), None), None)
         .await
         .unwrap();

@@ -44,6 +44,7 @@ impl App {
         input: AnalyzeInput,
         idempotency_key: Option<&str>,
     ) -> Result<(Submitted, Option<RateStatus>)> {
+        let pipeline = self.pipeline()?.clone();
         validate_analyze(&input, self.settings.allow_loopback_webhooks)?;
         if !principal.may_see(input.user_id) {
             return Err(Error::Forbidden("you may only submit content for your own user_id".into()));
@@ -82,7 +83,7 @@ impl App {
                                 let submitted = Submitted {
                                     job_id: job.id,
                                     status: job.status,
-                                    estimated_completion_sec: self.pipeline.estimated_completion_secs().await,
+                                    estimated_completion_sec: pipeline.estimated_completion_secs().await,
                                     replayed: true,
                                 };
                                 return Ok((submitted, None));
@@ -113,14 +114,14 @@ impl App {
             }
         }
         let rate = created?;
-        if let Err(e) = self.pipeline.enqueue(job_id).await {
+        if let Err(e) = pipeline.enqueue(job_id).await {
             // The job is stored as queued; the pipeline's sweep of queued jobs picks it up.
             tracing::warn!(%job_id, error = %e, "pipeline hand-off failed; left for the queued-job sweep");
         }
         let submitted = Submitted {
             job_id,
             status: JobStatus::Queued,
-            estimated_completion_sec: self.pipeline.estimated_completion_secs().await,
+            estimated_completion_sec: pipeline.estimated_completion_secs().await,
             replayed: false,
         };
         Ok((submitted, Some(rate)))

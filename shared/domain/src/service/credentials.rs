@@ -44,7 +44,7 @@ impl App {
     pub async fn exchange_token(&self, credentials: Credentials, origin: &Origin) -> Result<IssuedToken> {
         let (user, key_id) = match credentials {
             Credentials::ClientSecret { client_id, client_secret } => {
-                let ip = origin_ip(origin);
+                let ip = origin.ip;
                 let credential = format!("client:{client_id}");
                 self.throttle.check(ip, &credential)?;
                 let user = match client_id.parse::<Uuid>() {
@@ -129,7 +129,7 @@ impl App {
     pub async fn authenticate_api_key(&self, key: &str, origin: &Origin) -> Result<Principal> {
         let invalid = || Error::Unauthorized("invalid API key".into());
         let prefix = auth::api_key_prefix(key).ok_or_else(invalid)?;
-        let ip = origin_ip(origin);
+        let ip = origin.ip;
         let credential = format!("key:{prefix}");
         let digest = auth::sha256_hex(key.as_bytes());
         let record = self.store.api_key_by_prefix(prefix).await?;

@@ -186,7 +186,8 @@ pub struct NewUserCredentials {
 pub struct App {
     pub store: Arc<dyn Store>,
     pub counters: Arc<dyn Counters>,
-    pub pipeline: Arc<dyn Pipeline>,
+    /// Where submissions go; only what takes submissions has one.
+    pub(crate) pipeline: Option<Arc<dyn Pipeline>>,
     pub settings: Settings,
     /// Signs upload and download URLs; only the functions that issue them have one.
     pub(crate) url_signer: Option<Arc<dyn UrlSigner>>,
@@ -205,18 +206,13 @@ pub struct App {
     decoy_hash: String,
 }
 
-/// Where a credential check came from, for the failure throttle.
-fn origin_ip(origin: &Origin) -> Option<IpAddr> {
-    origin.ip
-}
-
 impl App {
-    pub fn new(store: Arc<dyn Store>, counters: Arc<dyn Counters>, pipeline: Arc<dyn Pipeline>, settings: Settings) -> Self {
+    pub fn new(store: Arc<dyn Store>, counters: Arc<dyn Counters>, settings: Settings) -> Self {
         let decoy_hash = settings.auth.decoy_hash();
         App {
             store,
             counters,
-            pipeline,
+            pipeline: None,
             settings,
             url_signer: None,
             verified: Mutex::new(HashMap::new()),
@@ -226,6 +222,16 @@ impl App {
             throttle: FailureThrottle::default(),
             decoy_hash,
         }
+    }
+
+    /// Takes submissions, handing each job to `pipeline`.
+    pub fn with_pipeline(mut self, pipeline: Arc<dyn Pipeline>) -> Self {
+        self.pipeline = Some(pipeline);
+        self
+    }
+
+    fn pipeline(&self) -> Result<&Arc<dyn Pipeline>> {
+        self.pipeline.as_ref().ok_or_else(|| Error::Unavailable("this deployment does not take submissions".into()))
     }
 
     pub fn with_url_signer(mut self, signer: Arc<dyn UrlSigner>) -> Self {
