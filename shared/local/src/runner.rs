@@ -96,7 +96,8 @@ impl Runner {
             // A free slot first: a run is claimed (and leased) only when it can start at once.
             let first = tokio::select! {
                 permit = self.slots.clone().acquire_owned() => permit.expect("semaphore open"),
-                _ = shutdown.changed() => continue,
+                // Stopped (or nobody left who could stop us).
+                _ = shutdown.changed() => break,
             };
             let free = if (self.foreground_busy)() {
                 if self.slots.available_permits() + 1 < self.concurrency {
@@ -151,7 +152,7 @@ impl Runner {
             }
         }
         // Wait for in-flight steps to save their progress.
-        let _ = self.slots.acquire_many(self.slots.available_permits() as u32).await;
+        let _ = self.slots.acquire_many(self.concurrency as u32).await;
     }
 
     async fn claim(&self, now: i64, limit: u32) -> Vec<PipelineRun> {
