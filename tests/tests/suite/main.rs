@@ -8,6 +8,7 @@ mod blob_contract;
 mod counters_contract;
 mod hardening;
 mod lambda_events;
+mod media;
 mod openai;
 mod pipeline;
 mod scorer;

@@ -1,0 +1,165 @@
+//! Media analysis with Debian's `ffmpeg` and `ffprobe`, spawned as child processes with
+//! arguments (never a shell), each under a time limit and killed if dropped or late.
+//! [`Tools::probe`] reads the container; [`Tools::signals`] gets every signal from one decode
+//! pass: scene cuts, black and static shares, EBU R128 loudness, silences and speech onset,
+//! and motion over the hook.
+
+mod signals;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use signals::Signals;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// ffmpeg or ffprobe is not installed where it was looked for.
+    #[error("{0} is not installed (Debian package `ffmpeg`)")]
+    Missing(&'static str),
+    /// The tool ran past its time limit and was killed.
+    #[error("{tool} took longer than {secs} s and was stopped")]
+    TimedOut { tool: &'static str, secs: u64 },
+    /// The file is not media ffmpeg can read, or has no stream we can use.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("{tool} could not be run: {source}")]
+    Io {
+        tool: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, MediaError>;
+
+/// Where the tools are, and how long one run of either may take.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    ffmpeg: PathBuf,
+    ffprobe: PathBuf,
+    timeout: Duration,
+}
+
+/// What the container says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Probe {
+    pub duration_s: f64,
+    /// As displayed: a phone video's rotation is applied (a 1280×720 stream rotated 90° is 720 wide).
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    /// Degrees, from the stream's display matrix (0 when none).
+    pub rotation: i32,
+    pub has_video: bool,
+    pub has_audio: bool,
+    pub format: String,
+}
+
+impl Tools {
+    /// The Debian binaries on `PATH`, with a time limit per run.
+    pub fn on_path(timeout: Duration) -> Result<Tools> {
+        Ok(Tools { ffmpeg: find("ffmpeg")?, ffprobe: find("ffprobe")?, timeout })
+    }
+
+    pub async fn probe(&self, file: &Path) -> Result<Probe> {
+        let args: Vec<std::ffi::OsString> = vec![
+            "-v".into(),
+            "error".into(),
+            "-show_entries".into(),
+            "format=duration,format_name:stream=codec_type,width,height,avg_frame_rate:stream_side_data=rotation".into(),
+            "-of".into(),
+            "json".into(),
+            file.into(),
+        ];
+        let out = self.run("ffprobe", &self.ffprobe, &args).await?;
+        parse_probe(&out)
+    }
+
+    /// Runs a tool to completion; stdout on success, the tool's own complaint otherwise.
+    async fn run(&self, tool: &'static str, program: &Path, args: &[std::ffi::OsString]) -> Result<Vec<u8>> {
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| MediaError::Io { tool, source })?;
+        let secs = self.timeout.as_secs();
+        let out = tokio::time::timeout(self.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| MediaError::TimedOut { tool, secs })?
+            .map_err(|source| MediaError::Io { tool, source })?;
+        if !out.status.success() {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let first = said.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no message");
+            return Err(MediaError::Unreadable(format!("{tool} could not read the file: {}", first.chars().take(300).collect::<String>())));
+        }
+        Ok(out.stdout)
+    }
+}
+
+fn find(name: &'static str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()).ok_or(MediaError::Missing(name))
+}
+
+fn parse_probe(json: &[u8]) -> Result<Probe> {
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| MediaError::Unreadable(format!("ffprobe answered oddly: {e}")))?;
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    let has_audio = streams.iter().any(|s| s["codec_type"] == "audio");
+    let duration_s = v["format"]["duration"].as_str().and_then(|d| d.parse::<f64>().ok()).unwrap_or(0.0);
+    let (mut width, mut height, mut fps, mut rotation) = (0u32, 0u32, 0.0, 0i32);
+    if let Some(s) = video {
+        width = s["width"].as_u64().unwrap_or(0) as u32;
+        height = s["height"].as_u64().unwrap_or(0) as u32;
+        fps = rate(s["avg_frame_rate"].as_str().unwrap_or("0/0"));
+        rotation = s["side_data_list"].as_array().and_then(|l| l.iter().find_map(|d| d["rotation"].as_i64())).unwrap_or(0) as i32;
+        if rotation.rem_euclid(180) == 90 {
+            std::mem::swap(&mut width, &mut height);
+        }
+    }
+    if video.is_none() && !has_audio {
+        return Err(MediaError::Unreadable("the file has neither a video nor an audio stream".into()));
+    }
+    Ok(Probe {
+        duration_s,
+        width,
+        height,
+        fps,
+        rotation,
+        has_video: video.is_some(),
+        has_audio,
+        format: v["format"]["format_name"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+/// `30000/1001` → 29.97.
+fn rate(text: &str) -> f64 {
+    match text.split_once('/') {
+        Some((n, d)) => match (n.parse::<f64>(), d.parse::<f64>()) {
+            (Ok(n), Ok(d)) if d > 0.0 => n / d,
+            _ => 0.0,
+        },
+        None => text.parse().unwrap_or(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotated_phone_video_is_as_tall_as_it_is_shown() {
+        let json = br#"{"streams":[{"codec_type":"video","width":1280,"height":720,"avg_frame_rate":"30000/1001",
+            "side_data_list":[{"rotation":-90}]},{"codec_type":"audio"}],"format":{"duration":"12.5","format_name":"mov,mp4"}}"#;
+        let p = parse_probe(json).unwrap();
+        assert_eq!((p.width, p.height, p.rotation, p.has_audio), (720, 1280, -90, true));
+        assert!((p.fps - 29.97).abs() < 0.01);
+        assert!(parse_probe(br#"{"streams":[],"format":{"duration":"1"}}"#).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! Media probing and signals (goviral-media) on clips ffmpeg generates here: shots with known
+//! cuts, black and static stretches, a silence then a tone; the measured values must match
+//! what was generated, and loudness what ffmpeg's own ebur128 summary says.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use goviral_media::{MediaError, Tools};
+
+fn tools() -> Tools {
+    Tools::on_path(Duration::from_secs(60)).expect("ffmpeg and ffprobe are installed by scripts/test")
+}
+
+fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).output().expect("run ffmpeg");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// 5 s at 320×240, 30 fps: red 0–2 s (a static shot), moving test pattern 2–4 s, black 4–5 s;
+/// with `audio`, silence 0–1 s then a 440 Hz tone.
+fn clip(dir: &Path, audio: bool) -> PathBuf {
+    let out = dir.join(if audio { "clip.mp4" } else { "mute.mp4" });
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=320x240:r=30:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x240:r=30:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=320x240:r=30:d=1",
+    ];
+    if audio {
+        args.extend(["-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono:d=1", "-f", "lavfi", "-i", "sine=f=440:r=48000:d=4"]);
+        args.extend([
+            "-filter_complex",
+            "[0:v][1:v][2:v]concat=n=3:v=1:a=0[v];[3:a][4:a]concat=n=2:v=0:a=1[a]",
+            "-map",
+            "[v]",
+            "-map",
+            "[a]",
+        ]);
+        args.extend(["-c:a", "aac"]);
+    } else {
+        args.extend(["-filter_complex", "[0:v][1:v][2:v]concat=n=3:v=1:a=0[v]", "-map", "[v]"]);
+    }
+    args.extend(["-c:v", "libx264", "-pix_fmt", "yuv420p", out.to_str().unwrap()]);
+    ffmpeg(&args);
+    out
+}
+
+/// ffmpeg's own integrated loudness of `file` (the `ebur128` summary on stderr).
+fn reference_lufs(file: &Path) -> f64 {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostats", "-i", file.to_str().unwrap(), "-filter_complex", "ebur128", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let summary = text.rsplit("Summary:").next().unwrap();
+    let line = summary.lines().find(|l| l.trim_start().starts_with("I:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn one_pass_measures_what_the_clip_was_made_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = clip(dir.path(), true);
+    let t = tools();
+    let probe = t.probe(&file).await.unwrap();
+    assert_eq!((probe.width, probe.height, probe.has_video, probe.has_audio), (320, 240, true, true));
+    assert!((probe.duration_s - 5.0).abs() < 0.1, "{probe:?}");
+    assert!((probe.fps - 30.0).abs() < 0.01);
+    let s = t.signals(&file, &probe).await.unwrap();
+    assert_eq!(s.cuts_s.len(), 2, "{s:?}");
+    for (got, want) in s.cuts_s.iter().zip([2.0, 4.0]) {
+        assert!((got - want).abs() <= 0.1, "cut at {got}, made at {want}");
+    }
+    assert_eq!(s.first_cut_s, Some(s.cuts_s[0]));
+    assert!((s.cuts_per_minute - 24.0).abs() < 1.0, "{}", s.cuts_per_minute);
+    assert!((s.black_ratio - 0.2).abs() < 0.03, "black {}", s.black_ratio);
+    assert!((s.static_ratio - 0.4).abs() < 0.05, "static {}", s.static_ratio);
+    assert!(s.hook_motion.is_some_and(|m| m > 0.0), "the hook moves from 2 s on");
+    assert!(s.sound_onset_s.is_some_and(|o| (o - 1.0).abs() <= 0.1), "onset {:?}", s.sound_onset_s);
+    assert!(s.silence_ratio.is_some_and(|r| (r - 0.2).abs() < 0.03), "silence {:?}", s.silence_ratio);
+    let reference = reference_lufs(&file);
+    let lufs = s.loudness_lufs.expect("the tone has a loudness");
+    assert!((lufs - reference).abs() <= 0.5, "{lufs} LUFS against ffmpeg's {reference}");
+    assert!(s.true_peak_dbtp.is_some_and(|p| p < 0.0 && p > -40.0), "{:?}", s.true_peak_dbtp);
+}
+
+#[tokio::test]
+async fn a_video_without_sound_has_no_audio_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = clip(dir.path(), false);
+    let t = tools();
+    let probe = t.probe(&file).await.unwrap();
+    assert!(!probe.has_audio);
+    let s = t.signals(&file, &probe).await.unwrap();
+    assert_eq!((s.loudness_lufs, s.silence_ratio, s.sound_onset_s), (None, None, None));
+    assert_eq!(s.cuts_s.len(), 2);
+}
+
+#[tokio::test]
+async fn a_rotated_phone_video_is_measured_as_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = clip(dir.path(), false);
+    let rotated = dir.path().join("rotated.mp4");
+    ffmpeg(&["-i", plain.to_str().unwrap(), "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated.to_str().unwrap()]);
+    let probe = tools().probe(&rotated).await.unwrap();
+    assert_eq!((probe.width, probe.height), (240, 320), "{probe:?}");
+    assert_eq!(probe.rotation.rem_euclid(180), 90);
+}
+
+#[tokio::test]
+async fn what_is_not_media_is_refused_with_a_reason_and_slow_tools_are_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("not-a-video.mp4");
+    std::fs::write(&fake, "<html>this is a web page</html>").unwrap();
+    match tools().probe(&fake).await {
+        Err(MediaError::Unreadable(why)) => assert!(why.contains("ffprobe"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let empty = dir.path().join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(tools().probe(&empty).await, Err(MediaError::Unreadable(_))));
+    let file = clip(dir.path(), true);
+    let hurried = Tools::on_path(Duration::from_millis(1)).unwrap();
+    assert!(matches!(hurried.probe(&file).await, Err(MediaError::TimedOut { tool: "ffprobe", .. })));
+}
