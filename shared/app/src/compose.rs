@@ -252,12 +252,22 @@ impl Composition {
                 Some(s) => s.clone(),
                 None => Arc::new(goviral_llm::EnrichedScorer::new(self.config.openai.clone().map(goviral_llm::OpenAiRewriter::new))),
             },
+            media: self.media(),
             webhooks: match &self.swaps.webhooks {
                 Some(w) => w.clone(),
                 None => Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(self.config.webhook_timeout, allow_loopback)),
             },
             webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback },
         })
+    }
+
+    /// Media analysis where ffmpeg is installed; elsewhere an honest "unavailable".
+    pub fn media(&self) -> Arc<dyn domain::ports::MediaAnalyzer> {
+        let timeout = std::time::Duration::from_secs(120);
+        match goviral_media::MediaAnalysis::on_path(timeout, goviral_media::MediaAnalysis::DEFAULT_MAX_SECONDS) {
+            Ok(analysis) => Arc::new(analysis),
+            Err(e) => Arc::new(goviral_media::NoMediaTools(e.to_string())),
+        }
     }
 
     /// The in-process runner of the embedded default, over the same stage context and the

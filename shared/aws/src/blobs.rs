@@ -63,6 +63,22 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    async fn fetch_to(&self, key: &str, dest: &std::path::Path) -> Result<bool> {
+        use tokio::io::AsyncWriteExt;
+        let mut out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(false),
+            Err(e) => return Err(unavailable("s3 get", aws_sdk_s3::error::DisplayErrorContext(e))),
+        };
+        // Chunk by chunk to disk: the video is never whole in memory.
+        let mut file = tokio::fs::File::create(dest).await.map_err(|e| unavailable("writing the download", e))?;
+        while let Some(chunk) = out.body.try_next().await.map_err(|e| unavailable("s3 read", e))? {
+            file.write_all(&chunk).await.map_err(|e| unavailable("writing the download", e))?;
+        }
+        file.flush().await.map_err(|e| unavailable("writing the download", e))?;
+        Ok(true)
+    }
+
     async fn digest(&self, key: &str) -> Result<Option<BlobDigest>> {
         use sha2::Digest;
         let mut out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {

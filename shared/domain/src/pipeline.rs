@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::auth;
 use crate::error::Error;
 use crate::model::*;
-use crate::ports::{BlobStore, DeliveryOutcome, Moderator, ScoreRequest, Scorer, Store, WebhookSender};
+use crate::ports::{BlobStore, DeliveryOutcome, MediaAnalyzer, Moderator, ScoreRequest, Scorer, Store, WebhookSender};
 
 /// Error type names the state machine's Retry and Catch rules match on.
 pub const RETRYABLE: &str = "Stage.Retryable";
@@ -154,6 +154,7 @@ pub struct StageContext {
     pub blobs: Arc<dyn BlobStore>,
     pub moderator: Arc<dyn Moderator>,
     pub scorer: Arc<dyn Scorer>,
+    pub media: Arc<dyn MediaAnalyzer>,
     pub webhooks: Arc<dyn WebhookSender>,
     pub webhook_policy: WebhookPolicy,
 }
@@ -257,8 +258,10 @@ pub async fn extract(ctx: &StageContext, state: &PipelineState) -> StageResult<E
         // An execution started before moderation kept its text: read the content itself.
         None => content_text(ctx, &submission).await?,
     };
+    let media = measure_media(ctx, &submission).await?;
     let document = json!({
         "job_id": state.job_id,
+        "media": media,
         "content_type": submission.content_type,
         "platform": submission.platform_hint,
         // The scorer's own reading of the text: inference scores exactly this.
@@ -269,6 +272,43 @@ pub async fn extract(ctx: &StageContext, state: &PipelineState) -> StageResult<E
     // Same key on every run: a redelivery overwrites with identical bytes.
     ctx.blobs.put(&key, serde_json::to_vec(&document).expect("features serialise"), "application/json").await?;
     Ok(ExtractionResult { features_key: key })
+}
+
+/// The measurements of an uploaded video (null for text). A deployment without media tools
+/// says so in the document and the job is scored from its text, as before media analysis.
+async fn measure_media(ctx: &StageContext, submission: &Submission) -> StageResult<Value> {
+    let Some(upload_id) = submission.upload_id else { return Ok(Value::Null) };
+    let upload = ctx.store.upload(upload_id).await?.ok_or_else(|| StageError::Permanent(format!("upload {upload_id} is missing")))?;
+    if !crate::uploads::is_video(&upload.media_type) {
+        return Ok(Value::Null);
+    }
+    let key = upload.content_key.clone().ok_or_else(|| StageError::Permanent(format!("upload {upload_id} was never taken in")))?;
+    let file = std::env::temp_dir().join(format!("goviral-media-{}", Uuid::new_v4().simple()));
+    let _cleanup = RemoveOnDrop(file.clone());
+    if !ctx.blobs.fetch_to(&key, &file).await? {
+        return Err(StageError::Retryable(format!("{key} is not readable")));
+    }
+    match ctx.media.analyze(&file).await {
+        Ok(report) => Ok(report),
+        Err(Error::Unavailable(why)) => {
+            tracing::warn!(reason = %why, "media analysis unavailable; scoring the text alone");
+            Ok(json!({"unavailable": why}))
+        }
+        Err(Error::Validation(fields)) => Err(StageError::Permanent(format!(
+            "the video could not be analysed: {}",
+            fields.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ")
+        ))),
+        Err(other) => Err(StageError::from(other)),
+    }
+}
+
+/// Deletes a temporary file however the stage ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<InferenceResult> {
@@ -302,6 +342,9 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
     let latency_ms = started.elapsed().as_millis() as i64;
     let mut metrics = out.metrics.clone();
     if let Value::Object(m) = &mut metrics {
+        if !doc["media"].is_null() {
+            m.insert("media".into(), doc["media"].clone());
+        }
         m.insert("model".into(), json!(out.model_name));
         m.insert("inference_ms".into(), json!(latency_ms));
     }

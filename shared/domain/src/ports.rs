@@ -248,6 +248,13 @@ pub trait RunQueue: Send + Sync {
 
 // ------------------------------------------------------------------ ports the pipeline stages use
 
+/// Measures a video (or audio) file: the `metrics.media` document. `Unavailable` where this
+/// deployment has no media tools; `Validation` for a file that is not usable media.
+#[async_trait]
+pub trait MediaAnalyzer: Send + Sync {
+    async fn analyze(&self, file: &std::path::Path) -> Result<Value>;
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModerationVerdict {
     pub flagged: bool,
@@ -281,6 +288,13 @@ pub trait BlobStore: Send + Sync {
     async fn copy(&self, from: &str, to: &str) -> crate::Result<bool>;
     /// Size and checksum, read in chunks so a large blob is never whole in memory.
     async fn digest(&self, key: &str) -> crate::Result<Option<BlobDigest>>;
+    /// Copies the blob to a local file (for tools that read files, like ffmpeg); false when
+    /// it is missing. The default reads it whole: stores that hold large blobs stream instead.
+    async fn fetch_to(&self, key: &str, dest: &std::path::Path) -> crate::Result<bool> {
+        let Some(bytes) = self.get(key).await? else { return Ok(false) };
+        tokio::fs::write(dest, bytes).await.map_err(|e| crate::Error::Unavailable(format!("writing {}: {e}", dest.display())))?;
+        Ok(true)
+    }
     /// Writes exactly `bytes` bytes read from `body` to `key`. Nothing is stored unless all of
     /// them arrived (a short or long body is a validation error); readers never see part of it.
     /// The default buffers (bounded by `bytes`): right for stores that take large uploads

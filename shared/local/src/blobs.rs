@@ -110,6 +110,14 @@ impl BlobStore for FileBlobStore {
         Ok(Some(BlobDigest { bytes, sha256: hex::encode(hasher.finalize()) }))
     }
 
+    async fn fetch_to(&self, key: &str, dest: &std::path::Path) -> Result<bool> {
+        match tokio::fs::copy(self.path(key)?, dest).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(e)),
+        }
+    }
+
     /// Streams to a staging file, hashing as it goes; at most one chunk is in memory.
     async fn put_stream(
         &self,

@@ -4,6 +4,7 @@
 //! pass: scene cuts, black and static shares, EBU R128 loudness, silences and speech onset,
 //! and motion over the hook.
 
+mod analyzer;
 mod signals;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use analyzer::{MediaAnalysis, NoMediaTools};
 pub use signals::Signals;
 
 #[derive(Debug, thiserror::Error)]

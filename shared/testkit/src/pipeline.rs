@@ -141,6 +141,10 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
         self.inner.digest(key).await
     }
 
+    async fn fetch_to(&self, key: &str, dest: &std::path::Path) -> domain::Result<bool> {
+        self.inner.fetch_to(key, dest).await
+    }
+
     async fn put_stream(
         &self,
         key: &str,

@@ -519,6 +519,7 @@ async fn a_delivery_sent_again_after_a_lost_record_keeps_its_delivery_id() {
         blobs: stages.blobs.clone(),
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
+        media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
         webhooks: Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
         webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: true },
     };

@@ -257,6 +257,7 @@ async fn redelivered_stage_messages_write_and_send_nothing_twice() {
         blobs: stages.blobs.clone(),
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
+        media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
         webhooks: Arc::new(HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
         webhook_policy: domain::pipeline::WebhookPolicy {
             max_attempts: machine.task_retry(Stage::Webhook).unwrap().max_attempts + 1,
@@ -357,6 +358,7 @@ async fn ssrf_targets_are_refused() {
         blobs: stages.blobs.clone(),
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
+        media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
         webhooks: Arc::new(strict),
         webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: false },
     };

@@ -243,3 +243,73 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A real (generated) video goes from upload to a complete job whose metrics carry what was
+/// measured in it; bytes that are not a video end the job with a reason.
+#[tokio::test]
+async fn an_uploaded_video_is_measured_and_its_metrics_reported() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.mp4");
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=320x240:r=30:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=30:d=2",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:r=48000:d=4",
+            "-filter_complex",
+            "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+            "-map",
+            "[v]",
+            "-map",
+            "2:a",
+        ])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let video = std::fs::read(&file).unwrap();
+    let pipeline = t.start_pipeline(&Stages::sharing_blobs(&t));
+
+    let upload = create(&t, &ann.api_key, "video/mp4", video.len()).await.body;
+    assert_eq!(put(&t, &upload, "video/mp4", &video).await.status, StatusCode::OK);
+    let body = json!({"content_type": "video", "upload_id": upload["upload_id"], "caption": "Watch what happens at 2 seconds", "user_id": ann.user.id});
+    let job = analyze(&t, &ann.api_key, body).await.body["job_id"].as_str().unwrap().to_string();
+    let done = t.finished_job(&ann.api_key, &job).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let media = &done["metrics"]["media"];
+    assert_eq!(
+        (media["width"].as_u64(), media["height"].as_u64(), media["has_audio"].as_bool()),
+        (Some(320), Some(240), Some(true)),
+        "{media}"
+    );
+    let cuts = media["scenes"]["cuts_s"].as_array().unwrap();
+    assert_eq!(cuts.len(), 1, "{media}");
+    assert!((cuts[0].as_f64().unwrap() - 2.0).abs() <= 0.1);
+    assert!(media["audio"]["loudness_lufs"].as_f64().is_some(), "{media}");
+
+    // A file that says video/mp4 and is not one.
+    let junk = vec![0x42u8; 4096];
+    let upload = create(&t, &ann.api_key, "video/mp4", junk.len()).await.body;
+    assert_eq!(put(&t, &upload, "video/mp4", &junk).await.status, StatusCode::OK);
+    let body = json!({"content_type": "video", "upload_id": upload["upload_id"], "caption": "A caption", "user_id": ann.user.id});
+    let job = analyze(&t, &ann.api_key, body).await.body["job_id"].as_str().unwrap().to_string();
+    let failed = t.finished_job(&ann.api_key, &job).await;
+    pipeline.stop().await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["errors"].to_string().contains("could not be analysed"), "{failed}");
+}
