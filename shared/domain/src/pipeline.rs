@@ -288,6 +288,11 @@ async fn measure_media(ctx: &StageContext, submission: &Submission) -> StageResu
     if !ctx.blobs.fetch_to(&key, &file).await? {
         return Err(StageError::Retryable(format!("{key} is not readable")));
     }
+    // Exactly what intake took in, or nothing is measured.
+    let sha256 = crate::uploads::file_sha256(&file).await.map_err(|e| StageError::Retryable(format!("reading the fetched video: {e}")))?;
+    if upload.sha256.as_deref() != Some(sha256.as_str()) {
+        return Err(StageError::Permanent(format!("{key} no longer matches the checksum taken at intake")));
+    }
     match ctx.media.analyze(&file).await {
         Ok(report) => Ok(report),
         Err(Error::Unavailable(why)) => {

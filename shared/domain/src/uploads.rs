@@ -290,6 +290,21 @@ pub async fn read_content(blobs: &dyn BlobStore, upload: &Upload) -> Result<Vec<
     Ok(bytes)
 }
 
+/// SHA-256 (hex) of a local file, read in chunks.
+pub async fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let (mut hasher, mut buf) = (sha2::Sha256::new(), vec![0u8; 64 * 1024]);
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
 /// An uploaded text is scored like a caption, so it obeys a caption's rules.
 pub fn check_text(bytes: &[u8]) -> Result<(), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "the text is not UTF-8".to_string())?;
