@@ -31,7 +31,10 @@ pub struct TokenResponse {
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeRequest {
     pub content_type: ContentType,
-    /// https URL of the content (video or post); a public host.
+    /// https URL of the content on a public host. For a video, a direct link to the file
+    /// (MP4, MOV or WebM, up to 512 MiB; its type is read from its bytes): extraction fetches
+    /// it once and measures that copy. A platform's page (tiktok.com/@…/video/…,
+    /// youtube.com/watch?…) is refused with 422: upload the file instead.
     pub source_url: Option<String>,
     /// An upload made earlier (video or post).
     pub upload_id: Option<Uuid>,

@@ -13,6 +13,7 @@
 //! | blobs, signed URLs | files under the data dir, HMAC-signed `/blobs` URLs | S3 (`GOVIRAL_BLOB_BUCKET`) |
 //! | pipeline | the in-process runner over the same ASL | Step Functions (`GOVIRAL_STATE_MACHINE_ARN`) |
 //! | moderation, scoring, webhooks | on-device lexicon, on-device model (+ OpenAI when keyed), guarded HTTP sender | the same |
+//! | media analysis, video downloads | ffmpeg where installed (else "unavailable"), guarded HTTP fetcher | the same |
 
 use std::sync::Arc;
 
@@ -41,6 +42,28 @@ pub struct AppUses {
 
 impl AppUses {
     pub const ALL: AppUses = AppUses { submissions: true, signed_urls: true };
+}
+
+/// The speech model of `dir`, loaded once per process (150 MB, shared by every runner and
+/// stage context), or why there is none.
+fn speech_model(dir: Option<&std::path::Path>) -> Result<Arc<goviral_media::speech::Speech>, String> {
+    type Loaded = std::collections::HashMap<std::path::PathBuf, Result<Arc<goviral_media::speech::Speech>, String>>;
+    static LOADED: std::sync::Mutex<Option<Loaded>> = std::sync::Mutex::new(None);
+    let Some(dir) = dir else {
+        return Err("no speech model is installed (GOVIRAL_WHISPER_DIR; scripts/whisper-model sets it up)".into());
+    };
+    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    loaded
+        .get_or_insert_with(Default::default)
+        .entry(dir.to_path_buf())
+        .or_insert_with(|| match goviral_asr::Transcriber::load(dir) {
+            Ok(t) => Ok(Arc::new(goviral_media::speech::Speech::new(Arc::new(t)))),
+            Err(e) => {
+                tracing::error!(error = %e, dir = %dir.display(), "the speech model could not be loaded; videos are analysed without speech");
+                Err(e.to_string())
+            }
+        })
+        .clone()
 }
 
 /// Adapters a test puts in place of the configured ones.
@@ -253,6 +276,11 @@ impl Composition {
                 None => Arc::new(goviral_llm::EnrichedScorer::new(self.config.openai.clone().map(goviral_llm::OpenAiRewriter::new))),
             },
             media: self.media(),
+            fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(
+                self.config.media.fetch_timeout,
+                self.config.media.fetch_max_bytes,
+                self.config.media.allow_loopback,
+            )),
             webhooks: match &self.swaps.webhooks {
                 Some(w) => w.clone(),
                 None => Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(self.config.webhook_timeout, allow_loopback)),
@@ -263,8 +291,8 @@ impl Composition {
 
     /// Media analysis where ffmpeg is installed; elsewhere an honest "unavailable".
     pub fn media(&self) -> Arc<dyn domain::ports::MediaAnalyzer> {
-        let timeout = std::time::Duration::from_secs(120);
-        match goviral_media::MediaAnalysis::on_path(timeout, goviral_media::MediaAnalysis::DEFAULT_MAX_SECONDS) {
+        let speech = speech_model(self.config.media.whisper_dir.as_deref());
+        match goviral_media::MediaAnalysis::on_path(self.config.media.tool_timeout, self.config.media.max_seconds, speech) {
             Ok(analysis) => Arc::new(analysis),
             Err(e) => Arc::new(goviral_media::NoMediaTools(e.to_string())),
         }

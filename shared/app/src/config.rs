@@ -53,6 +53,8 @@ pub struct Config {
     pub webhook_timeout: Duration,
     /// Development only: let webhooks reach loopback addresses over http.
     pub webhook_allow_loopback: bool,
+    /// Video analysis and `source_url` downloads.
+    pub media: MediaConfig,
     /// Multiplies the state machine's retry delays (1.0 in production).
     pub pipeline_retry_scale: f64,
     /// The OpenAI path, on when `GOVIRAL_OPENAI_API_KEY` is set.
@@ -60,6 +62,23 @@ pub struct Config {
     /// Timeouts and the connection cap of `goviral serve`.
     pub server: goviral_api::server::ServerLimits,
     pub aws: AwsResources,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaConfig {
+    /// `GOVIRAL_MEDIA_MAX_SECONDS`: longer videos are refused before they are decoded.
+    pub max_seconds: f64,
+    /// `GOVIRAL_MEDIA_TOOL_TIMEOUT_MS`: the longest one ffmpeg/ffprobe run may take.
+    pub tool_timeout: Duration,
+    /// `GOVIRAL_MEDIA_FETCH_TIMEOUT_MS`: the longest a `source_url` download may take.
+    pub fetch_timeout: Duration,
+    /// `GOVIRAL_MEDIA_FETCH_MAX_BYTES`: the largest `source_url` download.
+    pub fetch_max_bytes: u64,
+    /// `GOVIRAL_MEDIA_ALLOW_LOOPBACK`, development only: `source_url` may be http:// on loopback.
+    pub allow_loopback: bool,
+    /// `GOVIRAL_WHISPER_DIR`: the converted speech model (scripts/whisper-model); without it
+    /// videos are measured and scored without their speech, and say so.
+    pub whisper_dir: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -146,12 +165,14 @@ impl Config {
                 auth: AuthConfig { jwt_secret: jwt_secret.unwrap_or_default(), token_ttl_secs, argon2_memory_kib, argon2_iterations },
                 rate_limits,
                 allow_loopback_webhooks: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
+                allow_loopback_media: parse(&lookup, "GOVIRAL_MEDIA_ALLOW_LOOPBACK", false)?,
             },
             log_json: parse(&lookup, "GOVIRAL_LOG_JSON", mode == Profile::Aws)?,
             pipeline_concurrency: parse(&lookup, "GOVIRAL_PIPELINE_CONCURRENCY", 16usize)?,
             webhook_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_WEBHOOK_TIMEOUT_MS", 10_000u64)?),
             webhook_allow_loopback: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
             pipeline_retry_scale: parse(&lookup, "GOVIRAL_PIPELINE_RETRY_SCALE", 1.0f64)?,
+            media: media(&lookup)?,
             openai: openai(&lookup)?,
             server: server_limits(&lookup)?,
         })
@@ -181,6 +202,32 @@ fn server_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<goviral_api
         body_idle_timeout: ms("GOVIRAL_HTTP_BODY_IDLE_TIMEOUT_MS", defaults.body_idle_timeout)?,
         max_connections,
         drain_timeout: defaults.drain_timeout,
+    })
+}
+
+fn media(lookup: &impl Fn(&str) -> Option<String>) -> Result<MediaConfig, ConfigError> {
+    let max_seconds = parse(lookup, "GOVIRAL_MEDIA_MAX_SECONDS", 180.0f64)?;
+    if !(1.0..=3_600.0).contains(&max_seconds) {
+        return Err(ConfigError("GOVIRAL_MEDIA_MAX_SECONDS must be 1–3600".into()));
+    }
+    let ms = |name: &str, default: u64| -> Result<Duration, ConfigError> {
+        let v = parse(lookup, name, default)?;
+        if !(100..=900_000).contains(&v) {
+            return Err(ConfigError(format!("{name} must be 100–900000 ms")));
+        }
+        Ok(Duration::from_millis(v))
+    };
+    let fetch_max_bytes = parse(lookup, "GOVIRAL_MEDIA_FETCH_MAX_BYTES", domain::media::FETCH_MAX_BYTES)?;
+    if !(1..=domain::media::FETCH_MAX_BYTES).contains(&fetch_max_bytes) {
+        return Err(ConfigError(format!("GOVIRAL_MEDIA_FETCH_MAX_BYTES must be 1–{}", domain::media::FETCH_MAX_BYTES)));
+    }
+    Ok(MediaConfig {
+        max_seconds,
+        tool_timeout: ms("GOVIRAL_MEDIA_TOOL_TIMEOUT_MS", 120_000)?,
+        fetch_timeout: ms("GOVIRAL_MEDIA_FETCH_TIMEOUT_MS", 120_000)?,
+        fetch_max_bytes,
+        allow_loopback: parse(lookup, "GOVIRAL_MEDIA_ALLOW_LOOPBACK", false)?,
+        whisper_dir: lookup("GOVIRAL_WHISPER_DIR").map(PathBuf::from),
     })
 }
 

@@ -63,6 +63,21 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    async fn put_file(&self, key: &str, file: &std::path::Path, content_type: &str) -> Result<()> {
+        // Read from disk as it is sent: a fetched video is never whole in memory.
+        let body = ByteStream::from_path(file).await.map_err(|e| unavailable("reading the file to store", e))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unavailable("s3 put", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
     async fn fetch_to(&self, key: &str, dest: &std::path::Path) -> Result<bool> {
         use tokio::io::AsyncWriteExt;
         let mut out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod features;
 pub mod guard;
+pub mod media;
 pub mod model;
 pub mod net;
 pub mod pipeline;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::auth;
 use crate::error::Error;
 use crate::model::*;
-use crate::ports::{BlobStore, DeliveryOutcome, MediaAnalyzer, Moderator, ScoreRequest, Scorer, Store, WebhookSender};
+use crate::ports::{BlobStore, DeliveryOutcome, MediaAnalyzer, MediaFetcher, Moderator, ScoreRequest, Scorer, Store, WebhookSender};
 
 /// Error type names the state machine's Retry and Catch rules match on.
 pub const RETRYABLE: &str = "Stage.Retryable";
@@ -155,6 +155,8 @@ pub struct StageContext {
     pub moderator: Arc<dyn Moderator>,
     pub scorer: Arc<dyn Scorer>,
     pub media: Arc<dyn MediaAnalyzer>,
+    /// Downloads a video's `source_url`.
+    pub fetcher: Arc<dyn MediaFetcher>,
     pub webhooks: Arc<dyn WebhookSender>,
     pub webhook_policy: WebhookPolicy,
 }
@@ -192,7 +194,7 @@ async fn load(ctx: &StageContext, job_id: Uuid) -> StageResult<(Job, Submission)
 }
 
 /// The text the stages work on: the caption, then an uploaded text file's body.
-/// (Transcripts of videos join it with the media work.)
+/// (A video's speech joins it in extraction, once it has been transcribed.)
 async fn content_text(ctx: &StageContext, s: &Submission) -> StageResult<String> {
     let mut text = s.caption.clone().unwrap_or_default();
     let Some(upload_id) = s.upload_id else { return Ok(text) };
@@ -258,7 +260,9 @@ pub async fn extract(ctx: &StageContext, state: &PipelineState) -> StageResult<E
         // An execution started before moderation kept its text: read the content itself.
         None => content_text(ctx, &submission).await?,
     };
-    let media = measure_media(ctx, &submission).await?;
+    let media = measure_media(ctx, state.job_id, &submission).await?;
+    moderate_media(ctx, state.job_id, &media).await?;
+    let text = with_spoken_hook(text, &media);
     let document = json!({
         "job_id": state.job_id,
         "media": media,
@@ -274,24 +278,50 @@ pub async fn extract(ctx: &StageContext, state: &PipelineState) -> StageResult<E
     Ok(ExtractionResult { features_key: key })
 }
 
-/// The measurements of an uploaded video (null for text). A deployment without media tools
-/// says so in the document and the job is scored from its text, as before media analysis.
-async fn measure_media(ctx: &StageContext, submission: &Submission) -> StageResult<Value> {
-    let Some(upload_id) = submission.upload_id else { return Ok(Value::Null) };
-    let upload = ctx.store.upload(upload_id).await?.ok_or_else(|| StageError::Permanent(format!("upload {upload_id} is missing")))?;
-    if !crate::uploads::is_video(&upload.media_type) {
-        return Ok(Value::Null);
+/// What was said in the video goes through moderation too, before anything is scored; fail
+/// closed as for the text. A flag fails the job with the moderator's reasons.
+async fn moderate_media(ctx: &StageContext, job_id: Uuid, media: &Value) -> StageResult<()> {
+    let transcript = media["speech"]["transcript"].as_str().unwrap_or_default();
+    if transcript.trim().is_empty() {
+        return Ok(());
     }
-    let key = upload.content_key.clone().ok_or_else(|| StageError::Permanent(format!("upload {upload_id} was never taken in")))?;
+    let verdict = ctx.moderator.moderate(transcript).await.map_err(|e| match e {
+        Error::Unavailable(m) => StageError::Retryable(format!("moderation unavailable: {m}")),
+        other => StageError::from(other),
+    })?;
+    if !verdict.flagged {
+        return Ok(());
+    }
+    let reason = format!("what is said in the video was flagged: {}", verdict.reasons.join("; "));
+    let errors = json!([{"stage": "moderation", "error": "content_flagged", "reason": reason}]);
+    let flags = json!({"categories": verdict.categories, "reasons": verdict.reasons, "model": verdict.model, "source": "transcript"});
+    ctx.store.fail_job(job_id, &errors, Some(&flags), now()).await?;
+    tracing::info!("video speech flagged by moderation");
+    // The job is failed already; the Catch path only notifies.
+    Err(StageError::Permanent(reason))
+}
+
+/// The text the model scores: the caption (or uploaded text) and the video's spoken hook,
+/// what is said in its first seconds (or its first sentence when speech starts later).
+fn with_spoken_hook(mut text: String, media: &Value) -> String {
+    let hook = media["hook"]["spoken"].as_str().filter(|h| !h.trim().is_empty());
+    let first = media["speech"]["segments"][0]["text"].as_str();
+    if let Some(spoken) = hook.or(first).map(str::trim).filter(|s| !s.is_empty()) {
+        if !text.trim().is_empty() {
+            text.push_str("\n\n");
+        }
+        text.push_str(spoken);
+    }
+    text
+}
+
+/// The measurements of the job's video (null for text). A deployment without media tools
+/// says so in the document and the job is scored from its text, as before media analysis.
+async fn measure_media(ctx: &StageContext, job_id: Uuid, submission: &Submission) -> StageResult<Value> {
     let file = std::env::temp_dir().join(format!("goviral-media-{}", Uuid::new_v4().simple()));
     let _cleanup = RemoveOnDrop(file.clone());
-    if !ctx.blobs.fetch_to(&key, &file).await? {
-        return Err(StageError::Retryable(format!("{key} is not readable")));
-    }
-    // Exactly what intake took in, or nothing is measured.
-    let sha256 = crate::uploads::file_sha256(&file).await.map_err(|e| StageError::Retryable(format!("reading the fetched video: {e}")))?;
-    if upload.sha256.as_deref() != Some(sha256.as_str()) {
-        return Err(StageError::Permanent(format!("{key} no longer matches the checksum taken at intake")));
+    if !video_to_file(ctx, job_id, submission, &file).await? {
+        return Ok(Value::Null);
     }
     match ctx.media.analyze(&file).await {
         Ok(report) => Ok(report),
@@ -304,6 +334,58 @@ async fn measure_media(ctx: &StageContext, submission: &Submission) -> StageResu
             fields.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ")
         ))),
         Err(other) => Err(StageError::from(other)),
+    }
+}
+
+/// Puts the job's video in `file`; false when the job has none. An uploaded video is the
+/// copy intake took, checked against its checksum. A `source_url` is downloaded once and
+/// stored as the job's immutable copy, which every later run reads instead of the URL.
+async fn video_to_file(ctx: &StageContext, job_id: Uuid, submission: &Submission, file: &std::path::Path) -> StageResult<bool> {
+    if let Some(upload_id) = submission.upload_id {
+        let upload = ctx.store.upload(upload_id).await?.ok_or_else(|| StageError::Permanent(format!("upload {upload_id} is missing")))?;
+        if !crate::uploads::is_video(&upload.media_type) {
+            return Ok(false);
+        }
+        let key = upload.content_key.clone().ok_or_else(|| StageError::Permanent(format!("upload {upload_id} was never taken in")))?;
+        if !ctx.blobs.fetch_to(&key, file).await? {
+            return Err(StageError::Retryable(format!("{key} is not readable")));
+        }
+        // Exactly what intake took in, or nothing is measured.
+        let sha256 =
+            crate::uploads::file_sha256(file).await.map_err(|e| StageError::Retryable(format!("reading the fetched video: {e}")))?;
+        if upload.sha256.as_deref() != Some(sha256.as_str()) {
+            return Err(StageError::Permanent(format!("{key} no longer matches the checksum taken at intake")));
+        }
+        return Ok(true);
+    }
+    let (ContentType::Video, Some(url)) = (submission.content_type, &submission.source_url) else { return Ok(false) };
+    let key = crate::media::fetched_key(job_id);
+    if ctx.blobs.fetch_to(&key, file).await? {
+        return Ok(true); // fetched by an earlier run of this stage
+    }
+    let fetched = ctx.fetcher.fetch(url, file).await.map_err(|e| match e {
+        Error::Validation(fields) => StageError::Permanent(format!(
+            "the video at source_url could not be used: {}",
+            fields.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ")
+        )),
+        other => StageError::from(other),
+    })?;
+    ctx.blobs.put_file(&key, file, &fetched.media_type).await?;
+    tracing::info!(bytes = fetched.bytes, sha256 = %fetched.sha256, media_type = %fetched.media_type, "fetched the video from source_url");
+    Ok(true)
+}
+
+/// Why a job with no text is not given a score of nothing (which would look real).
+fn nothing_to_score(media: &Value) -> &'static str {
+    match media {
+        Value::Null => "nothing to score: the submission has no caption or text",
+        m if m.get("unavailable").is_some() => {
+            "nothing to score: the video has no caption, and this deployment cannot analyse video; add a caption"
+        }
+        m if m["speech"]["engine"] == "unavailable" => {
+            "nothing to score: the video has no caption, and its speech could not be transcribed here; add a caption"
+        }
+        _ => "nothing to score: the video has no caption and no speech was heard in it; add a caption",
     }
 }
 
@@ -337,9 +419,7 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
     let text = doc["text"].as_str().unwrap_or_default().to_string();
     if text.trim().is_empty() {
         // A score of nothing would look real and mean nothing.
-        return Err(StageError::Permanent(
-            "nothing to score: the submission has no caption or transcript, and media analysis is not available yet".into(),
-        ));
+        return Err(StageError::Permanent(nothing_to_score(&doc["media"]).into()));
     }
     let request = ScoreRequest { text, platform: submission.platform_hint, content_type: submission.content_type, features };
     let started = Instant::now();
@@ -349,6 +429,9 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
     if let Value::Object(m) = &mut metrics {
         if !doc["media"].is_null() {
             m.insert("media".into(), doc["media"].clone());
+            if doc["media"]["hook"].is_object() {
+                m.insert("hook".into(), doc["media"]["hook"].clone());
+            }
         }
         m.insert("model".into(), json!(out.model_name));
         m.insert("inference_ms".into(), json!(latency_ms));

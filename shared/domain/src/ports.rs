@@ -255,6 +255,23 @@ pub trait MediaAnalyzer: Send + Sync {
     async fn analyze(&self, file: &std::path::Path) -> Result<Value>;
 }
 
+/// A file downloaded from a `source_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedMedia {
+    pub bytes: u64,
+    pub sha256: String,
+    /// Decided by the file's first bytes (`domain::media::sniff`).
+    pub media_type: String,
+}
+
+/// Downloads a video from a URL under the SSRF policy (`domain::net`), into a local file.
+/// `Validation` when what the URL gives is not a usable video (a web page, a 404, too big, a
+/// private address), with a reason for the user; `Unavailable` when trying later may help.
+#[async_trait]
+pub trait MediaFetcher: Send + Sync {
+    async fn fetch(&self, url: &str, dest: &std::path::Path) -> Result<FetchedMedia>;
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModerationVerdict {
     pub flagged: bool,
@@ -294,6 +311,12 @@ pub trait BlobStore: Send + Sync {
         let Some(bytes) = self.get(key).await? else { return Ok(false) };
         tokio::fs::write(dest, bytes).await.map_err(|e| crate::Error::Unavailable(format!("writing {}: {e}", dest.display())))?;
         Ok(true)
+    }
+    /// Stores a local file under `key`. The default reads it whole: stores that take large
+    /// files stream it instead.
+    async fn put_file(&self, key: &str, file: &std::path::Path, content_type: &str) -> crate::Result<()> {
+        let bytes = tokio::fs::read(file).await.map_err(|e| crate::Error::Unavailable(format!("reading {}: {e}", file.display())))?;
+        self.put(key, bytes, content_type).await
     }
     /// Writes exactly `bytes` bytes read from `body` to `key`. Nothing is stored unless all of
     /// them arrived (a short or long body is a validation error); readers never see part of it.

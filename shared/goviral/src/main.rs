@@ -29,6 +29,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "GOVIRAL_BIND", default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
+        /// Answer the API only: jobs stay queued and nothing is fetched or delivered (for
+        /// testing the API against its schema without outbound traffic).
+        #[arg(long)]
+        no_pipeline: bool,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -135,9 +139,9 @@ async fn main() {
     goviral_app::prepare_data_dir(&mut config).unwrap_or_else(|e| fail(format!("data dir {}: {e}", config.data_dir.display())));
 
     match cli.command {
-        Command::Serve { bind } => {
+        Command::Serve { bind, no_pipeline } => {
             config.bind = bind;
-            serve::run(config).await.unwrap_or_else(|e| fail(e));
+            serve::run(config, !no_pipeline).await.unwrap_or_else(|e| fail(e));
         }
         Command::Migrate => {
             config.migrate = true;

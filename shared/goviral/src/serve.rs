@@ -8,7 +8,7 @@ use std::time::Duration;
 use domain::ports::Counters;
 use goviral_app::Config;
 
-pub async fn run(mut config: Config) -> Result<(), goviral_app::InitError> {
+pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_app::InitError> {
     let listener = tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let local = listener.local_addr()?;
     // Signed blob URLs point at this server; known only once it is bound (port 0).
@@ -34,7 +34,11 @@ pub async fn run(mut config: Config) -> Result<(), goviral_app::InitError> {
     };
 
     let (stop_runner, runner_stopped) = tokio::sync::watch::channel(false);
-    let runner = tokio::spawn(runner.run(runner_stopped));
+    let runner = tokio::spawn(async move {
+        if run_pipeline {
+            runner.run(runner_stopped).await
+        }
+    });
 
     // The one line scripts wait for; stdout so it can be parsed.
     println!("{}", serde_json::json!({"listening": format!("http://{local}"), "database": redact(&database_url)}));

@@ -110,6 +110,16 @@ impl BlobStore for FileBlobStore {
         Ok(Some(BlobDigest { bytes, sha256: hex::encode(hasher.finalize()) }))
     }
 
+    async fn put_file(&self, key: &str, file: &Path, _content_type: &str) -> Result<()> {
+        let path = self.path(key)?;
+        let tmp = Self::staging(&path).await?;
+        let mut staged = Staged(Some(tmp.clone()));
+        tokio::fs::copy(file, &tmp).await.map_err(io)?;
+        Self::commit(&tmp, &path).await?;
+        staged.0 = None;
+        Ok(())
+    }
+
     async fn fetch_to(&self, key: &str, dest: &std::path::Path) -> Result<bool> {
         match tokio::fs::copy(self.path(key)?, dest).await {
             Ok(_) => Ok(true),

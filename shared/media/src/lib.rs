@@ -2,10 +2,11 @@
 //! arguments (never a shell), each under a time limit and killed if dropped or late.
 //! [`Tools::probe`] reads the container; [`Tools::signals`] gets every signal from one decode
 //! pass: scene cuts, black and static shares, EBU R128 loudness, silences and speech onset,
-//! and motion over the hook.
+//! and motion over the hook. [`speech`] transcribes the sound on-device (goviral-asr).
 
 mod analyzer;
 mod signals;
+pub mod speech;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use analyzer::{MediaAnalysis, NoMediaTools};
+pub use analyzer::{MAX_SIDE_PX, MediaAnalysis, NoMediaTools};
 pub use signals::Signals;
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,33 @@ impl Tools {
             return Err(MediaError::Unreadable(format!("{tool} could not read the file: {}", first.chars().take(300).collect::<String>())));
         }
         Ok(out.stdout)
+    }
+}
+
+impl Tools {
+    /// The first audio stream as 16 kHz mono samples in −1…1 (what speech recognition reads),
+    /// at most `max_seconds` of it.
+    pub async fn pcm_16k(&self, file: &Path, max_seconds: f64) -> Result<Vec<f32>> {
+        let args: Vec<std::ffi::OsString> = vec![
+            "-v".into(),
+            "error".into(),
+            "-nostdin".into(),
+            "-i".into(),
+            file.into(),
+            "-map".into(),
+            "0:a:0".into(),
+            "-t".into(),
+            format!("{max_seconds}").into(),
+            "-ac".into(),
+            "1".into(),
+            "-ar".into(),
+            "16000".into(),
+            "-f".into(),
+            "f32le".into(),
+            "-".into(),
+        ];
+        let raw = self.run("ffmpeg", &self.ffmpeg, &args).await?;
+        Ok(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Signals {
     pub silence_ratio: Option<f64>,
     /// When the first sound above the silence threshold starts (None: silent throughout).
     pub sound_onset_s: Option<f64>,
+    /// Every time sound starts: at 0 unless the file opens silent, then where each silence ends.
+    pub sound_onsets_s: Vec<f64>,
 }
 
 impl Tools {
@@ -154,6 +156,14 @@ fn measure(probe: &Probe, video: &[Frame], audio: &[Frame]) -> Signals {
     } else {
         (None, None)
     };
+    let mut sound_onsets_s: Vec<f64> = Vec::new();
+    if probe.has_audio {
+        let opens_silent = audio.iter().find_map(|f| value(f, "lavfi.silence_start")).is_some_and(|s| s <= 0.05);
+        if !opens_silent {
+            sound_onsets_s.push(0.0);
+        }
+        sound_onsets_s.extend(audio.iter().filter_map(|f| value(f, "lavfi.silence_end")).map(|e| (e * 100.0).round() / 100.0));
+    }
     Signals {
         cuts_per_minute: ((cuts_s.len() as f64 / (duration / 60.0)) * 10.0).round() / 10.0,
         first_cut_s: cuts_s.first().copied(),
@@ -167,5 +177,6 @@ fn measure(probe: &Probe, video: &[Frame], audio: &[Frame]) -> Signals {
         true_peak_dbtp: peak.filter(|p| *p > 0.0).map(|p| (20.0 * p.log10() * 10.0).round() / 10.0),
         silence_ratio,
         sound_onset_s,
+        sound_onsets_s,
     }
 }

@@ -17,8 +17,8 @@ use serde_json::Value;
 use crate::{Backend, TestDb};
 
 /// The configuration every spawned app runs on: the embedded profile on the test's own
-/// database, cheap Argon2 (chosen by configuration, as any deployment could), webhooks
-/// allowed to reach the tests' receivers on loopback, and short pipeline retries.
+/// database, cheap Argon2 (chosen by configuration, as any deployment could), webhooks and
+/// video URLs allowed to reach the tests' servers on loopback, and short pipeline retries.
 pub fn test_config(database_url: &str, data_dir: &std::path::Path, rate_limits: RateLimits) -> Config {
     let vars = [
         ("GOVIRAL_DATABASE_URL", database_url.to_string()),
@@ -33,13 +33,21 @@ pub fn test_config(database_url: &str, data_dir: &std::path::Path, rate_limits: 
         ("GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", "true".to_string()),
         ("GOVIRAL_WEBHOOK_TIMEOUT_MS", "2000".to_string()),
         ("GOVIRAL_PIPELINE_CONCURRENCY", "8".to_string()),
+        // Videos by URL from the tests' own servers on loopback, given up on after 3 s.
+        ("GOVIRAL_MEDIA_ALLOW_LOOPBACK", "true".to_string()),
+        ("GOVIRAL_MEDIA_FETCH_TIMEOUT_MS", "3000".to_string()),
         // Retry delays 1000× shorter: a test waits milliseconds where production waits seconds.
         ("GOVIRAL_PIPELINE_RETRY_SCALE", "0.001".to_string()),
         // The test database is migrated already.
         ("GOVIRAL_MIGRATE", "false".to_string()),
     ];
-    Config::from_lookup(Profile::Embedded, |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
-        .expect("test configuration")
+    // The speech model scripts/test set up, when there is one.
+    let whisper = std::env::var("GOVIRAL_WHISPER_DIR").ok();
+    Config::from_lookup(Profile::Embedded, |name| match name {
+        "GOVIRAL_WHISPER_DIR" => whisper.clone(),
+        _ => vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()),
+    })
+    .expect("test configuration")
 }
 
 /// The domain settings of [`test_config`], for tests that build an App on adapters of their own.

@@ -2,6 +2,7 @@
 //! SQLite (a temp file) or on the real PostgreSQL (a new database, dropped afterwards).
 
 mod http;
+pub mod media;
 pub mod openai;
 pub mod pipeline;
 

@@ -17,6 +17,14 @@ async fn contract(blobs: &dyn BlobStore) {
     assert_eq!(blobs.get("jobs/0002/frame.bin").await.unwrap(), Some(binary));
     blobs.put("jobs/0003/empty", Vec::new(), "text/plain").await.unwrap();
     assert_eq!(blobs.get("jobs/0003/empty").await.unwrap(), Some(Vec::new()));
+    // A local file in, and back out to another file (a fetched video, 3 MiB).
+    let dir = tempfile::tempdir().unwrap();
+    let video: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("in.mp4"), &video).unwrap();
+    blobs.put_file("fetched/0004", &dir.path().join("in.mp4"), "video/mp4").await.unwrap();
+    assert!(blobs.fetch_to("fetched/0004", &dir.path().join("out.mp4")).await.unwrap());
+    assert!(std::fs::read(dir.path().join("out.mp4")).unwrap() == video, "the file comes back byte for byte");
+    assert!(!blobs.fetch_to("fetched/none", &dir.path().join("none.mp4")).await.unwrap());
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ async fn private_targets_are_refused_at_registration() {
     let r = t
         .post("/api/v1/analyze")
         .api_key(&ann.api_key)
-        .json(&json!({"content_type": "video", "source_url": "https://127.0.0.1/v.mp4", "user_id": ann.user.id}))
+        .json(&json!({"content_type": "video", "source_url": "https://10.0.0.7/v.mp4", "user_id": ann.user.id}))
         .send()
         .await;
     assert_eq!(r.error_fields(), ["source_url"], "content is only fetched from public hosts");
@@ -520,6 +520,7 @@ async fn a_delivery_sent_again_after_a_lost_record_keeps_its_delivery_id() {
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
         media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
+        fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(std::time::Duration::from_secs(5), 1 << 20, false)),
         webhooks: Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
         webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: true },
     };

@@ -148,6 +148,7 @@ fn stage_context(t: &TestApp, stages: &goviral_testkit::pipeline::Stages) -> dom
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
         media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
+        fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(std::time::Duration::from_secs(5), 1 << 20, false)),
         webhooks: Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false)),
         webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false },
     }

@@ -181,7 +181,9 @@ async fn a_video_without_any_text_fails_with_a_reason_instead_of_a_made_up_score
     let stages = Stages::new();
     let pipeline = t.start_pipeline(&stages);
     let ann = t.user("ann@example.com", Plan::Pro, false).await;
-    let body = json!({"content_type": "video", "source_url": "https://cdn.example.com/v/1.mp4", "user_id": ann.user.id});
+    // A video with no caption, no speech and nothing on screen to read.
+    let url = goviral_testkit::media::serve_clip(goviral_testkit::media::mute_clip()).await;
+    let body = json!({"content_type": "video", "source_url": url, "user_id": ann.user.id});
     let r = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let done = t.finished_job(&ann.api_key, r.body["job_id"].as_str().unwrap()).await;
@@ -258,6 +260,7 @@ async fn redelivered_stage_messages_write_and_send_nothing_twice() {
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
         media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
+        fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(std::time::Duration::from_secs(5), 1 << 20, false)),
         webhooks: Arc::new(HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
         webhook_policy: domain::pipeline::WebhookPolicy {
             max_attempts: machine.task_retry(Stage::Webhook).unwrap().max_attempts + 1,
@@ -359,6 +362,7 @@ async fn ssrf_targets_are_refused() {
         moderator: stages.moderator.clone(),
         scorer: stages.scorer.clone(),
         media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
+        fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(std::time::Duration::from_secs(5), 1 << 20, false)),
         webhooks: Arc::new(strict),
         webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: false },
     };

@@ -319,6 +319,8 @@ async fn the_state_machine_runs_the_stage_binaries_with_retry_catch_and_dlq() {
         ("GOVIRAL_JWT_SECRET_ARN", jwt_secret_arn.as_str()),
         ("GOVIRAL_BLOB_BUCKET", bucket.as_str()),
         ("GOVIRAL_S3_PATH_STYLE", "true"),
+        // The silent video is served from this machine.
+        ("GOVIRAL_MEDIA_ALLOW_LOOPBACK", "true"),
         ("RUST_LOG", "info"),
     ]
     .iter()
@@ -348,7 +350,8 @@ async fn the_state_machine_runs_the_stage_binaries_with_retry_catch_and_dlq() {
     // A good caption (started by the API), and a video with no text at all (nothing to score:
     // a permanent error the state machine catches).
     let (good, _) = app.submit(&principal, input(Some(GOOD_CAPTION), None), Some("idem-1")).await.unwrap();
-    let (silent, _) = app.submit(&principal, input(None, Some("https://cdn.example.com/v/1.mp4")), None).await.unwrap();
+    let silent_url = goviral_testkit::media::serve_clip(goviral_testkit::media::mute_clip()).await;
+    let (silent, _) = app.submit(&principal, input(None, Some(&silent_url)), None).await.unwrap();
     // The same Idempotency-Key and body replays the job; no second execution.
     let (replay, _) = app.submit(&principal, input(Some(GOOD_CAPTION), None), Some("idem-1")).await.unwrap();
     assert!(replay.replayed && replay.job_id == good.job_id);

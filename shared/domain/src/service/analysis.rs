@@ -45,7 +45,7 @@ impl App {
         idempotency_key: Option<&str>,
     ) -> Result<(Submitted, Option<RateStatus>)> {
         let pipeline = self.pipeline()?.clone();
-        validate_analyze(&input, self.settings.allow_loopback_webhooks)?;
+        validate_analyze(&input, &self.settings)?;
         if !principal.may_see(input.user_id) {
             return Err(Error::Forbidden("you may only submit content for your own user_id".into()));
         }
@@ -219,8 +219,28 @@ pub(super) fn check_url(field: &str, url: &str, allow_loopback: bool, errors: &m
     }
 }
 
+/// A video's URL is fetched by extraction, so it must be a direct link to the file: a
+/// platform's page for the video is refused here, where the user can still fix it.
+fn check_source_url(content_type: ContentType, url: &str, allow_loopback: bool, errors: &mut Vec<FieldError>) {
+    match crate::net::check_target_url(url, allow_loopback) {
+        Err(problem) => errors.push(FieldError::new("source_url", problem)),
+        Ok(parsed) if content_type == ContentType::Video => {
+            if let Some(platform) = crate::media::platform_page(&parsed) {
+                errors.push(FieldError::new(
+                    "source_url",
+                    format!(
+                        "this is a {platform} page, not a video file: download the video and upload it \
+                         (POST /api/v1/uploads), or give a direct https:// link to the MP4, MOV or WebM file"
+                    ),
+                ));
+            }
+        }
+        Ok(_) => {}
+    }
+}
+
 /// Checks the rules of an analyze request and reports every broken one at once.
-pub fn validate_analyze(input: &AnalyzeInput, allow_loopback_webhooks: bool) -> Result<()> {
+pub fn validate_analyze(input: &AnalyzeInput, settings: &Settings) -> Result<()> {
     let mut errors = Vec::new();
     let caption = input.caption.as_deref().map(str::trim).filter(|c| !c.is_empty());
     match input.content_type {
@@ -252,11 +272,10 @@ pub fn validate_analyze(input: &AnalyzeInput, allow_loopback_webhooks: bool) -> 
         }
     }
     if let Some(u) = &input.source_url {
-        // Content is fetched from the public internet only, even in development.
-        check_url("source_url", u, false, &mut errors);
+        check_source_url(input.content_type, u, settings.allow_loopback_media, &mut errors);
     }
     if let Some(u) = &input.notify_webhook {
-        check_url("notify_webhook", u, allow_loopback_webhooks, &mut errors);
+        check_url("notify_webhook", u, settings.allow_loopback_webhooks, &mut errors);
     }
     if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
 }
@@ -277,18 +296,53 @@ mod tests {
         }
     }
 
+    fn settings(loopback_webhooks: bool, loopback_media: bool) -> Settings {
+        let auth = AuthConfig { jwt_secret: vec![7; 32], token_ttl_secs: 60, argon2_memory_kib: 8, argon2_iterations: 1 };
+        Settings {
+            auth,
+            rate_limits: RateLimits::default(),
+            allow_loopback_webhooks: loopback_webhooks,
+            allow_loopback_media: loopback_media,
+        }
+    }
+
     fn check(input: &AnalyzeInput) -> Result<()> {
-        validate_analyze(input, false)
+        validate_analyze(input, &settings(false, false))
     }
 
     #[test]
     fn loopback_http_webhooks_only_when_configured() {
         let mut t = text(Some("hi"));
         t.notify_webhook = Some("http://127.0.0.1:9000/hook".into());
-        assert_eq!(fields(validate_analyze(&t, false)), ["notify_webhook"]);
-        assert!(validate_analyze(&t, true).is_ok());
+        assert_eq!(fields(validate_analyze(&t, &settings(false, true))), ["notify_webhook"]);
+        assert!(validate_analyze(&t, &settings(true, false)).is_ok());
         t.notify_webhook = Some("http://example.com/hook".into());
-        assert_eq!(fields(validate_analyze(&t, true)), ["notify_webhook"]);
+        assert_eq!(fields(validate_analyze(&t, &settings(true, false))), ["notify_webhook"]);
+    }
+
+    #[test]
+    fn loopback_media_urls_only_when_configured() {
+        let mut v = text(None);
+        v.content_type = ContentType::Video;
+        v.source_url = Some("http://127.0.0.1:9000/clip.mp4".into());
+        assert_eq!(fields(validate_analyze(&v, &settings(true, false))), ["source_url"]);
+        assert!(validate_analyze(&v, &settings(false, true)).is_ok());
+    }
+
+    #[test]
+    fn a_platform_page_is_not_a_video_file() {
+        let mut v = text(None);
+        v.content_type = ContentType::Video;
+        for page in ["https://www.tiktok.com/@creator/video/7301234567890123456", "https://www.youtube.com/watch?v=dQw4w9WgXcQ"] {
+            v.source_url = Some(page.into());
+            let Err(Error::Validation(errors)) = check(&v) else { panic!("{page} must be refused") };
+            assert_eq!(errors[0].field, "source_url");
+            assert!(errors[0].message.contains("upload"), "{}", errors[0].message);
+        }
+        // A post may link to its page: only videos are fetched.
+        v.content_type = ContentType::Post;
+        v.caption = Some("new post".into());
+        assert!(check(&v).is_ok());
     }
 
     use crate::error::validation_fields as fields;

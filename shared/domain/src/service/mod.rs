@@ -66,6 +66,8 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     /// Local development only: webhook targets may be http:// on loopback.
     pub allow_loopback_webhooks: bool,
+    /// Local development only: a video's `source_url` may be http:// on loopback.
+    pub allow_loopback_media: bool,
 }
 
 /// How the caller proved who they are.
@@ -119,7 +121,7 @@ pub struct IssuedToken {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AnalyzeInput {
     pub content_type: ContentType,
-    /// https URL of the content (video or post).
+    /// https URL of the content (video or post); a video's is a direct link to the file.
     pub source_url: Option<String>,
     /// An upload made earlier (video or post).
     pub upload_id: Option<Uuid>,

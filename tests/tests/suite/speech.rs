@@ -1,0 +1,209 @@
+//! On-device speech recognition against ground truth: real read speech (LibriVox, from
+//! Debian's pocketsphinx-testdata, with its reference transcript) for the word error rate,
+//! generated speech after a known silence for the onset, and a pure tone, which must produce
+//! no words at all. The model is the one scripts/test set up (GOVIRAL_WHISPER_DIR).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::ports::MediaAnalyzer;
+use goviral_media::speech::Speech;
+use goviral_media::{MediaAnalysis, Tools};
+
+const LIBRIVOX: &str = "/usr/share/pocketsphinx/test/data/librivox";
+
+fn model_dir() -> PathBuf {
+    PathBuf::from(std::env::var("GOVIRAL_WHISPER_DIR").expect("GOVIRAL_WHISPER_DIR: run the suite through scripts/test"))
+}
+
+fn transcriber() -> goviral_asr::Transcriber {
+    goviral_asr::Transcriber::load(&model_dir()).expect("the converted model loads")
+}
+
+fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).output().expect("run ffmpeg");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Lowercase words without punctuation; hyphenated words split, "mr." spelled out as the
+/// reference spells it.
+fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .replace("mr.", "mister")
+        .replace('-', " ")
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Word error rate: word-level edit distance over the reference length.
+fn wer(reference: &[String], hypothesis: &[String]) -> f64 {
+    let mut row: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, r) in reference.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, h) in hypothesis.iter().enumerate() {
+            let cost = if r == h { prev } else { prev + 1 };
+            prev = row[j + 1];
+            row[j + 1] = cost.min(row[j] + 1).min(prev + 1);
+        }
+    }
+    row[hypothesis.len()] as f64 / reference.len() as f64
+}
+
+/// The five LibriVox utterances, in order, and their reference text.
+fn librivox() -> (Vec<PathBuf>, String) {
+    let reference = std::fs::read_to_string(Path::new(LIBRIVOX).join("transcription")).expect("pocketsphinx-testdata is installed");
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(LIBRIVOX).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "wav")).collect();
+    files.sort();
+    let text =
+        reference.lines().map(|l| l.replace("<s>", "").split("</s>").next().unwrap_or_default().trim().to_string()).collect::<Vec<_>>();
+    (files, text.join(" "))
+}
+
+#[tokio::test]
+async fn real_read_speech_is_transcribed_within_ten_percent_word_error() {
+    let (files, reference) = librivox();
+    assert_eq!(files.len(), 5);
+    let dir = tempfile::tempdir().unwrap();
+    let joined = dir.path().join("librivox.wav");
+    let mut args: Vec<String> = Vec::new();
+    for f in &files {
+        args.extend(["-i".into(), f.display().to_string()]);
+    }
+    args.extend(["-filter_complex".into(), format!("concat=n={}:v=0:a=1", files.len()), joined.display().to_string()]);
+    ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let pcm = Tools::on_path(Duration::from_secs(60)).unwrap().pcm_16k(&joined, 180.0).await.unwrap();
+    assert!((pcm.len() as f64 / 16_000.0 - 24.7).abs() < 0.5, "{} samples", pcm.len());
+
+    let transcript = transcriber().transcribe(&pcm).unwrap();
+    let (r, h) = (words(&reference), words(&transcript.text()));
+    let rate = wer(&r, &h);
+    eprintln!("LibriVox (24.7 s, {} reference words): WER {rate:.3}", r.len());
+    assert!(rate <= 0.10, "WER {rate:.3}\nreference:  {}\ntranscript: {}", r.join(" "), h.join(" "));
+    // Segments are in order and inside the recording.
+    let segments = &transcript.segments;
+    assert!(segments.windows(2).all(|w| w[0].start_s <= w[1].start_s), "{segments:?}");
+    assert!(segments.last().unwrap().end_s <= 25.5, "{segments:?}");
+}
+
+/// A 320×240 clip of `seconds` with the given sound (a WAV file) from `audio_at_s` on.
+fn video_with(dir: &Path, audio: &Path, audio_at_s: f64, seconds: f64) -> PathBuf {
+    let out = dir.join("talk.mp4");
+    let delay_ms = (audio_at_s * 1000.0).round() as u64;
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=s=320x240:r=30:d={seconds}"),
+        "-i",
+        audio.to_str().unwrap(),
+        "-filter_complex",
+        &format!("[1:a]adelay={delay_ms}:all=1,apad,atrim=0:{seconds}[a]"),
+        "-map",
+        "0:v",
+        "-map",
+        "[a]",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-t",
+        &seconds.to_string(),
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+fn analysis() -> MediaAnalysis {
+    let speech = Arc::new(Speech::new(Arc::new(transcriber())));
+    MediaAnalysis::on_path(Duration::from_secs(120), 180.0, Ok(speech)).unwrap()
+}
+
+#[tokio::test]
+async fn speech_onset_rate_and_spoken_hook_are_measured_in_a_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let voice = dir.path().join("voice.wav");
+    let said = "Stop scrolling. Here are three mistakes everyone makes when they bake bread at home.";
+    let out =
+        std::process::Command::new("espeak-ng").args(["-v", "en-us", "-s", "160", "-w", voice.to_str().unwrap(), said]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // espeak-ng starts speaking within a few milliseconds of its file's start.
+    let video = video_with(dir.path(), &voice, 2.0, 9.0);
+
+    let media = analysis().analyze(&video).await.unwrap();
+    let onset = media["audio"]["speech_onset_s"].as_f64().expect("speech onset");
+    assert!((onset - 2.0).abs() <= 0.3, "speech onset {onset}: {media}");
+    let speech = &media["speech"];
+    assert_eq!(speech["engine"], "whisper-tiny.en (on-device)", "{speech}");
+    let heard = words(speech["transcript"].as_str().unwrap());
+    let rate = wer(&words(said), &heard);
+    assert!(rate <= 0.25, "synthetic speech WER {rate:.2}: {heard:?}");
+    let wpm = speech["words_per_minute"].as_f64().unwrap();
+    assert!((100.0..=260.0).contains(&wpm), "{wpm} words per minute");
+    assert_eq!(media["hook"]["speech_onset_s"], media["audio"]["speech_onset_s"]);
+    assert!(media["hook"]["spoken"].as_str().unwrap().to_lowercase().contains("stop"), "{}", media["hook"]);
+}
+
+#[tokio::test]
+async fn a_tone_is_not_speech_and_no_words_are_invented() {
+    let dir = tempfile::tempdir().unwrap();
+    let tone = dir.path().join("tone.wav");
+    ffmpeg(&["-f", "lavfi", "-i", "sine=f=440:r=16000:d=12", tone.to_str().unwrap()]);
+    let video = video_with(dir.path(), &tone, 0.0, 12.0);
+    let media = analysis().analyze(&video).await.unwrap();
+    assert_eq!(media["speech"]["words"], 0, "{}", media["speech"]);
+    assert_eq!(media["audio"]["speech_onset_s"], serde_json::Value::Null);
+}
+
+/// A talking clip (espeak-ng over a test pattern), served from loopback.
+fn talking_clip(said: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let voice = dir.path().join("voice.wav");
+    let out =
+        std::process::Command::new("espeak-ng").args(["-v", "en-us", "-s", "150", "-w", voice.to_str().unwrap(), said]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(video_with(dir.path(), &voice, 0.5, 6.0)).unwrap()
+}
+
+/// Through the real app: a video with no caption is scored from what is said in it, the
+/// metrics carry the transcript and the hook; speech that moderation flags fails the job.
+#[tokio::test]
+async fn a_video_is_scored_from_its_speech_and_flagged_speech_is_stopped() {
+    use domain::model::Plan;
+    use goviral_testkit::pipeline::Stages;
+    use goviral_testkit::{Backend, TestApp};
+
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let pipeline = t.start_pipeline(&Stages::sharing_blobs(&t));
+    let submit = |url: String| {
+        let body = serde_json::json!({"content_type": "video", "source_url": url, "user_id": ann.user.id});
+        let t = &t;
+        let key = ann.api_key.clone();
+        async move { t.post("/api/v1/analyze").api_key(&key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string() }
+    };
+
+    let good =
+        submit(goviral_testkit::media::serve_clip(talking_clip("Stop scrolling. This one trick saves you an hour every day.")).await).await;
+    let flagged = submit(goviral_testkit::media::serve_clip(talking_clip("Listen to me. I will kill you.")).await).await;
+
+    let done = t.finished_job(&ann.api_key, &good).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let speech = &done["metrics"]["media"]["speech"];
+    assert!(speech["transcript"].as_str().unwrap().to_lowercase().contains("scrolling"), "{speech}");
+    assert!(done["metrics"]["hook"]["spoken"].as_str().unwrap().to_lowercase().contains("stop"), "{}", done["metrics"]["hook"]);
+    assert!(done["score"].as_f64().is_some());
+
+    let done = t.finished_job(&ann.api_key, &flagged).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["errors"][0]["error"], "content_flagged", "{done}");
+    assert!(done["errors"][0]["reason"].as_str().unwrap().contains("said in the video"), "{done}");
+    assert!(done["score"].is_null());
+    pipeline.stop().await;
+}
