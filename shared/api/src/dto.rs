@@ -101,7 +101,7 @@ pub struct JobResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insights: Option<Vec<Insight>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<JobMetrics>)]
     pub metrics: Option<serde_json::Value>,
     /// Why the job failed, stage by stage.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -406,4 +406,142 @@ impl UploadResponse {
             received_at: u.received_at,
         }
     }
+}
+
+// ------------------------------------------------------------------ the metrics contract
+// What the pipeline writes under `metrics` (with `expand=metrics`), documented for clients.
+// The JSON is built by the stages; these types only describe it, and the speech suite checks
+// a real job's metrics against this part of the served document.
+
+/// The score's workings. For a measured video, also `media`, `hook`, `media_findings` and
+/// `video_basis`; other members (drivers, sub-scores) describe the text model.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobMetrics {
+    pub model: String,
+    pub media: Option<MediaMetrics>,
+    pub hook: Option<HookMetrics>,
+    /// Advice from the measurements: heuristics, not learned from outcomes; they do not move the score.
+    pub media_findings: Option<Vec<MediaFinding>>,
+    /// How a video's score and confidence were arrived at.
+    pub video_basis: Option<String>,
+    /// Why a video was not measured on this deployment (it was scored from its text).
+    pub media_unavailable: Option<String>,
+}
+
+/// What was measured in the video (ffmpeg and the on-device speech model).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MediaMetrics {
+    pub duration_s: f64,
+    /// As shown (rotation applied).
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    pub rotation: i32,
+    pub has_audio: bool,
+    pub scenes: SceneMetrics,
+    pub audio: AudioMetrics,
+    pub speech: SpeechMetrics,
+    /// Text burned into the picture, frame by frame (the hook at 0.5, 1.5 and 2.5 s, then
+    /// every 5 s); null where text is not read on this deployment.
+    pub on_screen_text: Option<Vec<ScreenTextMetrics>>,
+    pub hook: HookMetrics,
+    /// `ffmpeg`.
+    pub engine: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SceneMetrics {
+    /// Hard cuts, seconds from the start.
+    pub cuts_s: Vec<f64>,
+    pub cuts_per_minute: f64,
+    pub first_cut_s: Option<f64>,
+    /// Share of the duration that is black, 0–1.
+    pub black_ratio: f64,
+    /// Share in which the picture does not change, 0–1.
+    pub static_ratio: f64,
+}
+
+/// Sound; every member is null for a video without a sound track.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AudioMetrics {
+    /// EBU R128 integrated loudness (platforms normalise to about −14).
+    pub loudness_lufs: Option<f64>,
+    pub loudness_range_lu: Option<f64>,
+    pub true_peak_dbtp: Option<f64>,
+    /// Share of the duration below −35 dBFS for 0.4 s or more, 0–1.
+    pub silence_ratio: Option<f64>,
+    /// When the first sound starts.
+    pub sound_onset_s: Option<f64>,
+    /// When the first words start (null: no speech heard).
+    pub speech_onset_s: Option<f64>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SpeechMetrics {
+    /// `whisper-tiny.en (on-device)`, or `unavailable` (then `reason` says why).
+    pub engine: String,
+    /// `en`; null when nothing was transcribed.
+    pub language: Option<String>,
+    pub transcript: String,
+    pub segments: Vec<SpeechSegment>,
+    pub words: u32,
+    /// Seconds in which someone speaks.
+    pub speaking_s: f64,
+    pub words_per_minute: Option<f64>,
+    /// Why there is no transcript (no sound track, no model installed).
+    pub reason: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SpeechSegment {
+    pub start_s: f64,
+    pub end_s: f64,
+    pub text: String,
+}
+
+/// The first seconds, where viewers decide.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct HookMetrics {
+    /// How long the hook is taken to be (3).
+    pub seconds: f64,
+    /// Mean absolute frame difference over the hook (0: nothing moves).
+    pub motion: Option<f64>,
+    pub cut_in_hook: bool,
+    pub speech_onset_s: Option<f64>,
+    /// What is said in the hook.
+    pub spoken: String,
+    /// What is written on screen in the hook; null where text is not read.
+    pub on_screen_text: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ScreenTextMetrics {
+    /// When the frame is, seconds from the start.
+    pub t_s: f64,
+    pub text: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MediaFinding {
+    pub category: InsightCategory,
+    /// Which rule fired, e.g. `late_first_words`, `slow_cutting`, `quiet_mix`.
+    pub rule: String,
+    /// What was measured, with the number.
+    pub message: String,
+    /// The change to make.
+    pub fix: String,
+    /// Where it applies, seconds from the start (a span with `until_s`).
+    pub at_s: f64,
+    pub until_s: Option<f64>,
+    /// `heuristic: platform guidance, not learned from outcomes`.
+    pub basis: String,
 }

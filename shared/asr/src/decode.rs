@@ -95,7 +95,7 @@ pub fn decode_window(model: &Whisper, mel: &[f32]) -> Result<WindowResult, AsrEr
     let t = &model.config.tokens;
     let suppress = model.config.suppressed();
     let mut session = model.start(mel)?;
-    let mut logits = model.step(&mut session, &[t.sot])?;
+    let mut logits = model.step(&mut session, t.sot)?;
     let no_speech_prob = {
         let mut p = logits.clone();
         log_softmax(&mut p);
@@ -112,7 +112,7 @@ pub fn decode_window(model: &Whisper, mel: &[f32]) -> Result<WindowResult, AsrEr
             break;
         }
         sampled.push(next);
-        logits = model.step(&mut session, &[next])?;
+        logits = model.step(&mut session, next)?;
     }
     let avg_logprob = sum_logprob / (sampled.len() + 1) as f32;
     Ok(WindowResult { tokens: sampled, avg_logprob, no_speech_prob })

@@ -6,6 +6,7 @@ pub mod convert;
 mod decode;
 pub mod mel;
 mod model;
+mod step;
 mod tokens;
 
 use std::path::Path;

@@ -1,14 +1,15 @@
-//! The Whisper network on candle, written for decoding one token at a time: the decoder
-//! keeps each layer's self-attention keys and values (a KV cache) and the cross-attention
-//! keys and values of the current window, so a step costs one token's work instead of
-//! re-running the whole prefix. Weights are the converted CTranslate2 tensors (fused
-//! q/k/v projections are used fused).
+//! The Whisper network: the encoder on candle (large matrix products), the decoder one
+//! token at a time in plain Rust (`step`), keeping each layer's self-attention keys and
+//! values (a KV cache) and the cross-attention keys and values of the current window, so a
+//! step costs one token's work instead of re-running the whole prefix. Weights are the
+//! converted CTranslate2 tensors (fused q/k/v projections are used fused).
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module};
 
+use crate::step::{self, Dense, Keys};
 use crate::{AsrError, ModelConfig};
 
 type Result<T> = std::result::Result<T, AsrError>;
@@ -29,6 +30,17 @@ impl Weights {
     }
     fn norm(&self, prefix: &str) -> Result<Norm> {
         Ok(Norm { gamma: self.get(&format!("{prefix}.gamma"))?, beta: self.get(&format!("{prefix}.beta"))? })
+    }
+    fn vec(&self, name: &str) -> Result<Vec<f32>> {
+        Ok(self.get(name)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+    fn dense(&self, prefix: &str) -> Result<Dense> {
+        let w = self.get(&format!("{prefix}.weight"))?;
+        let inp = w.dim(1)?;
+        Dense::new(w.flatten_all()?.to_vec1::<f32>()?, self.vec(&format!("{prefix}.bias"))?, inp)
+    }
+    fn plain_norm(&self, prefix: &str) -> Result<step::Norm> {
+        Ok(step::Norm { gamma: self.vec(&format!("{prefix}.gamma"))?, beta: self.vec(&format!("{prefix}.beta"))? })
     }
 }
 
@@ -59,9 +71,24 @@ impl Mlp {
     }
     /// `x + fc2(gelu(fc1(norm(x))))`.
     fn residual(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.fc1.forward(&self.norm.forward(x)?)?.gelu_erf()?;
+        let h = gelu(&self.fc1.forward(&self.norm.forward(x)?)?)?;
         Ok((x + self.fc2.forward(&h)?)?)
     }
+}
+
+/// Exact GELU over a large activation, split across the cores (candle's own runs one
+/// element at a time and took half the encoder's MLP time).
+fn gelu(x: &Tensor) -> Result<Tensor> {
+    let shape = x.shape().clone();
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let chunk = values.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for part in values.chunks_mut(chunk) {
+            s.spawn(move || part.iter_mut().for_each(|v| *v = step::gelu(*v)));
+        }
+    });
+    Ok(Tensor::from_vec(values, shape, x.device())?)
 }
 
 /// `[T, d]` → `[heads, T, d/heads]`.
@@ -70,17 +97,11 @@ fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     Ok(x.reshape((t, heads, d / heads))?.transpose(0, 1)?.contiguous()?)
 }
 
-/// Scaled dot-product attention of `q` `[h, T, dh]` over `k`, `v` `[h, S, dh]`; with
-/// `causal_offset`, query i (at position offset + i) sees keys up to its own position.
-fn attend(q: &Tensor, k: &Tensor, v: &Tensor, causal_offset: Option<usize>) -> Result<Tensor> {
+/// Scaled dot-product attention of `q` `[h, T, dh]` over `k`, `v` `[h, S, dh]`.
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (heads, t, dh) = q.dims3()?;
-    let mut scores = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?;
-    if let Some(offset) = causal_offset.filter(|_| t > 1) {
-        let s = k.dim(1)?;
-        let mask: Vec<f32> = (0..t).flat_map(|i| (0..s).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 })).collect();
-        let mask = Tensor::from_vec(mask, (t, s), q.device())?;
-        scores = scores.broadcast_add(&mask)?;
-    }
+    // Scaled before the product: a pass over q, not over the T×S scores.
+    let scores = (q * (1.0 / (dh as f64).sqrt()))?.matmul(&k.t()?)?;
     let weights = candle_nn::ops::softmax_last_dim(&scores)?;
     let out = weights.matmul(v)?; // [h, T, dh]
     Ok(out.transpose(0, 1)?.reshape((t, heads * dh))?)
@@ -103,72 +124,35 @@ impl SelfAttention {
         })
     }
 
-    /// `x + attention(norm(x))`; with a cache, the new keys and values are appended to it and
-    /// attention is causal.
-    fn residual(&self, x: &Tensor, cache: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor> {
+    /// `x + attention(norm(x))` over the whole sequence (the encoder's).
+    fn residual(&self, x: &Tensor) -> Result<Tensor> {
         let d = x.dim(1)?;
         let qkv = self.qkv.forward(&self.norm.forward(x)?)?;
         let q = split_heads(&qkv.narrow(1, 0, d)?, self.heads)?;
-        let mut k = split_heads(&qkv.narrow(1, d, d)?, self.heads)?;
-        let mut v = split_heads(&qkv.narrow(1, 2 * d, d)?, self.heads)?;
-        let causal = match cache {
-            None => None,
-            Some(slot) => {
-                let offset = slot.as_ref().map_or(0, |(k, _)| k.dim(1).unwrap_or(0));
-                if let Some((pk, pv)) = slot.as_ref() {
-                    k = Tensor::cat(&[pk, &k], 1)?;
-                    v = Tensor::cat(&[pv, &v], 1)?;
-                }
-                *slot = Some((k.clone(), v.clone()));
-                Some(offset)
-            }
-        };
-        let h = attend(&q, &k, &v, causal)?;
+        let k = split_heads(&qkv.narrow(1, d, d)?, self.heads)?;
+        let v = split_heads(&qkv.narrow(1, 2 * d, d)?, self.heads)?;
+        let h = attend(&q, &k, &v)?;
         Ok((x + self.out.forward(&h)?)?)
     }
 }
 
-struct CrossAttention {
-    norm: Norm,
-    q: Linear,
+/// The cross-attention keys and values of one decoder layer, projected from a window's
+/// audio features (a large product, so on candle).
+struct CrossKeys {
     kv: Linear,
-    out: Linear,
-    heads: usize,
 }
 
-impl CrossAttention {
-    fn load(w: &Weights, prefix: &str, heads: usize) -> Result<CrossAttention> {
-        Ok(CrossAttention {
-            norm: w.norm(&format!("{prefix}.layer_norm"))?,
-            q: w.linear(&format!("{prefix}.linear_0"))?,
-            kv: w.linear(&format!("{prefix}.linear_1"))?,
-            out: w.linear(&format!("{prefix}.linear_2"))?,
-            heads,
-        })
-    }
-
-    /// The keys and values of one window's audio features, computed once per window.
-    fn keys_values(&self, audio: &Tensor) -> Result<(Tensor, Tensor)> {
+impl CrossKeys {
+    fn keys(&self, audio: &Tensor) -> Result<Keys> {
         let d = audio.dim(1)?;
         let kv = self.kv.forward(audio)?;
-        Ok((split_heads(&kv.narrow(1, 0, d)?, self.heads)?, split_heads(&kv.narrow(1, d, d)?, self.heads)?))
-    }
-
-    fn residual(&self, x: &Tensor, kv: &(Tensor, Tensor)) -> Result<Tensor> {
-        let q = split_heads(&self.q.forward(&self.norm.forward(x)?)?, self.heads)?;
-        let h = attend(&q, &kv.0, &kv.1, None)?;
-        Ok((x + self.out.forward(&h)?)?)
+        let flat = |t: Tensor| -> Result<Vec<f32>> { Ok(t.contiguous()?.flatten_all()?.to_vec1::<f32>()?) };
+        Ok(Keys { k: flat(kv.narrow(1, 0, d)?)?, v: flat(kv.narrow(1, d, d)?)? })
     }
 }
 
 struct EncoderLayer {
     attn: SelfAttention,
-    mlp: Mlp,
-}
-
-struct DecoderLayer {
-    attn: SelfAttention,
-    cross: CrossAttention,
     mlp: Mlp,
 }
 
@@ -178,18 +162,16 @@ pub struct Whisper {
     audio_pos: Tensor,
     encoder: Vec<EncoderLayer>,
     encoder_norm: Norm,
-    embed: Tensor,
-    text_pos: Tensor,
-    decoder: Vec<DecoderLayer>,
-    decoder_norm: Norm,
+    cross_keys: Vec<CrossKeys>,
+    decoder: step::Decoder,
     pub config: ModelConfig,
 }
 
 /// One window's decoding state: the audio's cross-attention keys and values per layer and
 /// the self-attention cache of the tokens so far.
 pub struct Session {
-    cross: Vec<(Tensor, Tensor)>,
-    cache: Vec<Option<(Tensor, Tensor)>>,
+    cross: Vec<Keys>,
+    cache: Vec<Keys>,
     position: usize,
 }
 
@@ -206,26 +188,39 @@ impl Whisper {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let decoder = (0..config.decoder_layers)
-            .map(|i| {
-                let p = format!("decoder.layer_{i}");
-                Ok(DecoderLayer {
-                    attn: SelfAttention::load(&w, &format!("{p}.self_attention"), config.decoder_heads)?,
-                    cross: CrossAttention::load(&w, &format!("{p}.attention"), config.decoder_heads)?,
-                    mlp: Mlp::load(&w, &format!("{p}.ffn"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut layers = Vec::new();
+        let mut cross_keys = Vec::new();
+        for i in 0..config.decoder_layers {
+            let p = format!("decoder.layer_{i}");
+            layers.push(step::Layer {
+                self_norm: w.plain_norm(&format!("{p}.self_attention.layer_norm"))?,
+                qkv: w.dense(&format!("{p}.self_attention.linear_0"))?,
+                self_out: w.dense(&format!("{p}.self_attention.linear_1"))?,
+                cross_norm: w.plain_norm(&format!("{p}.attention.layer_norm"))?,
+                cross_q: w.dense(&format!("{p}.attention.linear_0"))?,
+                cross_out: w.dense(&format!("{p}.attention.linear_2"))?,
+                mlp_norm: w.plain_norm(&format!("{p}.ffn.layer_norm"))?,
+                fc1: w.dense(&format!("{p}.ffn.linear_0"))?,
+                fc2: w.dense(&format!("{p}.ffn.linear_1"))?,
+            });
+            cross_keys.push(CrossKeys { kv: w.linear(&format!("{p}.attention.linear_1"))? });
+        }
+        let decoder = step::Decoder {
+            layers,
+            norm: w.plain_norm("decoder.layer_norm")?,
+            embed: w.vec("decoder.embeddings.weight")?,
+            positions: w.vec("decoder.position_encodings.encodings")?,
+            d: config.d_model,
+            heads: config.decoder_heads,
+        };
         Ok(Whisper {
             conv1: conv("encoder.conv1")?,
             conv2: conv("encoder.conv2")?,
             audio_pos: w.get("encoder.position_encodings.encodings")?,
             encoder,
             encoder_norm: w.norm("encoder.layer_norm")?,
-            embed: w.get("decoder.embeddings.weight")?,
-            text_pos: w.get("decoder.position_encodings.encodings")?,
+            cross_keys,
             decoder,
-            decoder_norm: w.norm("decoder.layer_norm")?,
             config,
         })
     }
@@ -244,31 +239,23 @@ impl Whisper {
         let positions = x.dim(0)?;
         let mut x = (x + self.audio_pos.narrow(0, 0, positions)?)?;
         for layer in &self.encoder {
-            x = layer.attn.residual(&x, None)?;
+            x = layer.attn.residual(&x)?;
             x = layer.mlp.residual(&x)?;
         }
         let audio = self.encoder_norm.forward(&x)?;
-        let cross = self.decoder.iter().map(|l| l.cross.keys_values(&audio)).collect::<Result<Vec<_>>>()?;
-        Ok(Session { cross, cache: vec![None; self.decoder.len()], position: 0 })
+        let cross = self.cross_keys.iter().map(|c| c.keys(&audio)).collect::<Result<Vec<_>>>()?;
+        Ok(Session { cross, cache: vec![Keys::default(); self.cross_keys.len()], position: 0 })
     }
 
-    /// Feeds `tokens` (the prompt, then one token per step) and returns the logits that
-    /// follow the last of them.
-    pub fn step(&self, session: &mut Session, tokens: &[u32]) -> Result<Vec<f32>> {
-        if session.position + tokens.len() > self.config.text_ctx {
+    /// Feeds one token (the prompt's, then each sampled one) and returns the logits of the
+    /// token that follows.
+    pub fn step(&self, session: &mut Session, token: u32) -> Result<Vec<f32>> {
+        if session.position >= self.config.text_ctx {
             return Err(AsrError::Model("the window's text is longer than the model's context".into()));
         }
-        let ids = Tensor::new(tokens, &Device::Cpu)?;
-        let mut x = (self.embed.index_select(&ids, 0)? + self.text_pos.narrow(0, session.position, tokens.len())?)?;
-        for (i, layer) in self.decoder.iter().enumerate() {
-            x = layer.attn.residual(&x, Some(&mut session.cache[i]))?;
-            x = layer.cross.residual(&x, &session.cross[i])?;
-            x = layer.mlp.residual(&x)?;
-        }
-        session.position += tokens.len();
-        let last = self.decoder_norm.forward(&x.narrow(0, tokens.len() - 1, 1)?)?;
-        let logits = last.matmul(&self.embed.t()?)?.squeeze(0)?;
-        Ok(logits.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+        let logits = self.decoder.step(token, session.position, &session.cross, &mut session.cache)?;
+        session.position += 1;
+        Ok(logits)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod error;
 pub mod features;
 pub mod guard;
 pub mod media;
+pub mod media_insights;
 pub mod model;
 pub mod net;
 pub mod pipeline;

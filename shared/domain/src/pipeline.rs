@@ -278,39 +278,44 @@ pub async fn extract(ctx: &StageContext, state: &PipelineState) -> StageResult<E
     Ok(ExtractionResult { features_key: key })
 }
 
-/// What was said in the video goes through moderation too, before anything is scored; fail
-/// closed as for the text. A flag fails the job with the moderator's reasons.
+/// What is said and shown in the video goes through moderation too, before anything is
+/// scored; fail closed as for the text. A flag fails the job with the moderator's reasons.
 async fn moderate_media(ctx: &StageContext, job_id: Uuid, media: &Value) -> StageResult<()> {
-    let transcript = media["speech"]["transcript"].as_str().unwrap_or_default();
-    if transcript.trim().is_empty() {
+    let mut said = media["speech"]["transcript"].as_str().unwrap_or_default().to_string();
+    for frame in media["on_screen_text"].as_array().into_iter().flatten() {
+        said.push('\n');
+        said.push_str(frame["text"].as_str().unwrap_or_default());
+    }
+    if said.trim().is_empty() {
         return Ok(());
     }
-    let verdict = ctx.moderator.moderate(transcript).await.map_err(|e| match e {
+    let verdict = ctx.moderator.moderate(&said).await.map_err(|e| match e {
         Error::Unavailable(m) => StageError::Retryable(format!("moderation unavailable: {m}")),
         other => StageError::from(other),
     })?;
     if !verdict.flagged {
         return Ok(());
     }
-    let reason = format!("what is said in the video was flagged: {}", verdict.reasons.join("; "));
+    let reason = format!("what is said or shown in the video was flagged: {}", verdict.reasons.join("; "));
     let errors = json!([{"stage": "moderation", "error": "content_flagged", "reason": reason}]);
-    let flags = json!({"categories": verdict.categories, "reasons": verdict.reasons, "model": verdict.model, "source": "transcript"});
+    let flags = json!({"categories": verdict.categories, "reasons": verdict.reasons, "model": verdict.model, "source": "video speech and on-screen text"});
     ctx.store.fail_job(job_id, &errors, Some(&flags), now()).await?;
     tracing::info!("video speech flagged by moderation");
     // The job is failed already; the Catch path only notifies.
     Err(StageError::Permanent(reason))
 }
 
-/// The text the model scores: the caption (or uploaded text) and the video's spoken hook,
-/// what is said in its first seconds (or its first sentence when speech starts later).
+/// The text the model scores: the caption (or uploaded text), then the video's hook as a
+/// viewer meets it: the text on screen in its first seconds, and what is said in them (or
+/// the first sentence, when speech starts later).
 fn with_spoken_hook(mut text: String, media: &Value) -> String {
-    let hook = media["hook"]["spoken"].as_str().filter(|h| !h.trim().is_empty());
-    let first = media["speech"]["segments"][0]["text"].as_str();
-    if let Some(spoken) = hook.or(first).map(str::trim).filter(|s| !s.is_empty()) {
+    let shown = media["hook"]["on_screen_text"].as_str();
+    let spoken = media["hook"]["spoken"].as_str().filter(|h| !h.trim().is_empty()).or(media["speech"]["segments"][0]["text"].as_str());
+    for part in [shown, spoken].into_iter().flatten().map(str::trim).filter(|s| !s.is_empty()) {
         if !text.trim().is_empty() {
             text.push_str("\n\n");
         }
-        text.push_str(spoken);
+        text.push_str(part);
     }
     text
 }
@@ -385,7 +390,7 @@ fn nothing_to_score(media: &Value) -> &'static str {
         m if m["speech"]["engine"] == "unavailable" => {
             "nothing to score: the video has no caption, and its speech could not be transcribed here; add a caption"
         }
-        _ => "nothing to score: the video has no caption and no speech was heard in it; add a caption",
+        _ => "nothing to score: the video has no caption, no speech was heard in it and no text was read on screen; add a caption",
     }
 }
 
@@ -397,6 +402,9 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// How much of the text model's confidence stands for a video it judged by its words alone.
+const VIDEO_CONFIDENCE_SCALE: f64 = 0.8;
 
 pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<InferenceResult> {
     let (job, submission) = load(ctx, state.job_id).await?;
@@ -426,17 +434,33 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
     let out = ctx.scorer.score(&request).await?;
     let latency_ms = started.elapsed().as_millis() as i64;
     let mut metrics = out.metrics.clone();
+    let findings = crate::media_insights::findings(&doc["media"], submission.platform_hint);
+    let insights = crate::media_insights::merge(out.insights.clone(), &findings);
+    let measured_video = doc["media"]["duration_s"].is_number();
+    // The score reads the text only; what the text cannot see lowers how sure it can be.
+    let confidence = if measured_video { (out.confidence * VIDEO_CONFIDENCE_SCALE * 100.0).round() / 100.0 } else { out.confidence };
     if let Value::Object(m) = &mut metrics {
-        if !doc["media"].is_null() {
+        if measured_video {
+            m.insert("media_findings".into(), json!(findings));
+            m.insert(
+                "video_basis".into(),
+                json!(format!(
+                    "scored by the text model from the caption and the spoken hook; the video's measurements give heuristic advice \
+                     (media_findings, not learned from outcomes) and do not move the score; confidence is scaled by {VIDEO_CONFIDENCE_SCALE} \
+                     for what the text cannot see"
+                )),
+            );
+        }
+        if let Some(why) = doc["media"]["unavailable"].as_str() {
+            m.insert("media_unavailable".into(), json!(why));
+        } else if measured_video {
             m.insert("media".into(), doc["media"].clone());
-            if doc["media"]["hook"].is_object() {
-                m.insert("hook".into(), doc["media"]["hook"].clone());
-            }
+            m.insert("hook".into(), doc["media"]["hook"].clone());
         }
         m.insert("model".into(), json!(out.model_name));
         m.insert("inference_ms".into(), json!(latency_ms));
     }
-    let result = JobResult { score: out.score, confidence: out.confidence, insights: out.insights.clone(), metrics };
+    let result = JobResult { score: out.score, confidence, insights, metrics };
     let run = ModelRun {
         id: Uuid::now_v7(),
         job_id: job.id,

@@ -33,26 +33,19 @@ impl MediaAnalysis {
         Ok(MediaAnalysis { tools: Tools::on_path(timeout)?, max_seconds, speech })
     }
 
-    /// The `speech` report, and the transcript when there is one; `sound_onsets_s` place
-    /// where speech starts more finely than Whisper's timestamps.
-    async fn speech(&self, file: &Path, has_audio: bool, sound_onsets_s: &[f64]) -> (Value, Option<Transcript>) {
+    /// The transcript, or why there is none (`Err((engine, reason))`).
+    async fn transcribe(&self, file: &Path, has_audio: bool) -> Result<(Transcript, f64), (&'static str, String)> {
         if !has_audio {
-            return (speech::absent(speech::ENGINE, "the video has no sound track"), None);
+            return Err((speech::ENGINE, "the video has no sound track".into()));
         }
-        let model = match &self.speech {
-            Ok(model) => model,
-            Err(why) => return (speech::absent("unavailable", why), None),
-        };
-        let pcm = match self.tools.pcm_16k(file, self.max_seconds).await {
-            Ok(pcm) => pcm,
-            Err(e) => return (speech::absent("unavailable", &e.to_string()), None),
-        };
+        let model = self.speech.as_ref().map_err(|why| ("unavailable", why.clone()))?;
+        let pcm = self.tools.pcm_16k(file, self.max_seconds).await.map_err(|e| ("unavailable", e.to_string()))?;
         let duration = pcm.len() as f64 / 16_000.0;
         match model.transcribe(pcm).await {
-            Ok(t) => (speech::report(&t, duration, speech::speech_onset(&t, sound_onsets_s)), Some(t)),
+            Ok(t) => Ok((t, duration)),
             Err(e) => {
                 tracing::warn!(error = %e, "transcription failed; the video is measured without its speech");
-                (speech::absent("unavailable", &e), None)
+                Err(("unavailable", e))
             }
         }
     }
@@ -87,8 +80,24 @@ impl MediaAnalyzer for MediaAnalysis {
                 format!("the video is {}×{}; at most {MAX_SIDE_PX} px on a side are analysed", probe.width, probe.height),
             ));
         }
-        let s = self.tools.signals(file, &probe).await.map_err(domain_error)?;
-        let (speech, transcript) = self.speech(file, probe.has_audio, &s.sound_onsets_s).await;
+        // The signal pass, the transcription and the text reading run side by side: each is
+        // bound by a different tool, and together they keep both cores busy.
+        let (signals, heard, screen) = tokio::join!(
+            self.tools.signals(file, &probe),
+            self.transcribe(file, probe.has_audio),
+            self.tools.screen_text(file, probe.duration_s),
+        );
+        let s = signals.map_err(domain_error)?;
+        // On-screen text is advice and context: a failure to read it does not fail the job.
+        let screen = screen.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "on-screen text could not be read");
+            None
+        });
+        let (speech, transcript) = match heard {
+            Ok((t, duration)) => (speech::report(&t, duration, speech::speech_onset(&t, &s.sound_onsets_s)), Some(t)),
+            Err((engine, why)) => (speech::absent(engine, &why), None),
+        };
+        let hook_text: Vec<&str> = screen.iter().flatten().filter(|f| f.t_s < HOOK_SECS).map(|f| f.text.as_str()).collect();
         let speech_onset_s = transcript.as_ref().and_then(|t| speech::speech_onset(t, &s.sound_onsets_s));
         let spoken_hook: Vec<&str> =
             transcript.iter().flat_map(|t| &t.segments).filter(|g| g.start_s < HOOK_SECS).map(|g| g.text.as_str()).collect();
@@ -115,12 +124,15 @@ impl MediaAnalyzer for MediaAnalysis {
                 "speech_onset_s": speech_onset_s,
             },
             "speech": speech,
+            // null where tesseract is not installed; else what was read, frame by frame.
+            "on_screen_text": screen,
             "hook": {
                 "seconds": HOOK_SECS,
                 "motion": s.hook_motion,
                 "cut_in_hook": s.first_cut_s.is_some_and(|t| t < HOOK_SECS),
                 "speech_onset_s": speech_onset_s,
                 "spoken": spoken_hook.join(" "),
+                "on_screen_text": screen.as_ref().map(|_| hook_text.join(" ")),
             },
             "engine": "ffmpeg",
         }))

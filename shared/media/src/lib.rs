@@ -2,9 +2,11 @@
 //! arguments (never a shell), each under a time limit and killed if dropped or late.
 //! [`Tools::probe`] reads the container; [`Tools::signals`] gets every signal from one decode
 //! pass: scene cuts, black and static shares, EBU R128 loudness, silences and speech onset,
-//! and motion over the hook. [`speech`] transcribes the sound on-device (goviral-asr).
+//! and motion over the hook. [`speech`] transcribes the sound on-device (goviral-asr);
+//! [`Tools::screen_text`] reads burned-in text with tesseract.
 
 mod analyzer;
+mod ocr;
 mod signals;
 pub mod speech;
 
@@ -15,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use analyzer::{MAX_SIDE_PX, MediaAnalysis, NoMediaTools};
+pub use ocr::ScreenText;
 pub use signals::Signals;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,8 @@ pub type Result<T> = std::result::Result<T, MediaError>;
 pub struct Tools {
     ffmpeg: PathBuf,
     ffprobe: PathBuf,
+    /// On-screen text is read where tesseract is installed (Debian `tesseract-ocr`).
+    tesseract: Option<PathBuf>,
     timeout: Duration,
 }
 
@@ -64,7 +69,7 @@ pub struct Probe {
 impl Tools {
     /// The Debian binaries on `PATH`, with a time limit per run.
     pub fn on_path(timeout: Duration) -> Result<Tools> {
-        Ok(Tools { ffmpeg: find("ffmpeg")?, ffprobe: find("ffprobe")?, timeout })
+        Ok(Tools { ffmpeg: find("ffmpeg")?, ffprobe: find("ffprobe")?, tesseract: find("tesseract").ok(), timeout })
     }
 
     pub async fn probe(&self, file: &Path) -> Result<Probe> {
@@ -85,6 +90,8 @@ impl Tools {
     async fn run(&self, tool: &'static str, program: &Path, args: &[std::ffi::OsString]) -> Result<Vec<u8>> {
         let child = tokio::process::Command::new(program)
             .args(args)
+            // One thread each (tesseract would start one per core): runs are parallel already.
+            .env("OMP_THREAD_LIMIT", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -8,6 +8,9 @@
 //!   goviral-bench <goviral binary> crash [submissions] [clients]
 //!     submissions with idempotency keys while the runner works; `crash` SIGKILLs the server
 //!     half way and restarts it. Every acknowledged job must complete, scored exactly once.
+//!   goviral-bench <goviral binary> media [runs]
+//!     a 60 s 720p clip with speech, upload → complete, `runs` times (p50/p95), then a 180 s
+//!     1080×1920 clip once; the server's peak memory.
 //!   goviral-bench <goviral binary> attack [seconds] [attackers]
 //!     unauthenticated clients (each from its own 127.0.1.x address, so the per-address
 //!     throttle does not shield the hashing pool) flood the token exchange and API-key
@@ -135,6 +138,11 @@ async fn main() {
             eprintln!("error: acknowledged jobs were lost, duplicated or left unfinished");
             std::process::exit(1);
         }
+        return;
+    }
+    if mode == "media" {
+        let report = media_bench(&binary, args.get(3).map_or(5, |s| s.parse().expect("runs"))).await;
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
         return;
     }
     if mode == "scorer" {
@@ -692,4 +700,160 @@ fn scorer_bench(binary: &str, total: usize) {
         }))
         .unwrap()
     );
+}
+
+/// A clip of `seconds` at `size` (test pattern, a burned-in caption in the hook, hard cuts
+/// every 10 s) with LibriVox speech (Debian pocketsphinx-testdata) looped under it.
+fn media_clip(dir: &std::path::Path, size: &str, seconds: u32) -> std::path::PathBuf {
+    let librivox = "/usr/share/pocketsphinx/test/data/librivox";
+    let mut wavs: Vec<_> = std::fs::read_dir(librivox)
+        .expect("pocketsphinx-testdata is installed (scripts/media-tools --test)")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+        .collect();
+    wavs.sort();
+    let out = dir.join(format!("clip-v1-{size}-{seconds}s.mp4"));
+    if out.is_file() {
+        return out;
+    }
+    let partial = dir.join(format!("partial-{}.mp4", std::process::id()));
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("testsrc2=s={size}:r=30:d={seconds}")]);
+    for w in &wavs {
+        cmd.arg("-i").arg(w);
+    }
+    let n = wavs.len();
+    let inputs: String = (1..=n).map(|i| format!("[{i}:a]")).collect();
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+    let graph = format!(
+        "[0:v]hue=H=2*PI*floor(t/10)/6,drawtext=fontfile={font}:text='WAIT FOR IT':fontsize=h/12:fontcolor=white:borderw=4:bordercolor=black:x=(w-text_w)/2:y=h*0.7:enable='lt(t,3)'[v];\
+         {inputs}concat=n={n}:v=0:a=1,aloop=loop=-1:size=2e9,atrim=0:{seconds}[a]"
+    );
+    cmd.args(["-filter_complex", &graph, "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]);
+    cmd.args(["-c:a", "aac", "-t", &seconds.to_string()]).arg(&partial);
+    let made = cmd.output().expect("run ffmpeg");
+    assert!(made.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&made.stderr));
+    std::fs::rename(&partial, &out).unwrap();
+    out
+}
+
+/// Upload → `complete` for real videos through `goviral serve`: the upload (signed PUT to
+/// the local blob route), the submission, and polling until the job is done.
+async fn media_bench(binary: &str, runs: usize) -> Value {
+    let whisper = std::env::var("GOVIRAL_WHISPER_DIR").expect("GOVIRAL_WHISPER_DIR (scripts/bench sets it up)");
+    let data_dir = std::env::temp_dir().join(format!("goviral-bench-media-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let env = [
+        ("GOVIRAL_DATA_DIR", data_dir.to_str().unwrap()),
+        ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000"),
+        ("GOVIRAL_WHISPER_DIR", whisper.as_str()),
+        ("RUST_LOG", "warn"),
+    ];
+    let created =
+        Command::new(binary).args(["users", "create", "--email", "bench@example.com", "--plan", "enterprise"]).envs(env).output().unwrap();
+    assert!(created.status.success(), "users create: {}", String::from_utf8_lossy(&created.stderr));
+    let user: Value = serde_json::from_slice(&created.stdout).unwrap();
+    // Made once per machine (a minute of encoding), then reused.
+    let clips = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/goviral/bench-clips");
+    std::fs::create_dir_all(&clips).unwrap();
+    let started = Instant::now();
+    let short = media_clip(&clips, "1280x720", 60);
+    let tall = media_clip(&clips, "1080x1920", 180);
+    eprintln!("clips made in {:.1} s", started.elapsed().as_secs_f64());
+
+    let (mut server, base) = start_server(binary, &env);
+    let pid = server.id();
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let key = user["api_key"].as_str().unwrap().to_string();
+    let user_id = user["user_id"].as_str().unwrap().to_string();
+
+    let one = |file: std::path::PathBuf| {
+        let (client, base, key, user_id) = (client.clone(), base.clone(), key.clone(), user_id.clone());
+        async move {
+            let bytes = std::fs::read(&file).unwrap();
+            let t0 = Instant::now();
+            let body = json!({"media_type": "video/mp4", "size_bytes": bytes.len()}).to_string();
+            let (status, up) = request(
+                &client,
+                "POST",
+                &format!("{base}/api/v1/uploads"),
+                &[("x-api-key", &key), ("content-type", "application/json")],
+                Some(body),
+            )
+            .await;
+            assert_eq!(status, 201, "upload: {}", String::from_utf8_lossy(&up));
+            let up: Value = serde_json::from_slice(&up).unwrap();
+            let url = up["upload"]["url"].as_str().expect("an upload URL").to_string();
+            let put = hyper::Request::builder()
+                .method("PUT")
+                .uri(&url)
+                .header("content-type", "video/mp4")
+                .body(Full::new(Bytes::from(bytes)))
+                .unwrap();
+            let resp = client.request(put).await.expect("PUT");
+            assert!(resp.status().is_success(), "PUT {}", resp.status());
+            let body =
+                json!({"content_type": "video", "upload_id": up["upload_id"], "user_id": user_id, "platform_hint": "tiktok"}).to_string();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let job = loop {
+                let (status, b) = request(
+                    &client,
+                    "POST",
+                    &format!("{base}/api/v1/analyze"),
+                    &[("x-api-key", &key), ("content-type", "application/json")],
+                    Some(body.clone()),
+                )
+                .await;
+                if status == 201 {
+                    break serde_json::from_slice::<Value>(&b).unwrap()["job_id"].as_str().unwrap().to_string();
+                }
+                // The upload is taken in asynchronously (409 until then).
+                assert!(status == 409 && Instant::now() < deadline, "analyze: {status} {}", String::from_utf8_lossy(&b));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            loop {
+                let (_, b) =
+                    request(&client, "GET", &format!("{base}/api/v1/analyze/{job}?expand=metrics"), &[("x-api-key", &key)], None).await;
+                let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+                match v["status"].as_str() {
+                    Some("complete") => break (t0.elapsed(), v),
+                    Some("failed") => panic!("the job failed: {v}"),
+                    _ => {
+                        assert!(Instant::now() < deadline, "not complete in 120 s");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    };
+    let mut times = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..runs {
+        let (elapsed, job) = one(short.clone()).await;
+        times.push(elapsed.as_secs_f64());
+        last = job;
+    }
+    let (tall_elapsed, tall_job) = one(tall.clone()).await;
+    let peak = peak_rss_kib(pid);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let pct = |p: f64| (sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] * 100.0).round() / 100.0;
+    let media = &last["metrics"]["media"];
+    json!({
+        "server": "goviral serve (embedded default: SQLite, in-process runner, ffmpeg + whisper-tiny.en + tesseract)",
+        "clip_60s_720p": {
+            "runs": runs,
+            "upload_to_complete_s": {"p50": pct(0.5), "p95": pct(0.95), "all": times.iter().map(|t| (t * 100.0).round() / 100.0).collect::<Vec<_>>()},
+            "measured": {"cuts_per_minute": media["scenes"]["cuts_per_minute"], "words": media["speech"]["words"], "words_per_minute": media["speech"]["words_per_minute"], "loudness_lufs": media["audio"]["loudness_lufs"], "on_screen_text": media["on_screen_text"]},
+        },
+        "clip_180s_1080x1920": {
+            "upload_to_complete_s": (tall_elapsed.as_secs_f64() * 100.0).round() / 100.0,
+            "words": tall_job["metrics"]["media"]["speech"]["words"],
+        },
+        "server_peak_rss_mib": peak.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
+        "note": "peak RSS is the server's own; ffmpeg and tesseract run as child processes",
+    })
 }

@@ -78,6 +78,33 @@ async fn sample_events_run_through_the_lambda_routers() {
     assert_eq!(entry.ip_address, Some("203.0.113.10".parse().unwrap()));
 }
 
+/// Docker cannot run here, so the extraction image is checked for what can be checked: it
+/// builds and runs the stage binary, installs what media analysis needs (the packages
+/// scripts/media-tools installs), bakes in the speech model and points the stage at it, and
+/// the template runs it as an image with room for a video.
+#[test]
+fn the_extraction_image_has_what_media_analysis_needs() {
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(format!("{root}/infra/extraction/Dockerfile")).unwrap();
+    let tools = std::fs::read_to_string(format!("{root}/scripts/media-tools")).unwrap();
+    let needed = tools.lines().find_map(|l| l.strip_prefix("packages=(")).unwrap().trim_end_matches(')');
+    for package in needed.split_whitespace() {
+        assert!(dockerfile.split_whitespace().any(|w| w == package), "the image lacks {package}");
+    }
+    assert!(dockerfile.contains("cargo build --release -p stage-extraction"));
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/stage-extraction"]"#));
+    assert!(dockerfile.contains("scripts/whisper-model") && dockerfile.contains("ENV GOVIRAL_WHISPER_DIR=/opt/goviral/whisper-tiny.en"));
+    assert!(dockerfile.contains("COPY --from=build /models/whisper-tiny.en /opt/goviral/whisper-tiny.en"));
+    let template = std::fs::read_to_string(format!("{root}/template.yaml")).unwrap();
+    let function = template.split("  StageExtractionFunction:").nth(1).unwrap().split("\n\n").next().unwrap();
+    for line in ["PackageType: Image", "Dockerfile: infra/extraction/Dockerfile", "MemorySize: 3584", "Timeout: 300"] {
+        assert!(function.contains(line), "StageExtractionFunction lacks {line}");
+    }
+    let asl = std::fs::read_to_string(format!("{root}/infra/pipeline.asl.json")).unwrap();
+    let extract: serde_json::Value = serde_json::from_str::<serde_json::Value>(&asl).unwrap()["States"]["Extract"].clone();
+    assert!(extract["TimeoutSeconds"].as_u64().unwrap() >= 300, "the state machine waits as long as the function may run");
+}
+
 #[test]
 fn template_declares_every_function_and_route() {
     let template = std::fs::read_to_string(format!("{}/../template.yaml", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -86,6 +113,11 @@ fn template_declares_every_function_and_route() {
         std::fs::read_dir(&functions_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     packages.sort();
     let mut declared: Vec<String> = template.lines().filter_map(|l| l.trim().strip_prefix("Binary: ").map(String::from)).collect();
+    // Container-image functions name their binary in their Dockerfile.
+    for dockerfile in template.lines().filter_map(|l| l.trim().strip_prefix("Dockerfile: ")) {
+        let text = std::fs::read_to_string(format!("{}/../{dockerfile}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        declared.extend(text.split_whitespace().skip_while(|w| *w != "-p").nth(1).map(String::from));
+    }
     declared.sort();
     assert_eq!(packages, declared, "functions/ and template.yaml disagree");
     // Every function has a sample event in events/ that a test drives.
@@ -123,7 +155,8 @@ fn template_declares_every_function_and_route() {
     for stage in domain::pipeline::Stage::ALL {
         let name = format!("stage-{}", stage.as_str());
         assert!(packages.contains(&name), "{name} has no package");
-        let block = template.split(&format!("Binary: {name}\n")).nth(1).unwrap();
+        // Zip or image, a function is found by its name.
+        let block = template.split(&format!("FunctionName: !Sub \"goviral-${{Stage}}-{name}\"\n")).nth(1).unwrap();
         let block = block.split("Type: AWS::Serverless::Function").next().unwrap();
         assert!(block.contains("FunctionResponseTypes: [ReportBatchItemFailures]"), "{name} does not report batch failures");
         let queue = block.split("Queue: !GetAtt ").nth(1).unwrap().split(".Arn").next().unwrap();

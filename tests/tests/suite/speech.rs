@@ -10,6 +10,7 @@ use std::time::Duration;
 use domain::ports::MediaAnalyzer;
 use goviral_media::speech::Speech;
 use goviral_media::{MediaAnalysis, Tools};
+use serde_json::{Value, json};
 
 const LIBRIVOX: &str = "/usr/share/pocketsphinx/test/data/librivox";
 
@@ -158,7 +159,67 @@ async fn a_tone_is_not_speech_and_no_words_are_invented() {
     let video = video_with(dir.path(), &tone, 0.0, 12.0);
     let media = analysis().analyze(&video).await.unwrap();
     assert_eq!(media["speech"]["words"], 0, "{}", media["speech"]);
-    assert_eq!(media["audio"]["speech_onset_s"], serde_json::Value::Null);
+    assert_eq!(media["audio"]["speech_onset_s"], Value::Null);
+}
+
+/// Whether `value` is what `schema` (of the OpenAPI document `doc`) describes: types,
+/// required members, and every documented member of the value, recursively.
+fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        let target = &doc["components"]["schemas"][name];
+        if !target.is_object() {
+            return Err(format!("{at}: the document has no schema {name}"));
+        }
+        return conforms(doc, target, value, at);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(options) = schema[key].as_array() {
+            return match options.iter().any(|o| conforms(doc, o, value, at).is_ok()) {
+                true => Ok(()),
+                false => Err(format!("{at}: {value} matches none of {key}")),
+            };
+        }
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        return all.iter().try_for_each(|o| conforms(doc, o, value, at));
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let ok = types.is_empty() || types.contains(&kind) || (kind == "integer" && types.contains(&"number"));
+    if !ok {
+        return Err(format!("{at} is {kind} ({value}), the document says {types:?}"));
+    }
+    if let (Some(props), Value::Object(members)) = (schema["properties"].as_object(), value) {
+        for required in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            if !members.contains_key(required) {
+                return Err(format!("{at}.{required} is required and missing"));
+            }
+        }
+        for (name, sub) in props {
+            if let Some(v) = members.get(name) {
+                conforms(doc, sub, v, &format!("{at}.{name}"))?;
+            }
+        }
+    }
+    if let (Some(items), Value::Array(list)) = (schema.get("items"), value) {
+        for (i, v) in list.iter().enumerate() {
+            conforms(doc, items, v, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
 }
 
 /// A talking clip (espeak-ng over a test pattern), served from loopback.
@@ -183,7 +244,7 @@ async fn a_video_is_scored_from_its_speech_and_flagged_speech_is_stopped() {
     let ann = t.user("ann@example.com", Plan::Pro, false).await;
     let pipeline = t.start_pipeline(&Stages::sharing_blobs(&t));
     let submit = |url: String| {
-        let body = serde_json::json!({"content_type": "video", "source_url": url, "user_id": ann.user.id});
+        let body = json!({"content_type": "video", "source_url": url, "user_id": ann.user.id});
         let t = &t;
         let key = ann.api_key.clone();
         async move { t.post("/api/v1/analyze").api_key(&key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string() }
@@ -199,11 +260,21 @@ async fn a_video_is_scored_from_its_speech_and_flagged_speech_is_stopped() {
     assert!(speech["transcript"].as_str().unwrap().to_lowercase().contains("scrolling"), "{speech}");
     assert!(done["metrics"]["hook"]["spoken"].as_str().unwrap().to_lowercase().contains("stop"), "{}", done["metrics"]["hook"]);
     assert!(done["score"].as_f64().is_some());
+    // Advice from what was measured, marked as heuristic, and the confidence says what the
+    // text cannot see.
+    let findings = done["metrics"]["media_findings"].as_array().expect("media_findings");
+    assert!(findings.iter().all(|f| f["basis"].as_str().unwrap().starts_with("heuristic")), "{findings:?}");
+    assert!(done["confidence"].as_f64().unwrap() <= 0.8, "{}", done["confidence"]);
+    // The metrics are what the served OpenAPI document says they are.
+    let doc = t.get("/api/v1/openapi.json").send().await.body;
+    if let Err(why) = conforms(&doc, &json!({"$ref": "#/components/schemas/JobMetrics"}), &done["metrics"], "metrics") {
+        panic!("metrics do not match the OpenAPI document: {why}\n{}", done["metrics"]);
+    }
 
     let done = t.finished_job(&ann.api_key, &flagged).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["errors"][0]["error"], "content_flagged", "{done}");
-    assert!(done["errors"][0]["reason"].as_str().unwrap().contains("said in the video"), "{done}");
+    assert!(done["errors"][0]["reason"].as_str().unwrap().contains("in the video was flagged"), "{done}");
     assert!(done["score"].is_null());
     pipeline.stop().await;
 }

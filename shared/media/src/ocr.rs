@@ -1,0 +1,198 @@
+//! On-screen text: a few frames of the hook (0.5, 1.5, 2.5 s) and one every 5 s after it,
+//! taken in one ffmpeg pass, scaled so the long side is 1280 px and binarised for light text
+//! (captions are white, usually outlined), then read by tesseract (sparse text, one thread
+//! each, two at a time). Only confident, word-like tokens are kept: OCR of video frames is
+//! noisy, and invented words would be worse than none.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::{MediaError, Result, Tools};
+
+/// Frames after the hook are this many seconds apart.
+const EVERY_S: f64 = 5.0;
+/// tesseract's confidence (0–100) a word needs.
+const MIN_CONFIDENCE: f64 = 60.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScreenText {
+    pub t_s: f64,
+    pub text: String,
+}
+
+/// The times frames are read at, for a video of `duration` seconds.
+fn sample_times(duration: f64) -> Vec<f64> {
+    let mut times: Vec<f64> = [0.5, 1.5, 2.5].into_iter().filter(|t| *t < duration).collect();
+    let mut t = EVERY_S;
+    while t < duration {
+        times.push(t);
+        t += EVERY_S;
+    }
+    times
+}
+
+impl Tools {
+    /// Whether on-screen text can be read here.
+    pub fn reads_text(&self) -> bool {
+        self.tesseract.is_some()
+    }
+
+    /// The text burned into the video, frame by frame (a frame repeating the one before is
+    /// left out); None without tesseract.
+    pub async fn screen_text(&self, file: &Path, duration: f64) -> Result<Option<Vec<ScreenText>>> {
+        let Some(tesseract) = self.tesseract.clone() else { return Ok(None) };
+        let dir = tempfile::tempdir().map_err(|source| MediaError::Io { tool: "ffmpeg", source })?;
+        let times = sample_times(duration);
+        if times.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        // At 2 frames a second, frame n is at n/2 s: pick the sample times' frames.
+        let picks: Vec<String> = times.iter().map(|t| format!("eq(n\\,{})", (t * 2.0).round() as u64)).collect();
+        let graph = format!(
+            "fps=2,select='{}',scale='if(gt(iw\\,ih)\\,1280\\,-2)':'if(gt(iw\\,ih)\\,-2\\,1280)',format=gray,lut=y='if(gt(val\\,230)\\,0\\,255)'",
+            picks.join("+")
+        );
+        let pattern = dir.path().join("f%03d.png");
+        let args: Vec<std::ffi::OsString> = vec![
+            "-v".into(),
+            "error".into(),
+            "-nostdin".into(),
+            "-i".into(),
+            file.into(),
+            "-map".into(),
+            "0:v:0".into(),
+            "-vf".into(),
+            graph.into(),
+            "-fps_mode".into(),
+            "passthrough".into(),
+            pattern.into(),
+        ];
+        self.run("ffmpeg", &self.ffmpeg, &args).await?;
+        let frames: Vec<(f64, PathBuf)> = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, dir.path().join(format!("f{:03}.png", i + 1))))
+            .filter(|(_, p)| p.is_file())
+            .collect();
+        let mut read = Vec::new();
+        for pair in frames.chunks(2) {
+            // Two frames at a time: one tesseract per core.
+            let (first, second) = tokio::join!(self.read_frame(&tesseract, &pair[0].1), async {
+                match pair.get(1) {
+                    Some((_, frame)) => Some(self.read_frame(&tesseract, frame).await),
+                    None => None,
+                }
+            });
+            read.push((pair[0].0, first?));
+            if let (Some(text), Some((t, _))) = (second, pair.get(1)) {
+                read.push((*t, text?));
+            }
+        }
+        Ok(Some(consolidate(read)))
+    }
+
+    async fn read_frame(&self, tesseract: &Path, frame: &Path) -> Result<Reading> {
+        let args: Vec<std::ffi::OsString> = vec![frame.into(), "-".into(), "--psm".into(), "11".into(), "tsv".into()];
+        let tsv = self.run("tesseract", tesseract, &args).await?;
+        Ok(confident_words(&String::from_utf8_lossy(&tsv)))
+    }
+}
+
+/// One frame's text and how sure tesseract was of it (mean word confidence).
+#[derive(Debug, Clone, PartialEq)]
+struct Reading {
+    text: String,
+    confidence: f64,
+}
+
+/// Letter pairs of a text, for telling whether two readings are of the same caption.
+fn bigrams(text: &str) -> std::collections::HashSet<(char, char)> {
+    let letters: Vec<char> = text.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
+    letters.windows(2).map(|w| (w[0], w[1])).collect()
+}
+
+fn same_caption(a: &str, b: &str) -> bool {
+    let (a, b) = (bigrams(a), bigrams(b));
+    let union = a.union(&b).count();
+    union > 0 && a.intersection(&b).count() * 2 >= union
+}
+
+/// Frames that show the same caption are one entry, at its first time, in the reading
+/// tesseract was surest of (a caption over a busy background reads differently frame to frame).
+fn consolidate(read: Vec<(f64, Reading)>) -> Vec<ScreenText> {
+    let mut out: Vec<(ScreenText, f64)> = Vec::new();
+    for (t_s, r) in read.into_iter().filter(|(_, r)| !r.text.is_empty()) {
+        match out.last_mut() {
+            Some((last, best)) if same_caption(&last.text, &r.text) => {
+                let score = r.confidence * r.text.chars().filter(|c| c.is_alphanumeric()).count() as f64;
+                if score > *best {
+                    last.text = r.text;
+                    *best = score;
+                }
+            }
+            _ => {
+                let score = r.confidence * r.text.chars().filter(|c| c.is_alphanumeric()).count() as f64;
+                out.push((ScreenText { t_s, text: r.text }, score));
+            }
+        }
+    }
+    out.into_iter().map(|(s, _)| s).collect()
+}
+
+/// The words of tesseract's TSV it is sure of and that look like words, in reading order.
+fn confident_words(tsv: &str) -> Reading {
+    let (mut words, mut confidence) = (Vec::new(), 0.0);
+    for line in tsv.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() < 12 {
+            continue;
+        }
+        let conf: f64 = cols[10].parse().unwrap_or(-1.0);
+        let word = cols[11].trim().trim_matches(|c: char| !c.is_alphanumeric());
+        let letters = word.chars().filter(|c| c.is_alphabetic()).count();
+        let wordlike = word.chars().count() >= 2
+            && letters * 2 >= word.chars().count()
+            && word.chars().all(|c| c.is_alphanumeric() || "'’-".contains(c));
+        if conf >= MIN_CONFIDENCE && wordlike {
+            words.push(word.to_string());
+            confidence += conf;
+        }
+    }
+    let confidence = if words.is_empty() { 0.0 } else { confidence / words.len() as f64 };
+    Reading { text: words.join(" "), confidence }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_is_read_closely_and_the_rest_sparsely() {
+        assert_eq!(sample_times(2.0), [0.5, 1.5]);
+        assert_eq!(sample_times(12.0), [0.5, 1.5, 2.5, 5.0, 10.0]);
+    }
+
+    #[test]
+    fn only_confident_wordlike_tokens_are_kept() {
+        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
+                   5\t1\t1\t1\t1\t1\t0\t0\t10\t10\t95.1\tSTOP\n\
+                   5\t1\t1\t1\t1\t2\t0\t0\t10\t10\t91.0\tSCROLLING!\n\
+                   5\t1\t2\t1\t1\t1\t0\t0\t10\t10\t40.0\tnoise\n\
+                   5\t1\t3\t1\t1\t1\t0\t0\t10\t10\t88.0\t|~\n";
+        let r = confident_words(tsv);
+        assert_eq!(r.text, "STOP SCROLLING");
+        assert!((r.confidence - 93.05).abs() < 0.01);
+    }
+
+    #[test]
+    fn one_caption_over_several_frames_is_one_entry_in_its_best_reading() {
+        let r = |text: &str, confidence| Reading { text: text.into(), confidence };
+        let read =
+            vec![(0.5, r("STOP LLING", 70.0)), (1.5, r("STOP SCROLLING", 90.0)), (2.5, r("", 0.0)), (5.0, r("FOLLOW FOR PART TWO", 80.0))];
+        assert_eq!(
+            consolidate(read),
+            [ScreenText { t_s: 0.5, text: "STOP SCROLLING".into() }, ScreenText { t_s: 5.0, text: "FOLLOW FOR PART TWO".into() }]
+        );
+    }
+}
