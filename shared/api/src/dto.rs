@@ -447,6 +447,8 @@ pub struct MediaMetrics {
     /// every 5 s); null where text is not read on this deployment.
     pub on_screen_text: Option<Vec<ScreenTextMetrics>>,
     pub hook: HookMetrics,
+    /// Stills for the dashboard (the hook, then just after each cut), as blob keys.
+    pub thumbnails: Vec<ThumbnailMetrics>,
     /// `ffmpeg`.
     pub engine: String,
 }
@@ -483,8 +485,11 @@ pub struct AudioMetrics {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct SpeechMetrics {
-    /// `whisper-tiny.en (on-device)`, or `unavailable` (then `reason` says why).
+    /// `openai (whisper-1)` when OpenAI is configured, `whisper-tiny.en (on-device)`, or
+    /// `unavailable` (then `reason` says why).
     pub engine: String,
+    /// Why OpenAI's transcription was not used although configured (it failed; on-device was).
+    pub fallback: Option<String>,
     /// `en`; null when nothing was transcribed.
     pub language: Option<String>,
     pub transcript: String,
@@ -519,6 +524,14 @@ pub struct HookMetrics {
     pub spoken: String,
     /// What is written on screen in the hook; null where text is not read.
     pub on_screen_text: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ThumbnailMetrics {
+    pub t_s: f64,
+    /// `thumbnails/{job_id}/NN.jpg` in the blob store.
+    pub key: String,
 }
 
 #[derive(ToSchema)]

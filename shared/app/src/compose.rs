@@ -44,10 +44,10 @@ impl AppUses {
     pub const ALL: AppUses = AppUses { submissions: true, signed_urls: true };
 }
 
-/// The speech model of `dir`, loaded once per process (150 MB, shared by every runner and
-/// stage context), or why there is none.
-fn speech_model(dir: Option<&std::path::Path>) -> Result<Arc<goviral_media::speech::Speech>, String> {
-    type Loaded = std::collections::HashMap<std::path::PathBuf, Result<Arc<goviral_media::speech::Speech>, String>>;
+/// The on-device speech model of `dir`, loaded once per process (150 MB, shared by every
+/// runner and stage context), or why there is none.
+fn on_device_speech(dir: Option<&std::path::Path>) -> Result<Arc<goviral_asr::Transcriber>, String> {
+    type Loaded = std::collections::HashMap<std::path::PathBuf, Result<Arc<goviral_asr::Transcriber>, String>>;
     static LOADED: std::sync::Mutex<Option<Loaded>> = std::sync::Mutex::new(None);
     let Some(dir) = dir else {
         return Err("no speech model is installed (GOVIRAL_WHISPER_DIR; scripts/whisper-model sets it up)".into());
@@ -56,12 +56,11 @@ fn speech_model(dir: Option<&std::path::Path>) -> Result<Arc<goviral_media::spee
     loaded
         .get_or_insert_with(Default::default)
         .entry(dir.to_path_buf())
-        .or_insert_with(|| match goviral_asr::Transcriber::load(dir) {
-            Ok(t) => Ok(Arc::new(goviral_media::speech::Speech::new(Arc::new(t)))),
-            Err(e) => {
-                tracing::error!(error = %e, dir = %dir.display(), "the speech model could not be loaded; videos are analysed without speech");
-                Err(e.to_string())
-            }
+        .or_insert_with(|| {
+            goviral_asr::Transcriber::load(dir).map(Arc::new).map_err(|e| {
+                tracing::error!(error = %e, dir = %dir.display(), "the speech model could not be loaded");
+                e.to_string()
+            })
         })
         .clone()
 }
@@ -291,7 +290,13 @@ impl Composition {
 
     /// Media analysis where ffmpeg is installed; elsewhere an honest "unavailable".
     pub fn media(&self) -> Arc<dyn domain::ports::MediaAnalyzer> {
-        let speech = speech_model(self.config.media.whisper_dir.as_deref());
+        // OpenAI transcribes when keyed; the on-device model is the fallback (or the engine).
+        let on_device = on_device_speech(self.config.media.whisper_dir.as_deref());
+        let openai = self.config.openai.clone().map(|s| Arc::new(goviral_llm::OpenAiTranscriber::new(s)));
+        let speech = match (on_device, openai) {
+            (Err(why), None) => Err(why),
+            (on_device, openai) => goviral_media::speech::Speech::new(on_device.ok(), openai).map(Arc::new),
+        };
         match goviral_media::MediaAnalysis::on_path(self.config.media.tool_timeout, self.config.media.max_seconds, speech) {
             Ok(analysis) => Arc::new(analysis),
             Err(e) => Arc::new(goviral_media::NoMediaTools(e.to_string())),

@@ -329,7 +329,11 @@ async fn measure_media(ctx: &StageContext, job_id: Uuid, submission: &Submission
         return Ok(Value::Null);
     }
     match ctx.media.analyze(&file).await {
-        Ok(report) => Ok(report),
+        Ok(mut report) => {
+            let thumbnails = store_thumbnails(ctx, job_id, &file, &report).await;
+            report["thumbnails"] = json!(thumbnails);
+            Ok(report)
+        }
         Err(Error::Unavailable(why)) => {
             tracing::warn!(reason = %why, "media analysis unavailable; scoring the text alone");
             Ok(json!({"unavailable": why}))
@@ -339,6 +343,62 @@ async fn measure_media(ctx: &StageContext, job_id: Uuid, submission: &Submission
             fields.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ")
         ))),
         Err(other) => Err(StageError::from(other)),
+    }
+}
+
+/// The most thumbnails kept per video: the opening and the first shots after it.
+const MAX_THUMBNAILS: usize = 8;
+
+pub fn thumbnail_key(job_id: Uuid, index: usize) -> String {
+    format!("thumbnails/{job_id}/{index:02}.jpg")
+}
+
+/// Stills of the video for the dashboard: the hook (0.5 s) and just after each cut, stored
+/// under `thumbnails/{job}/`. Best effort: a video without them is still analysed.
+async fn store_thumbnails(ctx: &StageContext, job_id: Uuid, file: &std::path::Path, report: &Value) -> Vec<Value> {
+    let duration = report["duration_s"].as_f64().unwrap_or(0.0);
+    let mut times = vec![0.5f64.min(duration / 2.0)];
+    times.extend(
+        report["scenes"]["cuts_s"].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|c| c + 0.2).filter(|t| *t < duration),
+    );
+    times.truncate(MAX_THUMBNAILS);
+    let Ok(dir) = tempfile_dir() else { return Vec::new() };
+    let frames = match ctx.media.frames(file, &times, dir.path()).await {
+        Ok(frames) => frames,
+        Err(e) => {
+            tracing::warn!(error = %e, "thumbnails could not be taken");
+            return Vec::new();
+        }
+    };
+    let mut stored = Vec::new();
+    for (i, (t, path)) in frames.iter().enumerate() {
+        let key = thumbnail_key(job_id, i);
+        match ctx.blobs.put_file(&key, path, "image/jpeg").await {
+            Ok(()) => stored.push(json!({"t_s": (t * 100.0).round() / 100.0, "key": key})),
+            Err(e) => tracing::warn!(error = %e, %key, "a thumbnail could not be stored"),
+        }
+    }
+    stored
+}
+
+/// A private temporary directory, removed when dropped.
+fn tempfile_dir() -> std::io::Result<TempDir> {
+    let path = std::env::temp_dir().join(format!("goviral-frames-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir(&path)?;
+    Ok(TempDir(path))
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -253,6 +253,11 @@ pub trait RunQueue: Send + Sync {
 #[async_trait]
 pub trait MediaAnalyzer: Send + Sync {
     async fn analyze(&self, file: &std::path::Path) -> Result<Value>;
+    /// Still frames of `file` at `times_s` as JPEG files in `dir` (thumbnails for the
+    /// dashboard), in order; a time past the end gives no frame.
+    async fn frames(&self, _file: &std::path::Path, _times_s: &[f64], _dir: &std::path::Path) -> Result<Vec<(f64, std::path::PathBuf)>> {
+        Err(crate::Error::Unavailable("this analyzer takes no frames".into()))
+    }
 }
 
 /// A file downloaded from a `source_url`.

@@ -4,11 +4,13 @@
 
 pub mod openai;
 pub mod redact;
+pub mod transcribe;
 
 use domain::ports::{ScoreOutput, ScoreRequest, Scorer};
 use serde_json::json;
 
 pub use openai::{LlmError, OpenAiRewriter, OpenAiSettings};
+pub use transcribe::OpenAiTranscriber;
 
 pub struct EnrichedScorer {
     on_device: goviral_scoring::ModelScorer,

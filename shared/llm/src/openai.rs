@@ -175,10 +175,87 @@ enum BreakerState {
     HalfOpen,
 }
 
+/// A circuit breaker: after `failures` failed calls in a row no call goes out for `cooldown`,
+/// then one trial call decides.
+pub(crate) struct Breaker {
+    state: Mutex<BreakerState>,
+    failures: u32,
+    cooldown: Duration,
+}
+
+impl Breaker {
+    pub(crate) fn new(settings: &OpenAiSettings) -> Breaker {
+        Breaker {
+            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+            failures: settings.breaker_failures,
+            cooldown: settings.breaker_cooldown,
+        }
+    }
+
+    /// Whether a call may go out now; moves an expired open breaker to half-open.
+    pub(crate) fn admit(&self) -> bool {
+        let mut state = self.state.lock().unwrap();
+        match *state {
+            BreakerState::Closed { .. } => true,
+            BreakerState::Open { until } if Instant::now() >= until => {
+                *state = BreakerState::HalfOpen;
+                true
+            }
+            BreakerState::Open { .. } | BreakerState::HalfOpen => false,
+        }
+    }
+
+    pub(crate) fn record(&self, ok: bool) {
+        let mut state = self.state.lock().unwrap();
+        *state = match (&*state, ok) {
+            (_, true) => BreakerState::Closed { failures: 0 },
+            (BreakerState::Closed { failures }, false) if failures + 1 < self.failures => BreakerState::Closed { failures: failures + 1 },
+            (_, false) => {
+                tracing::warn!(cooldown_s = self.cooldown.as_secs(), "OpenAI circuit opened");
+                BreakerState::Open { until: Instant::now() + self.cooldown }
+            }
+        };
+    }
+}
+
+/// Calls `call` until it succeeds, fails for good, or `max_attempts` are spent, waiting with
+/// exponential backoff and full jitter between attempts; returns the outcome and the attempts.
+pub(crate) async fn with_retries<T, Fut>(settings: &OpenAiSettings, mut call: impl FnMut() -> Fut) -> (Result<T, LlmError>, u32)
+where
+    Fut: std::future::Future<Output = Result<T, LlmError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = match tokio::time::timeout(settings.timeout, call()).await {
+            Err(_) => Err(LlmError::Timeout(settings.timeout.as_millis())),
+            Ok(outcome) => outcome,
+        };
+        match outcome {
+            Err(e) if e.retryable() && attempt < settings.max_attempts => {
+                let cap = settings.backoff_base.as_millis() as u64 * (1 << (attempt - 1));
+                let delay = rand::rng().random_range(0..=cap.max(1));
+                tracing::info!(attempt, error = %e, delay_ms = delay, "OpenAI call failed; retrying");
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            other => return (other, attempt),
+        }
+    }
+}
+
+/// A client for `settings` on the plain transport: async-openai's default one retries on its
+/// own (up to 3 times, no jitter), which would hide attempts from the timeout, the backoff
+/// and the breaker.
+pub(crate) fn client(settings: &OpenAiSettings) -> Client<OpenAIConfig> {
+    let config = OpenAIConfig::new().with_api_base(settings.base_url.trim_end_matches('/')).with_api_key(settings.api_key.clone());
+    let transport = async_openai::middleware::ReqwestService::new(reqwest::Client::new());
+    Client::with_config(config).with_http_service(transport)
+}
+
 pub struct OpenAiRewriter {
     client: Client<OpenAIConfig>,
     settings: OpenAiSettings,
-    breaker: Mutex<BreakerState>,
+    breaker: Breaker,
 }
 
 const SYSTEM_PROMPT: &str = "You are an editor for short social content. Given a post and the findings of a virality model, \
@@ -189,12 +266,7 @@ keep them as they are.";
 
 impl OpenAiRewriter {
     pub fn new(settings: OpenAiSettings) -> OpenAiRewriter {
-        let config = OpenAIConfig::new().with_api_base(settings.base_url.trim_end_matches('/')).with_api_key(settings.api_key.clone());
-        // The plain transport: async-openai's default one retries on its own (up to 3 times,
-        // no jitter), which would hide attempts from the timeout, the backoff and the breaker.
-        let transport = async_openai::middleware::ReqwestService::new(reqwest::Client::new());
-        let client = Client::with_config(config).with_http_service(transport);
-        OpenAiRewriter { client, settings, breaker: Mutex::new(BreakerState::Closed { failures: 0 }) }
+        OpenAiRewriter { client: client(&settings), breaker: Breaker::new(&settings), settings }
     }
 
     pub fn model(&self) -> &str {
@@ -233,76 +305,33 @@ impl OpenAiRewriter {
         }
     }
 
-    /// Whether a call may go out now; moves an expired open breaker to half-open.
-    fn admit(&self) -> bool {
-        let mut state = self.breaker.lock().unwrap();
-        match *state {
-            BreakerState::Closed { .. } => true,
-            BreakerState::Open { until } if Instant::now() >= until => {
-                *state = BreakerState::HalfOpen;
-                true
-            }
-            BreakerState::Open { .. } | BreakerState::HalfOpen => false,
-        }
-    }
-
-    fn record(&self, ok: bool) {
-        let mut state = self.breaker.lock().unwrap();
-        *state = match (&*state, ok) {
-            (_, true) => BreakerState::Closed { failures: 0 },
-            (BreakerState::Closed { failures }, false) if failures + 1 < self.settings.breaker_failures => {
-                BreakerState::Closed { failures: failures + 1 }
-            }
-            (_, false) => {
-                tracing::warn!(cooldown_s = self.settings.breaker_cooldown.as_secs(), "LLM circuit opened");
-                BreakerState::Open { until: Instant::now() + self.settings.breaker_cooldown }
-            }
-        };
-    }
-
     pub async fn rewrite(&self, brief: &Brief<'_>) -> Result<Answer, LlmError> {
-        if !self.admit() {
+        if !self.breaker.admit() {
             return Err(LlmError::CircuitOpen);
         }
         let request = self.request(brief);
         let prompt_hash = domain::auth::sha256_hex(serde_json::to_string(&request).expect("request serialises").as_bytes());
-        let mut attempt = 0;
-        let result = loop {
-            attempt += 1;
-            let outcome = match tokio::time::timeout(self.settings.timeout, self.client.chat().create(request.clone())).await {
-                Err(_) => Err(LlmError::Timeout(self.settings.timeout.as_millis())),
-                Ok(Err(e)) => Err(classify(e)),
-                Ok(Ok(response)) => {
-                    let usage = response.usage.as_ref().map(|u| Usage {
-                        prompt_tokens: u.prompt_tokens,
-                        completion_tokens: u.completion_tokens,
-                        total_tokens: u.total_tokens,
-                    });
-                    let message = response.choices.into_iter().next().map(|c| c.message);
-                    match message {
-                        None => Err(LlmError::Malformed("no choices".into())),
-                        Some(m) if m.refusal.is_some() => Err(LlmError::Rejected(m.refusal.unwrap_or_default())),
-                        Some(m) => validate(m.content.as_deref().unwrap_or("")).map(|rewrites| (rewrites, usage)),
-                    }
-                }
-            };
-            match outcome {
-                Err(e) if e.retryable() && attempt < self.settings.max_attempts => {
-                    let cap = self.settings.backoff_base.as_millis() as u64 * (1 << (attempt - 1));
-                    let delay = rand::rng().random_range(0..=cap.max(1));
-                    tracing::info!(attempt, error = %e, delay_ms = delay, "LLM call failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(delay)).await;
-                }
-                other => break other,
+        let (result, attempts) = with_retries(&self.settings, || async {
+            let response = self.client.chat().create(request.clone()).await.map_err(classify)?;
+            let usage = response.usage.as_ref().map(|u| Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                total_tokens: u.total_tokens,
+            });
+            match response.choices.into_iter().next().map(|c| c.message) {
+                None => Err(LlmError::Malformed("no choices".into())),
+                Some(m) if m.refusal.is_some() => Err(LlmError::Rejected(m.refusal.unwrap_or_default())),
+                Some(m) => validate(m.content.as_deref().unwrap_or("")).map(|rewrites| (rewrites, usage)),
             }
-        };
-        self.record(result.is_ok());
+        })
+        .await;
+        self.breaker.record(result.is_ok());
         let (rewrites, usage) = result?;
-        Ok(Answer { rewrites, usage, prompt_hash, attempts: attempt })
+        Ok(Answer { rewrites, usage, prompt_hash, attempts })
     }
 }
 
-fn classify(e: OpenAIError) -> LlmError {
+pub(crate) fn classify(e: OpenAIError) -> LlmError {
     match e {
         OpenAIError::ApiError(api) => match api.status_code.as_u16() {
             429 => LlmError::RateLimited,

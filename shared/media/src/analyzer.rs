@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use domain::ports::MediaAnalyzer;
 use serde_json::{Value, json};
 
+use crate::speech::Heard;
 use crate::speech::{self, Speech};
 use crate::{MediaError, Tools};
-use goviral_asr::Transcript;
 
 /// The largest picture analysed, on its longer side (4K is 3840).
 pub const MAX_SIDE_PX: u32 = 4096;
@@ -34,7 +34,7 @@ impl MediaAnalysis {
     }
 
     /// The transcript, or why there is none (`Err((engine, reason))`).
-    async fn transcribe(&self, file: &Path, has_audio: bool) -> Result<(Transcript, f64), (&'static str, String)> {
+    async fn transcribe(&self, file: &Path, has_audio: bool) -> Result<(Heard, f64), (&'static str, String)> {
         if !has_audio {
             return Err((speech::ENGINE, "the video has no sound track".into()));
         }
@@ -63,6 +63,10 @@ fn domain_error(e: MediaError) -> domain::Error {
 
 #[async_trait]
 impl MediaAnalyzer for MediaAnalysis {
+    async fn frames(&self, file: &Path, times_s: &[f64], dir: &Path) -> domain::Result<Vec<(f64, std::path::PathBuf)>> {
+        self.tools.frames(file, times_s, dir).await.map_err(domain_error)
+    }
+
     async fn analyze(&self, file: &Path) -> domain::Result<Value> {
         let probe = self.tools.probe(file).await.map_err(domain_error)?;
         if !probe.has_video {
@@ -94,7 +98,10 @@ impl MediaAnalyzer for MediaAnalysis {
             None
         });
         let (speech, transcript) = match heard {
-            Ok((t, duration)) => (speech::report(&t, duration, speech::speech_onset(&t, &s.sound_onsets_s)), Some(t)),
+            Ok((heard, duration)) => {
+                let onset = speech::speech_onset(&heard.transcript, &s.sound_onsets_s);
+                (speech::report(&heard, duration, onset), Some(heard.transcript))
+            }
             Err((engine, why)) => (speech::absent(engine, &why), None),
         };
         let hook_text: Vec<&str> = screen.iter().flatten().filter(|f| f.t_s < HOOK_SECS).map(|f| f.text.as_str()).collect();

@@ -139,6 +139,38 @@ impl Tools {
     }
 }
 
+impl Tools {
+    /// One JPEG per time (360 px wide, fast seek), as `frame-NN.jpg` in `dir`.
+    pub async fn frames(&self, file: &Path, times_s: &[f64], dir: &Path) -> Result<Vec<(f64, PathBuf)>> {
+        let mut out = Vec::new();
+        for (i, t) in times_s.iter().enumerate() {
+            let dest = dir.join(format!("frame-{i:02}.jpg"));
+            let args: Vec<std::ffi::OsString> = vec![
+                "-v".into(),
+                "error".into(),
+                "-nostdin".into(),
+                "-ss".into(),
+                format!("{t:.3}").into(),
+                "-i".into(),
+                file.into(),
+                "-frames:v".into(),
+                "1".into(),
+                "-vf".into(),
+                "scale=360:-2".into(),
+                "-q:v".into(),
+                "5".into(),
+                "-y".into(),
+                dest.clone().into(),
+            ];
+            self.run("ffmpeg", &self.ffmpeg, &args).await?;
+            if dest.is_file() {
+                out.push((*t, dest));
+            }
+        }
+        Ok(out)
+    }
+}
+
 fn find(name: &'static str) -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file()).ok_or(MediaError::Missing(name))

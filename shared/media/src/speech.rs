@@ -1,33 +1,69 @@
-//! What was said: the on-device Whisper model over the video's sound, one transcription at a
-//! time per process (each uses every core; queued ones wait rather than thrash), and the
-//! measures read from it: words, speaking rate and when speech starts.
+//! What was said: OpenAI's transcription when it is configured, else (and whenever it fails)
+//! the on-device Whisper model over the video's sound, one on-device transcription at a time
+//! per process (each uses every core; queued ones wait rather than thrash), and the measures
+//! read from it: words, speaking rate and when speech starts.
 
 use std::sync::Arc;
 
-use goviral_asr::{Transcriber, Transcript};
+use goviral_asr::{Segment, Transcriber, Transcript};
+use goviral_llm::OpenAiTranscriber;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 pub const ENGINE: &str = "whisper-tiny.en (on-device)";
+pub const OPENAI_ENGINE: &str = "openai (whisper-1)";
 
-/// The speech model, shared by every analysis in the process.
+/// The speech engines of a process.
 pub struct Speech {
-    transcriber: Arc<Transcriber>,
+    on_device: Option<Arc<Transcriber>>,
+    openai: Option<Arc<OpenAiTranscriber>>,
     one_at_a_time: Semaphore,
 }
 
+/// A transcript and who made it; `fallback` says why OpenAI's was not used when it was asked.
+pub struct Heard {
+    pub transcript: Transcript,
+    pub engine: &'static str,
+    pub fallback: Option<String>,
+}
+
 impl Speech {
-    pub fn new(transcriber: Arc<Transcriber>) -> Speech {
-        Speech { transcriber, one_at_a_time: Semaphore::new(1) }
+    /// Either engine may be missing, not both.
+    pub fn new(on_device: Option<Arc<Transcriber>>, openai: Option<Arc<OpenAiTranscriber>>) -> Result<Speech, String> {
+        if on_device.is_none() && openai.is_none() {
+            return Err("no speech engine".into());
+        }
+        Ok(Speech { on_device, openai, one_at_a_time: Semaphore::new(1) })
     }
 
-    pub async fn transcribe(&self, pcm: Vec<f32>) -> Result<Transcript, String> {
+    pub async fn transcribe(&self, pcm: Vec<f32>) -> Result<Heard, String> {
+        let mut fallback = None;
+        if let Some(openai) = &self.openai {
+            match openai.transcribe(goviral_llm::transcribe::wav_16k(&pcm)).await {
+                Ok(heard) => {
+                    let segments = heard
+                        .segments
+                        .into_iter()
+                        .filter(|(_, _, text)| !text.is_empty())
+                        .map(|(start_s, end_s, text)| Segment { start_s, end_s, text, avg_logprob: 0.0 })
+                        .collect();
+                    return Ok(Heard { transcript: Transcript { segments, language: "en" }, engine: OPENAI_ENGINE, fallback: None });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "OpenAI transcription failed; transcribing on-device");
+                    fallback = Some(format!("OpenAI transcription failed ({e}); transcribed on-device"));
+                }
+            }
+        }
+        let Some(model) = self.on_device.clone() else {
+            return Err(fallback.unwrap_or_else(|| "no on-device speech model".into()));
+        };
         let _permit = self.one_at_a_time.acquire().await.map_err(|_| "the speech model is shutting down".to_string())?;
-        let transcriber = self.transcriber.clone();
-        tokio::task::spawn_blocking(move || transcriber.transcribe(&pcm))
+        let transcript = tokio::task::spawn_blocking(move || model.transcribe(&pcm))
             .await
             .map_err(|e| format!("transcription stopped: {e}"))?
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(Heard { transcript, engine: ENGINE, fallback })
     }
 }
 
@@ -72,12 +108,14 @@ fn round(x: f64, places: i32) -> f64 {
 }
 
 /// The `speech` part of `metrics.media`; `onset_s` from [`speech_onset`].
-pub fn report(t: &Transcript, duration_s: f64, onset_s: Option<f64>) -> Value {
+pub fn report(heard: &Heard, duration_s: f64, onset_s: Option<f64>) -> Value {
+    let t = &heard.transcript;
     let text = t.text();
     let words = text.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count();
     let spoken = speaking_seconds(t, duration_s, onset_s);
     json!({
-        "engine": ENGINE,
+        "engine": heard.engine,
+        "fallback": heard.fallback,
         "language": t.language,
         "transcript": text,
         "segments": t.segments.iter().map(|s| json!({"start_s": round(s.start_s, 2), "end_s": round(s.end_s, 2), "text": s.text})).collect::<Vec<_>>(),
@@ -89,13 +127,12 @@ pub fn report(t: &Transcript, duration_s: f64, onset_s: Option<f64>) -> Value {
 
 /// The `speech` part when nothing could be heard or the model is not installed.
 pub fn absent(engine: &str, reason: &str) -> Value {
-    json!({"engine": engine, "language": null, "transcript": "", "segments": [], "words": 0, "speaking_s": 0.0, "words_per_minute": null, "reason": reason})
+    json!({"engine": engine, "fallback": null, "language": null, "transcript": "", "segments": [], "words": 0, "speaking_s": 0.0, "words_per_minute": null, "reason": reason})
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use goviral_asr::Segment;
 
     fn transcript(spans: &[(f64, f64, &str)]) -> Transcript {
         let segments = spans.iter().map(|(s, e, t)| Segment { start_s: *s, end_s: *e, text: t.to_string(), avg_logprob: -0.2 }).collect();
@@ -105,7 +142,8 @@ mod tests {
     #[test]
     fn rate_and_onset_come_from_what_was_heard() {
         let t = transcript(&[(0.0, 4.0, "one two three four five six"), (3.0, 6.0, "seven eight")]);
-        let r = report(&t, 10.0, None);
+        let heard = |t: &Transcript| Heard { transcript: t.clone(), engine: ENGINE, fallback: None };
+        let r = report(&heard(&t), 10.0, None);
         assert_eq!((r["words"].as_u64(), r["speaking_s"].as_f64()), (Some(8), Some(6.0)));
         assert_eq!(r["words_per_minute"].as_f64(), Some(80.0));
         // Speech at 0.3 s that Whisper stamps 0.0: the sound onset wins.
@@ -117,7 +155,7 @@ mod tests {
         // Speech from 2 s that Whisper stamps from 0: the onset inside its first segment.
         let stamped_early = transcript(&[(0.0, 7.0, "stop scrolling")]);
         assert_eq!(speech_onset(&stamped_early, &[2.01]), Some(2.01));
-        assert_eq!(report(&stamped_early, 9.0, Some(2.0))["speaking_s"].as_f64(), Some(5.0));
+        assert_eq!(report(&heard(&stamped_early), 9.0, Some(2.0))["speaking_s"].as_f64(), Some(5.0));
         assert_eq!(speech_onset(&transcript(&[]), &[0.0]), None);
     }
 }

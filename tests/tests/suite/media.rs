@@ -166,3 +166,79 @@ async fn burned_in_captions_are_read_with_their_times() {
     // Nothing is read where there is no text.
     assert_eq!(read.len(), 2, "{read:?}");
 }
+
+/// The analyzer as extraction calls it (without speech: what is checked here is the video).
+fn analyzer(max_seconds: f64) -> goviral_media::MediaAnalysis {
+    goviral_media::MediaAnalysis::on_path(Duration::from_secs(60), max_seconds, Err("not needed here".into())).unwrap()
+}
+
+async fn refusal(file: &Path, max_seconds: f64) -> String {
+    use domain::ports::MediaAnalyzer;
+    match analyzer(max_seconds).analyze(file).await {
+        Err(domain::Error::Validation(fields)) => fields.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; "),
+        other => panic!("{} was not refused: {other:?}", file.display()),
+    }
+}
+
+/// Every bad input ends with a reason a user can act on; unusual but valid ones are measured.
+#[tokio::test]
+async fn bad_and_unusual_inputs() {
+    use domain::ports::MediaAnalyzer;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let good = clip(dir.path(), true);
+
+    // Truncated: the first half of a real MP4 (its index is at the end).
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(path("truncated.mp4"), &bytes[..bytes.len() / 2]).unwrap();
+    assert!(refusal(&path("truncated.mp4"), 180.0).await.contains("could not read"));
+    // A text file named .mp4, and zero bytes.
+    std::fs::write(path("text.mp4"), "just some words\n").unwrap();
+    assert!(refusal(&path("text.mp4"), 180.0).await.contains("could not read"));
+    std::fs::write(path("zero.mp4"), b"").unwrap();
+    assert!(!refusal(&path("zero.mp4"), 180.0).await.is_empty());
+    // Sound only.
+    ffmpeg(&["-f", "lavfi", "-i", "sine=f=440:d=2", "-c:a", "aac", path("audio.m4a").to_str().unwrap()]);
+    assert!(refusal(&path("audio.m4a"), 180.0).await.contains("no video stream"));
+    // Longer than the cap: refused from the probe, before any decoding.
+    ffmpeg(&["-f", "lavfi", "-i", "color=c=gray:s=64x64:r=1:d=12", "-c:v", "libx264", path("long.mp4").to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    assert!(refusal(&path("long.mp4"), 10.0).await.contains("12 s long; at most 10 s"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Larger than 4096 px on a side.
+    ffmpeg(&["-f", "lavfi", "-i", "color=c=gray:s=4112x64:r=5:d=1", "-c:v", "libx264", path("wide.mp4").to_str().unwrap()]);
+    assert!(refusal(&path("wide.mp4"), 180.0).await.contains("4112×64; at most 4096 px"));
+
+    // 10-bit HEVC and variable frame rate are measured like any video.
+    ffmpeg(&[
+        "-i",
+        good.to_str().unwrap(),
+        "-c:v",
+        "libx265",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-x265-params",
+        "log-level=error",
+        "-c:a",
+        "copy",
+        "-tag:v",
+        "hvc1",
+        path("hevc10.mp4").to_str().unwrap(),
+    ]);
+    let media = analyzer(180.0).analyze(&path("hevc10.mp4")).await.unwrap();
+    assert_eq!((media["width"].as_u64(), media["scenes"]["cuts_s"].as_array().map(Vec::len)), (Some(320), Some(2)), "{media}");
+    // Frames at irregular times: the first 2 s at 30 fps, the rest at 10 fps.
+    ffmpeg(&[
+        "-i",
+        good.to_str().unwrap(),
+        "-vf",
+        "select='lt(t,2)+not(mod(n,3))'",
+        "-fps_mode",
+        "vfr",
+        "-an",
+        path("vfr.mp4").to_str().unwrap(),
+    ]);
+    let media = analyzer(180.0).analyze(&path("vfr.mp4")).await.unwrap();
+    assert!(media["duration_s"].as_f64().unwrap() > 0.0 && media["fps"].as_f64().unwrap() > 0.0, "{media}");
+    assert_eq!(media["speech"]["reason"], "the video has no sound track", "{media}");
+}

@@ -122,7 +122,7 @@ fn video_with(dir: &Path, audio: &Path, audio_at_s: f64, seconds: f64) -> PathBu
 }
 
 fn analysis() -> MediaAnalysis {
-    let speech = Arc::new(Speech::new(Arc::new(transcriber())));
+    let speech = Arc::new(Speech::new(Some(Arc::new(transcriber())), None).unwrap());
     MediaAnalysis::on_path(Duration::from_secs(120), 180.0, Ok(speech)).unwrap()
 }
 
@@ -276,5 +276,53 @@ async fn a_video_is_scored_from_its_speech_and_flagged_speech_is_stopped() {
     assert_eq!(done["errors"][0]["error"], "content_flagged", "{done}");
     assert!(done["errors"][0]["reason"].as_str().unwrap().contains("in the video was flagged"), "{done}");
     assert!(done["score"].is_null());
+    pipeline.stop().await;
+}
+
+/// With OpenAI configured, `audio.transcriptions` (a mock with OpenAI's documented answers on
+/// loopback) transcribes; when it keeps failing, the job is transcribed on-device and says so.
+#[tokio::test]
+async fn openai_transcribes_when_configured_and_on_device_takes_over_when_it_fails() {
+    use domain::model::Plan;
+    use goviral_testkit::openai::{MockOpenAi, Reply};
+    use goviral_testkit::pipeline::Stages;
+    use goviral_testkit::{Backend, TestApp};
+
+    let mock = MockOpenAi::start().await;
+    let mut t = TestApp::spawn(Backend::Sqlite).await;
+    let mut settings = goviral_llm::OpenAiSettings::new(&mock.base_url, "sk-test", "gpt-test");
+    settings.backoff_base = Duration::from_millis(1);
+    t.config.openai = Some(settings.clone());
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let pipeline = t.start_pipeline(&Stages::with_openai(settings));
+    let clip = goviral_testkit::media::serve_clip(talking_clip("Stop scrolling. This one trick saves you an hour every day.")).await;
+    let submit = |caption: &str| {
+        let body = json!({"content_type": "video", "source_url": clip, "caption": caption, "user_id": ann.user.id});
+        let (t, key) = (&t, ann.api_key.clone());
+        async move { t.post("/api/v1/analyze").api_key(&key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string() }
+    };
+
+    mock.then_audio([Reply::Content("Stop scrolling. The mock heard this.".into())]);
+    let done = t.finished_job(&ann.api_key, &submit("one").await).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let speech = &done["metrics"]["media"]["speech"];
+    assert_eq!(
+        (speech["engine"].as_str(), speech["transcript"].as_str()),
+        (Some("openai (whisper-1)"), Some("Stop scrolling. The mock heard this.")),
+        "{speech}"
+    );
+    let sent = mock.audio_requests();
+    assert_eq!((sent[0].model.as_deref(), sent[0].response_format.as_deref()), (Some("whisper-1"), Some("verbose_json")));
+    assert_eq!(&sent[0].file[..4], b"RIFF", "the sound goes as a WAV file");
+
+    // Three 503s: retried, then on-device.
+    mock.then_audio([Reply::Status(503), Reply::Status(503), Reply::Status(503)]);
+    let done = t.finished_job(&ann.api_key, &submit("two").await).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let speech = &done["metrics"]["media"]["speech"];
+    assert_eq!(speech["engine"], "whisper-tiny.en (on-device)", "{speech}");
+    assert!(speech["fallback"].as_str().unwrap().contains("503"), "{speech}");
+    assert!(speech["transcript"].as_str().unwrap().to_lowercase().contains("scrolling"), "{speech}");
+    assert_eq!(mock.audio_requests().len(), 4, "one call, then three attempts");
     pipeline.stop().await;
 }

@@ -2,6 +2,7 @@
 //! to the signed URL (the local stand-in for S3), see it ready, and analyse it.
 
 use domain::model::Plan;
+use domain::ports::BlobStore;
 use goviral_testkit::pipeline::Stages;
 use goviral_testkit::{Backend, TestApp, TestResponse};
 use http::{Method, StatusCode};
@@ -301,6 +302,11 @@ async fn an_uploaded_video_is_measured_and_its_metrics_reported() {
     assert_eq!(cuts.len(), 1, "{media}");
     assert!((cuts[0].as_f64().unwrap() - 2.0).abs() <= 0.1);
     assert!(media["audio"]["loudness_lufs"].as_f64().is_some(), "{media}");
+    // Stills for the dashboard: the hook and just after the cut, stored as JPEGs.
+    let thumbnails = media["thumbnails"].as_array().unwrap();
+    assert_eq!(thumbnails.len(), 2, "{media}");
+    let first = t.blobs.get(thumbnails[1]["key"].as_str().unwrap()).await.unwrap().expect("stored");
+    assert!(first.starts_with(&[0xff, 0xd8, 0xff]), "a JPEG");
 
     // A file that says video/mp4 and is not one.
     let junk = vec![0x42u8; 4096];
