@@ -1,6 +1,6 @@
 //! On-screen text: a few frames of the hook (0.5, 1.5, 2.5 s) and one every 5 s after it,
-//! taken in one ffmpeg pass, scaled so the long side is 1280 px and binarised for light text
-//! (captions are white, usually outlined), then read by tesseract (sparse text, one thread
+//! taken in one ffmpeg pass, scaled so the long side is 1280 px and binarised for light,
+//! colourless text (captions are white, usually outlined), then read by tesseract (sparse text, one thread
 //! each, two at a time). Only confident, word-like tokens are kept: OCR of video frames is
 //! noisy, and invented words would be worse than none.
 
@@ -49,8 +49,11 @@ impl Tools {
         }
         // At 2 frames a second, frame n is at n/2 s: pick the sample times' frames.
         let picks: Vec<String> = times.iter().map(|t| format!("eq(n\\,{})", (t * 2.0).round() as u64)).collect();
+        // Caption ink is bright and colourless: pixels that are both become black on white,
+        // so a bright coloured background does not merge with the letters.
+        let ink = "if(gt(lum(X\\,Y)\\,215)*lt(abs(cb(X\\,Y)-128)\\,12)*lt(abs(cr(X\\,Y)-128)\\,12)\\,0\\,255)";
         let graph = format!(
-            "fps=2,select='{}',scale='if(gt(iw\\,ih)\\,1280\\,-2)':'if(gt(iw\\,ih)\\,-2\\,1280)',format=gray,lut=y='if(gt(val\\,230)\\,0\\,255)'",
+            "fps=2,select='{}',scale='if(gt(iw\\,ih)\\,1280\\,-2)':'if(gt(iw\\,ih)\\,-2\\,1280)',format=yuv444p,geq=lum='{ink}':cb=128:cr=128,format=gray",
             picks.join("+")
         );
         let pattern = dir.path().join("f%03d.png");

@@ -712,21 +712,28 @@ fn media_clip(dir: &std::path::Path, size: &str, seconds: u32) -> std::path::Pat
         .filter(|p| p.extension().is_some_and(|x| x == "wav"))
         .collect();
     wavs.sort();
-    let out = dir.join(format!("clip-v1-{size}-{seconds}s.mp4"));
+    let out = dir.join(format!("clip-v2-{size}-{seconds}s.mp4"));
     if out.is_file() {
         return out;
     }
     let partial = dir.join(format!("partial-{}.mp4", std::process::id()));
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("testsrc2=s={size}:r=30:d={seconds}")]);
+    cmd.args(["-v", "error", "-y"]);
+    // A new shot every 10 s: a different test source each time.
+    const SHOTS: &[&str] = &["testsrc2", "smptehdbars", "testsrc", "rgbtestsrc", "yuvtestsrc", "pal100bars"];
+    let shots = (seconds as usize).div_ceil(10);
+    for i in 0..shots {
+        cmd.args(["-f", "lavfi", "-i", &format!("{}=s={size}:r=30:d=10", SHOTS[i % SHOTS.len()])]);
+    }
     for w in &wavs {
         cmd.arg("-i").arg(w);
     }
     let n = wavs.len();
-    let inputs: String = (1..=n).map(|i| format!("[{i}:a]")).collect();
+    let video_inputs: String = (0..shots).map(|i| format!("[{i}:v]")).collect();
+    let inputs: String = (shots..shots + n).map(|i| format!("[{i}:a]")).collect();
     let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
     let graph = format!(
-        "[0:v]hue=H=2*PI*floor(t/10)/6,drawtext=fontfile={font}:text='WAIT FOR IT':fontsize=h/12:fontcolor=white:borderw=4:bordercolor=black:x=(w-text_w)/2:y=h*0.7:enable='lt(t,3)'[v];\
+        "{video_inputs}concat=n={shots}:v=1:a=0,drawtext=fontfile={font}:text='WAIT FOR IT':fontsize=h/12:fontcolor=white:borderw=4:bordercolor=black:x=(w-text_w)/2:y=h*0.7:enable='lt(t,3)'[v];\
          {inputs}concat=n={n}:v=0:a=1,aloop=loop=-1:size=2e9,atrim=0:{seconds}[a]"
     );
     cmd.args(["-filter_complex", &graph, "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]);
