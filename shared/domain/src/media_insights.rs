@@ -45,17 +45,14 @@ fn short_form(platform: Option<Platform>) -> bool {
 
 /// The findings for one video's `metrics.media`; empty when it was not measured.
 pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let Some(duration) = media["duration_s"].as_f64().filter(|d| *d > 0.0) else { return out };
-    let mut add = |category, rule, message: String, fix: String, at_s: f64, until_s: Option<f64>| {
-        out.push(Finding { category, rule, message, fix, at_s, until_s, basis: BASIS });
-    };
+    let Some(duration) = media["duration_s"].as_f64().filter(|d| *d > 0.0) else { return Vec::new() };
+    let mut c = Collect { out: Vec::new(), duration };
 
     // Hook: the first seconds decide whether anyone stays.
     let speech_onset = media["audio"]["speech_onset_s"].as_f64();
     let words = media["speech"]["words"].as_u64().unwrap_or(0);
     if let Some(onset) = speech_onset.filter(|o| *o > 1.0 && words > 0) {
-        add(
+        c.add(
             InsightCategory::Hook,
             "late_first_words",
             format!("First words at {onset:.1} s; short-form viewers decide whether to stay in about 1 s."),
@@ -68,7 +65,7 @@ pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
     let cut_in_hook = media["hook"]["cut_in_hook"].as_bool().unwrap_or(false);
     if motion.is_some_and(|m| m < 0.3) && !cut_in_hook {
         let hook = media["hook"]["seconds"].as_f64().unwrap_or(3.0).min(duration);
-        add(
+        c.add(
             InsightCategory::Hook,
             "static_opening",
             format!("Almost nothing moves in the first {hook:.0} s (motion {:.2}) and there is no cut.", motion.unwrap_or(0.0)),
@@ -81,7 +78,7 @@ pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
     // Read on screen (only where text was looked for): most feeds start muted.
     if media["hook"]["on_screen_text"].as_str().is_some_and(|t| t.trim().is_empty()) {
         let hook = media["hook"]["seconds"].as_f64().unwrap_or(3.0).min(duration);
-        add(
+        c.add(
             InsightCategory::Hook,
             "no_text_in_hook",
             format!("No text on screen in the first {hook:.0} s; many viewers start with the sound off."),
@@ -101,7 +98,7 @@ pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
         bounds.push(duration);
         let (start, end) =
             bounds.windows(2).map(|w| (w[0], w[1])).fold((0.0, 0.0), |best, s| if s.1 - s.0 > best.1 - best.0 { s } else { best });
-        add(
+        c.add(
             InsightCategory::Pacing,
             "slow_cutting",
             format!(
@@ -116,50 +113,42 @@ pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
     }
     if let Some(wpm) = media["speech"]["words_per_minute"].as_f64() {
         if wpm > 190.0 {
-            add(
+            c.whole(
                 InsightCategory::Pacing,
                 "fast_speech",
                 format!("Speech at {wpm:.0} words per minute, above the 140–180 most viewers follow comfortably."),
                 "Slow down or cut words; add on-screen captions for the dense parts.".into(),
-                0.0,
-                Some(duration),
             );
         } else if wpm < 110.0 && words >= 10 {
-            add(
+            c.whole(
                 InsightCategory::Pacing,
                 "slow_speech",
                 format!("Speech at {wpm:.0} words per minute, below the 140–180 that keeps short videos moving."),
                 "Tighten the pauses between sentences, or speed the voice track up by 10–15%.".into(),
-                0.0,
-                Some(duration),
             );
         }
     }
     if let Some(silence) = media["audio"]["silence_ratio"].as_f64().filter(|s| *s > 0.3) {
-        add(
+        c.whole(
             InsightCategory::Pacing,
             "dead_air",
             format!("{:.0}% of the video is silent.", silence * 100.0),
             "Trim the pauses, or lay music or ambient sound under them.".into(),
-            0.0,
-            Some(duration),
         );
     }
     if let Some(black) = media["scenes"]["black_ratio"].as_f64().filter(|b| *b > 0.05) {
-        add(
+        c.whole(
             InsightCategory::Pacing,
             "black_frames",
             format!("{:.0}% of the video is black frames.", black * 100.0),
             "Remove the black stretches; a viewer reads them as the video being over.".into(),
-            0.0,
-            Some(duration),
         );
     }
 
     // Emotion: sound energy.
     if let Some(lufs) = media["audio"]["loudness_lufs"].as_f64() {
         if lufs < -20.0 {
-            add(
+            c.whole(
                 InsightCategory::Emotion,
                 "quiet_mix",
                 format!(
@@ -169,30 +158,24 @@ pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
                     "Raise the mix by about {:.0} dB (normalise to −14 LUFS with the true peak at or under −1 dBTP).",
                     PLATFORM_LUFS - lufs
                 ),
-                0.0,
-                Some(duration),
             );
         } else if lufs > -9.0 {
-            add(
+            c.whole(
                 InsightCategory::Emotion,
                 "loud_mix",
                 format!(
                     "{lufs:.0} LUFS: louder than the {PLATFORM_LUFS:.0} LUFS platforms normalise to; they will turn it down and it may distort."
                 ),
                 "Lower the mix to about −14 LUFS and leave headroom.".into(),
-                0.0,
-                Some(duration),
             );
         }
     }
     if let Some(peak) = media["audio"]["true_peak_dbtp"].as_f64().filter(|p| *p > -1.0) {
-        add(
+        c.whole(
             InsightCategory::Emotion,
             "clipping_risk",
             format!("True peak {peak:+.1} dBTP: above −1 dBTP, so the platform's encoder may clip it."),
             "Apply a limiter at −1 dBTP.".into(),
-            0.0,
-            Some(duration),
         );
     }
 
@@ -200,13 +183,11 @@ pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
     // pictures alone.
     let has_audio = media["has_audio"].as_bool().unwrap_or(false);
     if !has_audio {
-        add(
+        c.whole(
             InsightCategory::Storytelling,
             "no_sound",
             "The video has no sound track; most feeds autoplay with sound for those who have it on.".into(),
             "Add a voice-over or music; a trending sound also helps discovery.".into(),
-            0.0,
-            Some(duration),
         );
     }
 
@@ -220,7 +201,7 @@ pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
             asks.iter().any(|a| text.split(|c: char| !c.is_alphanumeric() && c != ' ').any(|w| w.contains(a)))
         });
         if !asked {
-            add(
+            c.add(
                 InsightCategory::Cta,
                 "no_spoken_ask",
                 "Nothing in the last 5 s asks the viewer to do anything.".into(),
@@ -230,7 +211,25 @@ pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
             );
         }
     }
-    out
+    c.out
+}
+
+/// Findings as they are found, for a video of `duration` seconds.
+struct Collect {
+    out: Vec<Finding>,
+    duration: f64,
+}
+
+impl Collect {
+    fn add(&mut self, category: InsightCategory, rule: &'static str, message: String, fix: String, at_s: f64, until_s: Option<f64>) {
+        self.out.push(Finding { category, rule, message, fix, at_s, until_s, basis: BASIS });
+    }
+
+    /// A finding about the whole video.
+    fn whole(&mut self, category: InsightCategory, rule: &'static str, message: String, fix: String) {
+        let duration = self.duration;
+        self.add(category, rule, message, fix, 0.0, Some(duration));
+    }
 }
 
 /// The scorer's insights with the findings of the same category folded in: the measured

@@ -116,12 +116,8 @@ impl Tools {
     /// The first audio stream as 16 kHz mono samples in −1…1 (what speech recognition reads),
     /// at most `max_seconds` of it.
     pub async fn pcm_16k(&self, file: &Path, max_seconds: f64) -> Result<Vec<f32>> {
-        let args: Vec<std::ffi::OsString> = vec![
-            "-v".into(),
-            "error".into(),
-            "-nostdin".into(),
-            "-i".into(),
-            file.into(),
+        let mut args = input_args(file);
+        args.extend([
             "-map".into(),
             "0:a:0".into(),
             "-t".into(),
@@ -133,7 +129,7 @@ impl Tools {
             "-f".into(),
             "f32le".into(),
             "-".into(),
-        ];
+        ]);
         let raw = self.run("ffmpeg", &self.ffmpeg, &args).await?;
         Ok(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
@@ -169,6 +165,11 @@ impl Tools {
         }
         Ok(out)
     }
+}
+
+/// ffmpeg's opening arguments for reading `file`: errors only, never stdin.
+pub(crate) fn input_args(file: &Path) -> Vec<std::ffi::OsString> {
+    vec!["-v".into(), "error".into(), "-nostdin".into(), "-i".into(), file.into()]
 }
 
 fn find(name: &'static str) -> Result<PathBuf> {

@@ -57,20 +57,8 @@ impl Tools {
             picks.join("+")
         );
         let pattern = dir.path().join("f%03d.png");
-        let args: Vec<std::ffi::OsString> = vec![
-            "-v".into(),
-            "error".into(),
-            "-nostdin".into(),
-            "-i".into(),
-            file.into(),
-            "-map".into(),
-            "0:v:0".into(),
-            "-vf".into(),
-            graph.into(),
-            "-fps_mode".into(),
-            "passthrough".into(),
-            pattern.into(),
-        ];
+        let mut args = crate::input_args(file);
+        args.extend(["-map".into(), "0:v:0".into(), "-vf".into(), graph.into(), "-fps_mode".into(), "passthrough".into(), pattern.into()]);
         self.run("ffmpeg", &self.ffmpeg, &args).await?;
         let frames: Vec<(f64, PathBuf)> = times
             .iter()

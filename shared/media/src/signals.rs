@@ -56,15 +56,8 @@ impl Tools {
             ));
             maps.extend(["-map".into(), "[ao]".into(), "-f".into(), "null".into(), "-".into()]);
         }
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "-v".into(),
-            "error".into(),
-            "-nostdin".into(),
-            "-i".into(),
-            file.into(),
-            "-filter_complex".into(),
-            graph.join(";").into(),
-        ];
+        let mut args = crate::input_args(file);
+        args.extend(["-filter_complex".into(), graph.join(";").into()]);
         args.extend(maps);
         self.run("ffmpeg", &self.ffmpeg, &args).await?;
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();

@@ -52,6 +52,22 @@ pub fn verbose_transcription(text: &str) -> Value {
         "usage": {"type": "duration", "seconds": sentences.len() * 2}})
 }
 
+/// The HTTP answer to a scripted reply: `body(content)` with 200, OpenAI's error body with an
+/// error status, or `body(late)` after the hang.
+async fn answer(reply: Reply, body: fn(&str) -> Value, late: &str) -> axum::response::Response {
+    match reply {
+        Reply::Content(c) => (StatusCode::OK, axum::Json(body(&c))).into_response(),
+        Reply::Status(code) => {
+            let error = json!({"error": {"message": format!("mock {code}"), "type": "server_error", "param": null, "code": null}});
+            (StatusCode::from_u16(code).unwrap(), axum::Json(error)).into_response()
+        }
+        Reply::Hang(d) => {
+            tokio::time::sleep(d).await;
+            (StatusCode::OK, axum::Json(body(late))).into_response()
+        }
+    }
+}
+
 /// A multipart body's named text fields and its file (the mock's own small parser).
 fn parse_multipart(content_type: &str, body: &[u8]) -> AudioRequest {
     let boundary = content_type.split("boundary=").nth(1).unwrap_or_default().trim_matches('"');
@@ -117,18 +133,7 @@ impl MockOpenAi {
                 let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
                 ar.lock().unwrap().push(parse_multipart(&content_type, &body));
                 let reply = as_.lock().unwrap().pop_front().unwrap_or_else(|| Reply::Content("Stop scrolling. This is the mock.".into()));
-                match reply {
-                    Reply::Content(text) => (StatusCode::OK, axum::Json(verbose_transcription(&text))).into_response(),
-                    Reply::Status(code) => {
-                        let body =
-                            json!({"error": {"message": format!("mock {code}"), "type": "server_error", "param": null, "code": null}});
-                        (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response()
-                    }
-                    Reply::Hang(d) => {
-                        tokio::time::sleep(d).await;
-                        (StatusCode::OK, axum::Json(verbose_transcription("Too late."))).into_response()
-                    }
-                }
+                answer(reply, verbose_transcription, "Too late.").await
             }
         });
         let app = axum::Router::new().route("/v1/audio/transcriptions", transcriptions).route(
@@ -138,18 +143,7 @@ impl MockOpenAi {
                 async move {
                     r.lock().unwrap().push(body);
                     let reply = s.lock().unwrap().pop_front().unwrap_or_else(|| Reply::Content(valid_content()));
-                    match reply {
-                        Reply::Content(c) => (StatusCode::OK, axum::Json(completion(&c))).into_response(),
-                        Reply::Status(code) => {
-                            let body =
-                                json!({"error": {"message": format!("mock {code}"), "type": "server_error", "param": null, "code": null}});
-                            (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response()
-                        }
-                        Reply::Hang(d) => {
-                            tokio::time::sleep(d).await;
-                            (StatusCode::OK, axum::Json(completion(&valid_content()))).into_response()
-                        }
-                    }
+                    answer(reply, completion, &valid_content()).await
                 }
             }),
         );
