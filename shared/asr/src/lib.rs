@@ -75,8 +75,8 @@ pub struct Segment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transcript {
     pub segments: Vec<Segment>,
-    /// Always "en": the on-device model is English-only.
-    pub language: &'static str,
+    /// "en" from the on-device model (it is English-only); what the engine said otherwise.
+    pub language: String,
 }
 
 impl Transcript {
@@ -116,6 +116,6 @@ impl Transcriber {
         let (mel, stride) = mel::log_mel(pcm, &self.filters);
         let frames = pcm.len() / mel::HOP;
         let segments = decode::transcribe(&self.model, &mel, stride, frames, &|ids| self.vocab.decode(ids))?;
-        Ok(Transcript { segments, language: "en" })
+        Ok(Transcript { segments, language: "en".into() })
     }
 }

@@ -22,6 +22,9 @@ pub struct MediaAnalysis {
     max_seconds: f64,
     /// The speech model, or why there is none.
     speech: Result<Arc<Speech>, String>,
+    /// Analyses at once: each keeps two cores busy and holds a decoder's memory, so more
+    /// would only thrash; the others wait their turn.
+    at_once: tokio::sync::Semaphore,
 }
 
 impl MediaAnalysis {
@@ -30,7 +33,8 @@ impl MediaAnalysis {
     /// On the Debian tools found on `PATH`; each run may take `timeout`. `speech` is the
     /// model transcriptions run on, or why there is none (the rest is measured regardless).
     pub fn on_path(timeout: Duration, max_seconds: f64, speech: Result<Arc<Speech>, String>) -> Result<MediaAnalysis, MediaError> {
-        Ok(MediaAnalysis { tools: Tools::on_path(timeout)?, max_seconds, speech })
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(MediaAnalysis { tools: Tools::on_path(timeout)?, max_seconds, speech, at_once: tokio::sync::Semaphore::new((cores / 2).max(1)) })
     }
 
     /// The transcript, or why there is none (`Err((engine, reason))`).
@@ -84,6 +88,7 @@ impl MediaAnalyzer for MediaAnalysis {
                 format!("the video is {}×{}; at most {MAX_SIDE_PX} px on a side are analysed", probe.width, probe.height),
             ));
         }
+        let _turn = self.at_once.acquire().await.map_err(|_| domain::Error::Unavailable("media analysis is shutting down".into()))?;
         // The signal pass, the transcription and the text reading run side by side: each is
         // bound by a different tool, and together they keep both cores busy.
         let (signals, heard, screen) = tokio::join!(

@@ -47,7 +47,8 @@ impl Speech {
                         .filter(|(_, _, text)| !text.is_empty())
                         .map(|(start_s, end_s, text)| Segment { start_s, end_s, text, avg_logprob: 0.0 })
                         .collect();
-                    return Ok(Heard { transcript: Transcript { segments, language: "en" }, engine: OPENAI_ENGINE, fallback: None });
+                    let transcript = Transcript { segments, language: language_code(&heard.language) };
+                    return Ok(Heard { transcript, engine: OPENAI_ENGINE, fallback: None });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "OpenAI transcription failed; transcribing on-device");
@@ -65,6 +66,27 @@ impl Speech {
             .map_err(|e| e.to_string())?;
         Ok(Heard { transcript, engine: ENGINE, fallback })
     }
+}
+
+/// OpenAI names the language ("english"); the report uses ISO 639-1 codes like the model.
+fn language_code(name: &str) -> String {
+    const CODES: &[(&str, &str)] = &[
+        ("english", "en"),
+        ("spanish", "es"),
+        ("french", "fr"),
+        ("german", "de"),
+        ("portuguese", "pt"),
+        ("italian", "it"),
+        ("dutch", "nl"),
+        ("japanese", "ja"),
+        ("korean", "ko"),
+        ("chinese", "zh"),
+        ("hindi", "hi"),
+        ("arabic", "ar"),
+        ("russian", "ru"),
+    ];
+    let lower = name.trim().to_lowercase();
+    CODES.iter().find(|(n, _)| *n == lower).map_or(lower, |(_, code)| code.to_string())
 }
 
 /// Seconds spoken: the union of the segments, within the recording and from the onset on.
@@ -136,7 +158,7 @@ mod tests {
 
     fn transcript(spans: &[(f64, f64, &str)]) -> Transcript {
         let segments = spans.iter().map(|(s, e, t)| Segment { start_s: *s, end_s: *e, text: t.to_string(), avg_logprob: -0.2 }).collect();
-        Transcript { segments, language: "en" }
+        Transcript { segments, language: "en".into() }
     }
 
     #[test]

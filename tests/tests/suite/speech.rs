@@ -311,6 +311,7 @@ async fn openai_transcribes_when_configured_and_on_device_takes_over_when_it_fai
         (Some("openai (whisper-1)"), Some("Stop scrolling. The mock heard this.")),
         "{speech}"
     );
+    assert_eq!(speech["language"], "en", "OpenAI's \"english\" as a code");
     let sent = mock.audio_requests();
     assert_eq!((sent[0].model.as_deref(), sent[0].response_format.as_deref()), (Some("whisper-1"), Some("verbose_json")));
     assert_eq!(&sent[0].file[..4], b"RIFF", "the sound goes as a WAV file");
