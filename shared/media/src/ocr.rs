@@ -1,10 +1,11 @@
 //! On-screen text: a few frames of the hook (0.5, 1.5, 2.5 s) and one every 5 s after it,
-//! taken in one ffmpeg pass, scaled so the long side is 1280 px and binarised for light,
-//! colourless text (captions are white, usually outlined), then read by tesseract (sparse text, one thread
-//! each, two at a time). Only confident, word-like tokens are kept: OCR of video frames is
-//! noisy, and invented words would be worse than none.
+//! taken in one ffmpeg pass, scaled so the long side is 1280 px, each read twice by tesseract
+//! (sparse text, one thread each, both at once): binarised for light, colourless ink (white
+//! outlined captions) and as plain grey (dark text on a light box); the better reading wins.
+//! Only confident, word-like tokens are kept: OCR of video frames is noisy, and invented
+//! words would be worse than none.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -49,36 +50,33 @@ impl Tools {
         }
         // At 2 frames a second, frame n is at n/2 s: pick the sample times' frames.
         let picks: Vec<String> = times.iter().map(|t| format!("eq(n\\,{})", (t * 2.0).round() as u64)).collect();
-        // Caption ink is bright and colourless: pixels that are both become black on white,
-        // so a bright coloured background does not merge with the letters.
+        // Two readings of each frame. Outlined captions: ink is bright and colourless, and
+        // such pixels become black on white, so a bright coloured background does not merge
+        // with the letters. Boxed captions (dark on a light box): the plain grey frame, which
+        // tesseract thresholds itself.
         let ink = "if(gt(lum(X\\,Y)\\,215)*lt(abs(cb(X\\,Y)-128)\\,12)*lt(abs(cr(X\\,Y)-128)\\,12)\\,0\\,255)";
         let graph = format!(
-            "fps=2,select='{}',scale='if(gt(iw\\,ih)\\,1280\\,-2)':'if(gt(iw\\,ih)\\,-2\\,1280)',format=yuv444p,geq=lum='{ink}':cb=128:cr=128,format=gray",
+            "[0:v:0]fps=2,select='{}',scale='if(gt(iw\\,ih)\\,1280\\,-2)':'if(gt(iw\\,ih)\\,-2\\,1280)',split[a][b];\
+             [a]format=yuv444p,geq=lum='{ink}':cb=128:cr=128,format=gray[ink];[b]format=gray[plain]",
             picks.join("+")
         );
-        let pattern = dir.path().join("f%03d.png");
         let mut args = crate::input_args(file);
-        args.extend(["-map".into(), "0:v:0".into(), "-vf".into(), graph.into(), "-fps_mode".into(), "passthrough".into(), pattern.into()]);
+        args.extend(["-filter_complex".into(), graph.into()]);
+        for (label, prefix) in [("[ink]", "f"), ("[plain]", "g")] {
+            args.extend(["-map".into(), label.into(), "-fps_mode".into(), "passthrough".into()]);
+            args.push(dir.path().join(format!("{prefix}%03d.png")).into());
+        }
         self.run("ffmpeg", &self.ffmpeg, &args).await?;
-        let frames: Vec<(f64, PathBuf)> = times
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (*t, dir.path().join(format!("f{:03}.png", i + 1))))
-            .filter(|(_, p)| p.is_file())
-            .collect();
         let mut read = Vec::new();
-        for pair in frames.chunks(2) {
-            // Two frames at a time: one tesseract per core.
-            let (first, second) = tokio::join!(self.read_frame(&tesseract, &pair[0].1), async {
-                match pair.get(1) {
-                    Some((_, frame)) => Some(self.read_frame(&tesseract, frame).await),
-                    None => None,
-                }
-            });
-            read.push((pair[0].0, first?));
-            if let (Some(text), Some((t, _))) = (second, pair.get(1)) {
-                read.push((*t, text?));
+        for (i, t) in times.iter().enumerate() {
+            let (ink, plain) = (dir.path().join(format!("f{:03}.png", i + 1)), dir.path().join(format!("g{:03}.png", i + 1)));
+            if !ink.is_file() || !plain.is_file() {
+                continue; // past the end
             }
+            // Both readings at once: one tesseract per core.
+            let (a, b) = tokio::join!(self.read_frame(&tesseract, &ink), self.read_frame(&tesseract, &plain));
+            let (a, b) = (a?, b?);
+            read.push((*t, if score(&b) > score(&a) { b } else { a }));
         }
         Ok(Some(consolidate(read)))
     }
@@ -109,6 +107,11 @@ fn same_caption(a: &str, b: &str) -> bool {
     union > 0 && a.intersection(&b).count() * 2 >= union
 }
 
+/// How much a reading says: its confidence times its letters and digits.
+fn score(r: &Reading) -> f64 {
+    r.confidence * r.text.chars().filter(|c| c.is_alphanumeric()).count() as f64
+}
+
 /// Frames that show the same caption are one entry, at its first time, in the reading
 /// tesseract was surest of (a caption over a busy background reads differently frame to frame).
 fn consolidate(read: Vec<(f64, Reading)>) -> Vec<ScreenText> {
@@ -116,15 +119,14 @@ fn consolidate(read: Vec<(f64, Reading)>) -> Vec<ScreenText> {
     for (t_s, r) in read.into_iter().filter(|(_, r)| !r.text.is_empty()) {
         match out.last_mut() {
             Some((last, best)) if same_caption(&last.text, &r.text) => {
-                let score = r.confidence * r.text.chars().filter(|c| c.is_alphanumeric()).count() as f64;
-                if score > *best {
+                if score(&r) > *best {
+                    *best = score(&r);
                     last.text = r.text;
-                    *best = score;
                 }
             }
             _ => {
-                let score = r.confidence * r.text.chars().filter(|c| c.is_alphanumeric()).count() as f64;
-                out.push((ScreenText { t_s, text: r.text }, score));
+                let best = score(&r);
+                out.push((ScreenText { t_s, text: r.text }, best));
             }
         }
     }

@@ -132,7 +132,8 @@ async fn what_is_not_media_is_refused_with_a_reason_and_slow_tools_are_stopped()
     assert!(matches!(hurried.probe(&file).await, Err(MediaError::TimedOut { tool: "ffprobe", .. })));
 }
 
-/// Burned-in captions are read where they are: one in the hook, another later on.
+/// Burned-in captions are read where they are: one in the hook, others later on, in both of
+/// the usual styles.
 #[tokio::test]
 async fn burned_in_captions_are_read_with_their_times() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,12 +144,16 @@ async fn burned_in_captions_are_read_with_their_times() {
             "drawtext=fontfile={font}:text='{text}':fontsize=72:fontcolor=white:borderw=4:bordercolor=black:x=(w-text_w)/2:y=h*0.7:enable='between(t,{from},{to})'"
         )
     };
-    let graph = format!("{},{}", caption("STOP SCROLLING", 0, 3), caption("FOLLOW FOR PART TWO", 4, 8));
+    // The usual two styles: white outlined text, and dark text on a light box.
+    let boxed = format!(
+        "drawtext=fontfile={font}:text='LINK IN BIO':fontsize=64:fontcolor=black:box=1:boxcolor=white:boxborderw=16:x=(w-text_w)/2:y=h*0.2:enable='between(t,9,12)'"
+    );
+    let graph = format!("{},{},{boxed}", caption("STOP SCROLLING", 0, 3), caption("FOLLOW FOR PART TWO", 4, 8));
     ffmpeg(&[
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=s=1280x720:r=30:d=12",
+        "testsrc2=s=1280x720:r=30:d=16",
         "-vf",
         &graph,
         "-c:v",
@@ -157,14 +162,15 @@ async fn burned_in_captions_are_read_with_their_times() {
         "yuv420p",
         out.to_str().unwrap(),
     ]);
-    let read = tools().screen_text(&out, 12.0).await.unwrap().expect("tesseract is installed by scripts/test");
+    let read = tools().screen_text(&out, 16.0).await.unwrap().expect("tesseract is installed by scripts/test");
     let at = |t: f64| read.iter().find(|r| (r.t_s - t).abs() < 0.01).map(|r| r.text.clone()).unwrap_or_default();
     assert_eq!(at(0.5), "STOP SCROLLING", "{read:?}");
     // The same caption on the next hook frames is not repeated.
     assert!(read.iter().filter(|r| r.text == "STOP SCROLLING").count() == 1, "{read:?}");
     assert!(read.iter().any(|r| r.text.contains("FOLLOW") && r.text.contains("PART") && r.t_s >= 4.0), "{read:?}");
-    // Nothing is read where there is no text.
-    assert_eq!(read.len(), 2, "{read:?}");
+    assert!(read.iter().any(|r| r.text == "LINK IN BIO" && r.t_s == 10.0), "{read:?}");
+    // Nothing is read at 15 s, where there is no text.
+    assert_eq!(read.len(), 3, "{read:?}");
 }
 
 /// The analyzer as extraction calls it (without speech: what is checked here is the video).
