@@ -90,11 +90,19 @@ struct EventSource {
     http: HttpClient,
     /// Function invocations per stage, and how many messages each reported failed.
     invocations: tokio::sync::Mutex<HashMap<&'static str, (u32, u32)>>,
+    /// Delivery stops after the first batch of real stage messages until the test resumes
+    /// it: the test changes the world (creates the bucket) between a failed attempt and its
+    /// retry, whatever the retry's jittered delay.
+    pause_after_first_task: AtomicBool,
+    paused: AtomicBool,
 }
 
 impl EventSource {
     async fn poll_once(&self) {
         for queue in &self.queues {
+            if self.paused.load(Ordering::SeqCst) {
+                return;
+            }
             let received = self
                 .sqs
                 .receive_message()
@@ -141,6 +149,12 @@ impl EventSource {
                 let entry = counts.entry(queue.stage.as_str()).or_default();
                 entry.0 += 1;
                 entry.1 += failed.len() as u32;
+            }
+            let carried_a_task = messages
+                .iter()
+                .any(|m| serde_json::from_str::<Value>(m.body().unwrap_or_default()).is_ok_and(|b| b["task_token"].is_string()));
+            if carried_a_task && self.pause_after_first_task.swap(false, Ordering::SeqCst) {
+                self.paused.store(true, Ordering::SeqCst);
             }
             for m in messages {
                 if !failed.iter().any(|id| Some(id.as_str()) == m.message_id()) {
@@ -371,23 +385,34 @@ async fn the_state_machine_runs_the_stage_binaries_with_retry_catch_and_dlq() {
         invoke_url: watch.invoke_url.clone(),
         http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
         invocations: tokio::sync::Mutex::new(HashMap::new()),
+        pause_after_first_task: AtomicBool::new(true),
+        paused: AtomicBool::new(false),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let poller = source.clone().spawn(stop.clone());
 
-    // Wait for extraction to have failed on the missing bucket, then bring S3 "back".
+    // The first stage attempt fails on the missing bucket (delivery pauses right after it),
+    // then S3 comes "back" and delivery resumes: the failure must have been retried.
     let good_arn = pipeline.execution_arn(good.job_id);
+    let silent_arn = pipeline.execution_arn(silent.job_id);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (_, history) = moto.execution(&good_arn).await;
-        if task_failures(&history).iter().any(|(error, _)| error == "Stage.Retryable") {
+        let mut failed = false;
+        if source.paused.load(Ordering::SeqCst) {
+            for arn in [&good_arn, &silent_arn] {
+                let (_, history) = moto.execution(arn).await;
+                failed |= task_failures(&history).iter().any(|(error, _)| error == "Stage.Retryable");
+            }
+        }
+        if failed {
             break;
         }
-        assert!(Instant::now() < deadline, "extraction never failed on the missing bucket: {}", summary(&history));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(Instant::now() < deadline, "no stage failed on the missing bucket: {}", summary(&moto.execution(&good_arn).await.1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&moto.config).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    source.paused.store(false, Ordering::SeqCst);
 
     // Happy path, after a retry: scored, explained, the features blob in S3.
     let (status, history) = moto.wait_until_done(&good_arn, Duration::from_secs(120)).await;
