@@ -251,39 +251,34 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn an_uploaded_video_is_measured_and_its_metrics_reported() {
     let t = TestApp::spawn(Backend::Sqlite).await;
     let ann = t.user("ann@example.com", Plan::Pro, false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("clip.mp4");
-    let out = std::process::Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=red:s=320x240:r=30:d=2",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=320x240:r=30:d=2",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440:r=48000:d=4",
-            "-filter_complex",
-            "[0:v][1:v]concat=n=2:v=1:a=0[v]",
-            "-map",
-            "[v]",
-            "-map",
-            "2:a",
-        ])
-        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let video = std::fs::read(&file).unwrap();
+    // A red still (2 s), then a moving pattern (2 s), with a tone: one cut at 2 s.
+    let video = goviral_testkit::media::ffmpeg_clip(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=320x240:r=30:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x240:r=30:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:r=48000:d=4",
+        "-filter_complex",
+        "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "2:a",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+    ]);
     let pipeline = t.start_pipeline(&Stages::sharing_blobs(&t));
 
     let upload = create(&t, &ann.api_key, "video/mp4", video.len()).await.body;
