@@ -446,6 +446,9 @@ pub struct MediaMetrics {
     /// Text burned into the picture, frame by frame (the hook at 0.5, 1.5 and 2.5 s, then
     /// every 5 s); null where text is not read on this deployment.
     pub on_screen_text: Option<Vec<ScreenTextMetrics>>,
+    /// Faces in the same sampled frames; null where faces are not looked for on this
+    /// deployment.
+    pub faces: Option<FaceMetrics>,
     pub hook: HookMetrics,
     /// Stills for the dashboard (the hook, then just after each cut), as blob keys.
     pub thumbnails: Vec<ThumbnailMetrics>,
@@ -524,6 +527,27 @@ pub struct HookMetrics {
     pub spoken: String,
     /// What is written on screen in the hook; null where text is not read.
     pub on_screen_text: Option<String>,
+    /// Whether a face is seen in the hook; null where faces are not looked for.
+    pub face: Option<bool>,
+}
+
+/// Faces found by an on-device detector (CenterFace) in the sampled frames.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct FaceMetrics {
+    /// A face is seen in a frame of the hook (0.5, 1.5 or 2.5 s).
+    pub in_hook: bool,
+    /// The first sampled frame with a face, seconds from the start.
+    pub first_face_s: Option<f64>,
+    /// Share of the sampled frames with a face, 0–1.
+    pub share_of_frames: f64,
+    /// The largest face in the hook, as a share of the frame's area, 0–1.
+    pub largest_in_hook: Option<f64>,
+    /// The most faces in one frame.
+    pub most_at_once: u32,
+    pub frames_checked: u32,
+    /// `centerface`.
+    pub engine: String,
 }
 
 #[derive(ToSchema)]

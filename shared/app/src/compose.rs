@@ -44,25 +44,42 @@ impl AppUses {
     pub const ALL: AppUses = AppUses { submissions: true, signed_urls: true };
 }
 
-/// The on-device speech model of `dir`, loaded once per process (150 MB, shared by every
-/// runner and stage context), or why there is none.
-fn on_device_speech(dir: Option<&std::path::Path>) -> Result<Arc<goviral_asr::Transcriber>, String> {
-    type Loaded = std::collections::HashMap<std::path::PathBuf, Result<Arc<goviral_asr::Transcriber>, String>>;
-    static LOADED: std::sync::Mutex<Option<Loaded>> = std::sync::Mutex::new(None);
-    let Some(dir) = dir else {
-        return Err("no speech model is installed (GOVIRAL_WHISPER_DIR; scripts/whisper-model sets it up)".into());
-    };
-    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+/// A model file or directory loaded once per process and shared by every runner and stage
+/// context (the speech model is 150 MB), or why it could not be loaded.
+type Loaded<T> = std::sync::Mutex<Option<std::collections::HashMap<std::path::PathBuf, Result<Arc<T>, String>>>>;
+
+fn load_once<T, E: std::fmt::Display>(
+    loaded: &Loaded<T>,
+    path: &std::path::Path,
+    what: &str,
+    load: impl FnOnce(&std::path::Path) -> Result<T, E>,
+) -> Result<Arc<T>, String> {
+    let mut loaded = loaded.lock().unwrap_or_else(|p| p.into_inner());
     loaded
         .get_or_insert_with(Default::default)
-        .entry(dir.to_path_buf())
+        .entry(path.to_path_buf())
         .or_insert_with(|| {
-            goviral_asr::Transcriber::load(dir).map(Arc::new).map_err(|e| {
-                tracing::error!(error = %e, dir = %dir.display(), "the speech model could not be loaded");
+            load(path).map(Arc::new).map_err(|e| {
+                tracing::error!(error = %e, path = %path.display(), "the {what} could not be loaded");
                 e.to_string()
             })
         })
         .clone()
+}
+
+/// The on-device speech model of `dir`, or why there is none.
+fn on_device_speech(dir: Option<&std::path::Path>) -> Result<Arc<goviral_asr::Transcriber>, String> {
+    static LOADED: Loaded<goviral_asr::Transcriber> = std::sync::Mutex::new(None);
+    let Some(dir) = dir else {
+        return Err("no speech model is installed (GOVIRAL_WHISPER_DIR; scripts/whisper-model sets it up)".into());
+    };
+    load_once(&LOADED, dir, "speech model", goviral_asr::Transcriber::load)
+}
+
+/// The face detector of `model`; None without one (faces are then not looked for).
+fn face_detector(model: Option<&std::path::Path>) -> Option<Arc<goviral_vision::FaceDetector>> {
+    static LOADED: Loaded<goviral_vision::FaceDetector> = std::sync::Mutex::new(None);
+    load_once(&LOADED, model?, "face model", goviral_vision::FaceDetector::load).ok()
 }
 
 /// Adapters a test puts in place of the configured ones.
@@ -269,7 +286,7 @@ impl Composition {
         Ok(StageContext {
             store,
             blobs: self.blobs()?,
-            moderator: self.swaps.moderator.clone().unwrap_or_else(|| Arc::new(goviral_adapters::moderation::LexiconModerator)),
+            moderator: self.swaps.moderator.clone().unwrap_or_else(|| self.moderator()),
             scorer: match &self.swaps.scorer {
                 Some(s) => s.clone(),
                 None => Arc::new(goviral_llm::EnrichedScorer::new(self.config.openai.clone().map(goviral_llm::OpenAiRewriter::new))),
@@ -288,6 +305,14 @@ impl Composition {
         })
     }
 
+    /// OpenAI's moderation (text and stills) when keyed, else the on-device lexicon (text).
+    fn moderator(&self) -> Arc<dyn Moderator> {
+        match &self.config.openai {
+            Some(settings) => Arc::new(goviral_llm::OpenAiModerator::new(settings.clone())),
+            None => Arc::new(goviral_adapters::moderation::LexiconModerator),
+        }
+    }
+
     /// Media analysis where ffmpeg is installed; elsewhere an honest "unavailable".
     pub fn media(&self) -> Arc<dyn domain::ports::MediaAnalyzer> {
         // OpenAI transcribes when keyed; the on-device model is the fallback (or the engine).
@@ -297,7 +322,8 @@ impl Composition {
             (Err(why), None) => Err(why),
             (on_device, openai) => goviral_media::speech::Speech::new(on_device.ok(), openai).map(Arc::new),
         };
-        match goviral_media::MediaAnalysis::on_path(self.config.media.tool_timeout, self.config.media.max_seconds, speech) {
+        let faces = face_detector(self.config.media.face_model.as_deref());
+        match goviral_media::MediaAnalysis::on_path(self.config.media.tool_timeout, self.config.media.max_seconds, speech, faces) {
             Ok(analysis) => Arc::new(analysis),
             Err(e) => Arc::new(goviral_media::NoMediaTools(e.to_string())),
         }

@@ -79,6 +79,9 @@ pub struct MediaConfig {
     /// `GOVIRAL_WHISPER_DIR`: the converted speech model (scripts/whisper-model); without it
     /// videos are measured and scored without their speech, and say so.
     pub whisper_dir: Option<PathBuf>,
+    /// `GOVIRAL_FACE_MODEL`: CenterFace's `centerface.onnx` (scripts/face-model); without it
+    /// faces are not looked for (`metrics.media.faces` is null).
+    pub face_model: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -228,6 +231,7 @@ fn media(lookup: &impl Fn(&str) -> Option<String>) -> Result<MediaConfig, Config
         fetch_max_bytes,
         allow_loopback: parse(lookup, "GOVIRAL_MEDIA_ALLOW_LOOPBACK", false)?,
         whisper_dir: lookup("GOVIRAL_WHISPER_DIR").map(PathBuf::from),
+        face_model: lookup("GOVIRAL_FACE_MODEL").map(PathBuf::from),
     })
 }
 

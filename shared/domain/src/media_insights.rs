@@ -88,6 +88,31 @@ pub fn findings(media: &Value, platform: Option<Platform>) -> Vec<Finding> {
         );
     }
 
+    // A person on screen: faces hold attention in a feed (only where faces were looked for).
+    if media["faces"]["in_hook"].as_bool() == Some(false) {
+        let hook = media["hook"]["seconds"].as_f64().unwrap_or(3.0).min(duration);
+        match media["faces"]["first_face_s"].as_f64() {
+            Some(first) => c.add(
+                InsightCategory::Hook,
+                "face_after_hook",
+                format!("The first face appears at {first:.1} s, after the first {hook:.0} s; a face on screen holds viewers early."),
+                format!("Open on the shot with the face (it appears at {}), or move it before {}.", clock(first), clock(hook)),
+                0.0,
+                Some(first),
+            ),
+            // Spoken but faceless: a voice over pictures only, where showing the speaker helps.
+            None if words > 0 => c.add(
+                InsightCategory::Hook,
+                "no_face",
+                "Someone speaks but no face is seen in the video; viewers connect with a person more than with a voice.".into(),
+                format!("Show the speaker on camera for the opening line ({}–{}).", clock(0.0), clock(hook)),
+                0.0,
+                Some(hook),
+            ),
+            None => {}
+        }
+    }
+
     // Pacing: shot length, speaking rate, dead air.
     let cuts: Vec<f64> = media["scenes"]["cuts_s"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
     let per_minute = media["scenes"]["cuts_per_minute"].as_f64().unwrap_or(0.0);
@@ -279,6 +304,24 @@ mod tests {
     }
 
     #[test]
+    fn a_face_late_or_never_is_told_only_where_faces_were_looked_for() {
+        let base = json!({"duration_s": 20.0, "has_audio": true, "speech": {"words": 40, "words_per_minute": 150.0,
+            "segments": [{"start_s": 17.0, "end_s": 19.0, "text": "follow for more"}]}, "scenes": {"cuts_per_minute": 20.0}});
+        let with = |faces: Value| {
+            let mut m = base.clone();
+            m["faces"] = faces;
+            m
+        };
+        let late = findings(&with(json!({"in_hook": false, "first_face_s": 5.0})), None);
+        assert_eq!(late.iter().map(|f| f.rule).collect::<Vec<_>>(), ["face_after_hook"]);
+        assert!(late[0].message.contains("5.0 s") && late[0].fix.contains("0:05.0") && late[0].until_s == Some(5.0), "{:?}", late[0]);
+        assert_eq!(rules(&with(json!({"in_hook": false, "first_face_s": null}))), ["no_face"]);
+        assert!(rules(&with(json!({"in_hook": true, "first_face_s": 0.5}))).is_empty());
+        // Not looked for (no detector installed): nothing is claimed.
+        assert!(rules(&with(Value::Null)).is_empty());
+    }
+
+    #[test]
     fn findings_join_the_insight_of_their_category() {
         let insight =
             |category| Insight { category, message: "Text says so.".into(), recommendations: vec!["Edit the text.".into()], weight: 0.2 };
@@ -292,7 +335,7 @@ mod tests {
     #[test]
     fn a_well_made_video_gets_no_advice_and_unmeasured_media_none() {
         let media = json!({
-            "duration_s": 30.0, "has_audio": true,
+            "duration_s": 30.0, "has_audio": true, "faces": {"in_hook": true, "first_face_s": 0.5},
             "scenes": {"cuts_s": [2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0], "cuts_per_minute": 20.0, "black_ratio": 0.0},
             "audio": {"loudness_lufs": -14.5, "true_peak_dbtp": -1.5, "silence_ratio": 0.05, "speech_onset_s": 0.2},
             "speech": {"words": 80, "words_per_minute": 165.0, "segments": [{"start_s": 26.0, "end_s": 29.5, "text": "Follow for part two!"}]},

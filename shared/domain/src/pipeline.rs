@@ -286,10 +286,11 @@ async fn moderate_media(ctx: &StageContext, job_id: Uuid, media: &Value) -> Stag
         said.push('\n');
         said.push_str(frame["text"].as_str().unwrap_or_default());
     }
-    if said.trim().is_empty() {
+    let stills = if ctx.moderator.sees_pictures() { stills(ctx, media).await? } else { Vec::new() };
+    if said.trim().is_empty() && stills.is_empty() {
         return Ok(());
     }
-    let verdict = ctx.moderator.moderate(&said).await.map_err(|e| match e {
+    let verdict = ctx.moderator.moderate_video(&said, &stills).await.map_err(|e| match e {
         Error::Unavailable(m) => StageError::Retryable(format!("moderation unavailable: {m}")),
         other => StageError::from(other),
     })?;
@@ -298,11 +299,29 @@ async fn moderate_media(ctx: &StageContext, job_id: Uuid, media: &Value) -> Stag
     }
     let reason = format!("what is said or shown in the video was flagged: {}", verdict.reasons.join("; "));
     let errors = json!([{"stage": "moderation", "error": "content_flagged", "reason": reason}]);
-    let flags = json!({"categories": verdict.categories, "reasons": verdict.reasons, "model": verdict.model, "source": "video speech and on-screen text"});
+    let source = if stills.is_empty() { "video speech and on-screen text" } else { "video speech, on-screen text and frames" };
+    let flags = json!({"categories": verdict.categories, "reasons": verdict.reasons, "model": verdict.model, "source": source});
     ctx.store.fail_job(job_id, &errors, Some(&flags), now()).await?;
-    tracing::info!("video speech flagged by moderation");
+    tracing::info!("video flagged by moderation");
     // The job is failed already; the Catch path only notifies.
     Err(StageError::Permanent(reason))
+}
+
+/// The video's stored thumbnails (the opening and each shot), for a moderator that looks at
+/// pictures. One that cannot be read is retried: a frame left unchecked would fail open.
+async fn stills(ctx: &StageContext, media: &Value) -> StageResult<Vec<crate::ports::Still>> {
+    let mut stills = Vec::new();
+    for thumb in media["thumbnails"].as_array().into_iter().flatten() {
+        let (Some(key), Some(t_s)) = (thumb["key"].as_str(), thumb["t_s"].as_f64()) else { continue };
+        let jpeg = ctx.blobs.get(key).await?.ok_or_else(|| StageError::Retryable(format!("thumbnail {key} is not readable")))?;
+        stills.push(crate::ports::Still { t_s, jpeg });
+    }
+    // A measured video has at least its opening still; without it the pictures would go
+    // unchecked (fail closed: retried, then failed).
+    if stills.is_empty() && media["duration_s"].is_number() {
+        return Err(StageError::Retryable("no still of the video could be taken for moderation".into()));
+    }
+    Ok(stills)
 }
 
 /// The text the model scores: the caption (or uploaded text), then the video's hook as a

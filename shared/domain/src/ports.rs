@@ -287,11 +287,30 @@ pub struct ModerationVerdict {
     pub model: String,
 }
 
+/// A still of a video, for a moderator that looks at pictures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Still {
+    /// When it is, seconds from the start.
+    pub t_s: f64,
+    pub jpeg: Vec<u8>,
+}
+
 /// Checks content before any inference. `Err(Unavailable)` when the service is down: the
 /// pipeline then fails closed.
 #[async_trait]
 pub trait Moderator: Send + Sync {
     async fn moderate(&self, text: &str) -> crate::Result<ModerationVerdict>;
+
+    /// Whether `moderate_video` looks at the stills (else the pipeline does not read them).
+    fn sees_pictures(&self) -> bool {
+        false
+    }
+
+    /// What a video says and shows: its text (speech, on-screen text) and stills. A
+    /// moderator that reads text only checks the text.
+    async fn moderate_video(&self, text: &str, _stills: &[Still]) -> crate::Result<ModerationVerdict> {
+        self.moderate(text).await
+    }
 }
 
 /// A blob's size and SHA-256 (lowercase hex).

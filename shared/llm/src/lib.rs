@@ -2,6 +2,7 @@
 //! one); when an OpenAI key is configured, an LLM adds rewritten hooks and recommendations to
 //! the insights. Any failure falls back to the on-device insights, and the job's metrics say so.
 
+pub mod moderation;
 pub mod openai;
 pub mod redact;
 pub mod transcribe;
@@ -9,6 +10,7 @@ pub mod transcribe;
 use domain::ports::{ScoreOutput, ScoreRequest, Scorer};
 use serde_json::json;
 
+pub use moderation::OpenAiModerator;
 pub use openai::{LlmError, OpenAiRewriter, OpenAiSettings};
 pub use transcribe::OpenAiTranscriber;
 

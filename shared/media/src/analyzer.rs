@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::ports::MediaAnalyzer;
+use goviral_vision::FaceDetector;
 use serde_json::{Value, json};
 
 use crate::speech::Heard;
@@ -22,6 +23,8 @@ pub struct MediaAnalysis {
     max_seconds: f64,
     /// The speech model, or why there is none.
     speech: Result<Arc<Speech>, String>,
+    /// The face detector; None where it is not installed (faces are then not looked for).
+    faces: Option<Arc<FaceDetector>>,
     /// Analyses at once: each keeps two cores busy and holds a decoder's memory, so more
     /// would only thrash; the others wait their turn.
     at_once: tokio::sync::Semaphore,
@@ -31,10 +34,17 @@ impl MediaAnalysis {
     pub const DEFAULT_MAX_SECONDS: f64 = 180.0;
 
     /// On the Debian tools found on `PATH`; each run may take `timeout`. `speech` is the
-    /// model transcriptions run on, or why there is none (the rest is measured regardless).
-    pub fn on_path(timeout: Duration, max_seconds: f64, speech: Result<Arc<Speech>, String>) -> Result<MediaAnalysis, MediaError> {
+    /// model transcriptions run on, or why there is none; `faces` the face detector, if any
+    /// (the rest is measured regardless).
+    pub fn on_path(
+        timeout: Duration,
+        max_seconds: f64,
+        speech: Result<Arc<Speech>, String>,
+        faces: Option<Arc<FaceDetector>>,
+    ) -> Result<MediaAnalysis, MediaError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(MediaAnalysis { tools: Tools::on_path(timeout)?, max_seconds, speech, at_once: tokio::sync::Semaphore::new((cores / 2).max(1)) })
+        let at_once = tokio::sync::Semaphore::new((cores / 2).max(1));
+        Ok(MediaAnalysis { tools: Tools::on_path(timeout)?, max_seconds, speech, faces, at_once })
     }
 
     /// The transcript, or why there is none (`Err((engine, reason))`).
@@ -89,19 +99,23 @@ impl MediaAnalyzer for MediaAnalysis {
             ));
         }
         let _turn = self.at_once.acquire().await.map_err(|_| domain::Error::Unavailable("media analysis is shutting down".into()))?;
-        // The signal pass, the transcription and the text reading run side by side: each is
-        // bound by a different tool, and together they keep both cores busy.
-        let (signals, heard, screen) = tokio::join!(
+        // The signal pass, the transcription and the frames (text, faces) run side by side:
+        // each is bound by a different tool, and together they keep both cores busy.
+        let (signals, heard, look) = tokio::join!(
             self.tools.signals(file, &probe),
             self.transcribe(file, probe.has_audio),
-            self.tools.screen_text(file, probe.duration_s),
+            self.tools.look(file, &probe, self.faces.clone(), HOOK_SECS),
         );
         let s = signals.map_err(domain_error)?;
-        // On-screen text is advice and context: a failure to read it does not fail the job.
-        let screen = screen.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "on-screen text could not be read");
-            None
-        });
+        // On-screen text and faces are advice and context: failing to read them does not
+        // fail the job (they are then null, as where their tools are not installed).
+        let (screen, faces) = match look {
+            Ok(look) => (look.screen_text, look.faces),
+            Err(e) => {
+                tracing::warn!(error = %e, "the sampled frames could not be read");
+                (None, None)
+            }
+        };
         let (speech, transcript) = match heard {
             Ok((heard, duration)) => {
                 let onset = speech::speech_onset(&heard.transcript, &s.sound_onsets_s);
@@ -138,6 +152,8 @@ impl MediaAnalyzer for MediaAnalysis {
             "speech": speech,
             // null where tesseract is not installed; else what was read, frame by frame.
             "on_screen_text": screen,
+            // null where the face detector is not installed.
+            "faces": faces,
             "hook": {
                 "seconds": HOOK_SECS,
                 "motion": s.hook_motion,
@@ -145,6 +161,7 @@ impl MediaAnalyzer for MediaAnalysis {
                 "speech_onset_s": speech_onset_s,
                 "spoken": spoken_hook.join(" "),
                 "on_screen_text": screen.as_ref().map(|_| hook_text.join(" ")),
+                "face": faces.as_ref().map(|f| f["in_hook"].clone()),
             },
             "engine": "ffmpeg",
         }))

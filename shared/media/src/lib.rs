@@ -3,9 +3,12 @@
 //! [`Tools::probe`] reads the container; [`Tools::signals`] gets every signal from one decode
 //! pass: scene cuts, black and static shares, EBU R128 loudness, silences and speech onset,
 //! and motion over the hook. [`speech`] transcribes the sound on-device (goviral-asr);
-//! [`Tools::screen_text`] reads burned-in text with tesseract.
+//! [`Tools::look`] reads burned-in text with tesseract and finds faces (goviral-vision) in
+//! sampled frames.
 
 mod analyzer;
+pub mod faces;
+mod look;
 mod ocr;
 mod signals;
 pub mod speech;
@@ -17,6 +20,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use analyzer::{MAX_SIDE_PX, MediaAnalysis, NoMediaTools};
+pub use look::Look;
 pub use ocr::ScreenText;
 pub use signals::Signals;
 

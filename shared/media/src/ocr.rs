@@ -1,18 +1,15 @@
-//! On-screen text: a few frames of the hook (0.5, 1.5, 2.5 s) and one every 5 s after it,
-//! taken in one ffmpeg pass, scaled so the long side is 1280 px, each read twice by tesseract
-//! (sparse text, one thread each, both at once): binarised for light, colourless ink (white
+//! On-screen text: the sampled frames (`look`), scaled so the long side is 1280 px, each read
+//! twice by tesseract (sparse text, one thread each, both at once): binarised for light, colourless ink (white
 //! outlined captions) and as plain grey (dark text on a light box); the better reading wins.
 //! Only confident, word-like tokens are kept: OCR of video frames is noisy, and invented
 //! words would be worse than none.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::{MediaError, Result, Tools};
+use crate::{Result, Tools};
 
-/// Frames after the hook are this many seconds apart.
-const EVERY_S: f64 = 5.0;
 /// tesseract's confidence (0–100) a word needs.
 const MIN_CONFIDENCE: f64 = 60.0;
 
@@ -22,59 +19,20 @@ pub struct ScreenText {
     pub text: String,
 }
 
-/// The times frames are read at, for a video of `duration` seconds.
-fn sample_times(duration: f64) -> Vec<f64> {
-    let mut times: Vec<f64> = [0.5, 1.5, 2.5].into_iter().filter(|t| *t < duration).collect();
-    let mut t = EVERY_S;
-    while t < duration {
-        times.push(t);
-        t += EVERY_S;
-    }
-    times
-}
-
 impl Tools {
     /// Whether on-screen text can be read here.
     pub fn reads_text(&self) -> bool {
         self.tesseract.is_some()
     }
 
-    /// The text burned into the video, frame by frame (a frame repeating the one before is
-    /// left out); None without tesseract.
-    pub async fn screen_text(&self, file: &Path, duration: f64) -> Result<Option<Vec<ScreenText>>> {
+    /// The text of sampled frames (`(t_s, ink, plain)`: the two binarisations of one frame),
+    /// one entry per caption; None without tesseract.
+    pub(crate) async fn read_text(&self, frames: &[(f64, PathBuf, PathBuf)]) -> Result<Option<Vec<ScreenText>>> {
         let Some(tesseract) = self.tesseract.clone() else { return Ok(None) };
-        let dir = tempfile::tempdir().map_err(|source| MediaError::Io { tool: "ffmpeg", source })?;
-        let times = sample_times(duration);
-        if times.is_empty() {
-            return Ok(Some(Vec::new()));
-        }
-        // At 2 frames a second, frame n is at n/2 s: pick the sample times' frames.
-        let picks: Vec<String> = times.iter().map(|t| format!("eq(n\\,{})", (t * 2.0).round() as u64)).collect();
-        // Two readings of each frame. Outlined captions: ink is bright and colourless, and
-        // such pixels become black on white, so a bright coloured background does not merge
-        // with the letters. Boxed captions (dark on a light box): the plain grey frame, which
-        // tesseract thresholds itself.
-        let ink = "if(gt(lum(X\\,Y)\\,215)*lt(abs(cb(X\\,Y)-128)\\,12)*lt(abs(cr(X\\,Y)-128)\\,12)\\,0\\,255)";
-        let graph = format!(
-            "[0:v:0]fps=2,select='{}',scale='if(gt(iw\\,ih)\\,1280\\,-2)':'if(gt(iw\\,ih)\\,-2\\,1280)',split[a][b];\
-             [a]format=yuv444p,geq=lum='{ink}':cb=128:cr=128,format=gray[ink];[b]format=gray[plain]",
-            picks.join("+")
-        );
-        let mut args = crate::input_args(file);
-        args.extend(["-filter_complex".into(), graph.into()]);
-        for (label, prefix) in [("[ink]", "f"), ("[plain]", "g")] {
-            args.extend(["-map".into(), label.into(), "-fps_mode".into(), "passthrough".into()]);
-            args.push(dir.path().join(format!("{prefix}%03d.png")).into());
-        }
-        self.run("ffmpeg", &self.ffmpeg, &args).await?;
         let mut read = Vec::new();
-        for (i, t) in times.iter().enumerate() {
-            let (ink, plain) = (dir.path().join(format!("f{:03}.png", i + 1)), dir.path().join(format!("g{:03}.png", i + 1)));
-            if !ink.is_file() || !plain.is_file() {
-                continue; // past the end
-            }
+        for (t, ink, plain) in frames {
             // Both readings at once: one tesseract per core.
-            let (a, b) = tokio::join!(self.read_frame(&tesseract, &ink), self.read_frame(&tesseract, &plain));
+            let (a, b) = tokio::join!(self.read_frame(&tesseract, ink), self.read_frame(&tesseract, plain));
             let (a, b) = (a?, b?);
             read.push((*t, if score(&b) > score(&a) { b } else { a }));
         }
@@ -86,6 +44,19 @@ impl Tools {
         let tsv = self.run("tesseract", tesseract, &args).await?;
         Ok(confident_words(&String::from_utf8_lossy(&tsv)))
     }
+}
+
+/// The ffmpeg filter branch making both readings of each frame from `[input]`, scaled so the
+/// long side is 1280 px. Outlined captions: ink is bright and colourless, and such pixels
+/// become black on white, so a bright coloured background does not merge with the letters
+/// (`[ink]`). Boxed captions (dark on a light box): the plain grey frame, which tesseract
+/// thresholds itself (`[plain]`).
+pub(crate) fn readings_graph(input: &str) -> String {
+    let ink = "if(gt(lum(X\\,Y)\\,215)*lt(abs(cb(X\\,Y)-128)\\,12)*lt(abs(cr(X\\,Y)-128)\\,12)\\,0\\,255)";
+    format!(
+        "{input}scale='if(gt(iw\\,ih)\\,1280\\,-2)':'if(gt(iw\\,ih)\\,-2\\,1280)',split[a][b];\
+         [a]format=yuv444p,geq=lum='{ink}':cb=128:cr=128,format=gray[ink];[b]format=gray[plain]"
+    )
 }
 
 /// One frame's text and how sure tesseract was of it (mean word confidence).
@@ -159,12 +130,6 @@ fn confident_words(tsv: &str) -> Reading {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_hook_is_read_closely_and_the_rest_sparsely() {
-        assert_eq!(sample_times(2.0), [0.5, 1.5]);
-        assert_eq!(sample_times(12.0), [0.5, 1.5, 2.5, 5.0, 10.0]);
-    }
 
     #[test]
     fn only_confident_wordlike_tokens_are_kept() {

@@ -41,10 +41,12 @@ pub fn test_config(database_url: &str, data_dir: &std::path::Path, rate_limits: 
         // The test database is migrated already.
         ("GOVIRAL_MIGRATE", "false".to_string()),
     ];
-    // The speech model scripts/test set up, when there is one.
+    // The speech and face models scripts/test set up, when there are.
     let whisper = std::env::var("GOVIRAL_WHISPER_DIR").ok();
+    let faces = std::env::var("GOVIRAL_FACE_MODEL").ok();
     Config::from_lookup(Profile::Embedded, |name| match name {
         "GOVIRAL_WHISPER_DIR" => whisper.clone(),
+        "GOVIRAL_FACE_MODEL" => faces.clone(),
         _ => vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()),
     })
     .expect("test configuration")

@@ -4,17 +4,25 @@
 use axum::body::Bytes;
 use axum::routing::get;
 
-/// Runs ffmpeg with `args` into a temp file and returns the file's bytes.
-pub fn ffmpeg_clip(args: &[&str]) -> Vec<u8> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("clip.mp4");
+/// Runs ffmpeg with `args` (errors only, overwriting), asserts it succeeded, and returns
+/// what it wrote to stdout.
+pub fn ffmpeg(args: &[&str]) -> Vec<u8> {
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-y"])
         .args(args)
-        .arg(&file)
         .output()
         .expect("ffmpeg runs (scripts/test installs it)");
     assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Runs ffmpeg with `args` into a temp MP4 file and returns the file's bytes.
+pub fn ffmpeg_clip(args: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("clip.mp4");
+    let mut args = args.to_vec();
+    args.push(file.to_str().expect("a UTF-8 temp path"));
+    ffmpeg(&args);
     std::fs::read(file).expect("the clip")
 }
 

@@ -1,5 +1,5 @@
-//! A mock OpenAI server on 127.0.0.1 (chat completions and audio transcriptions, with the
-//! documented response bodies): scripted replies, every request kept.
+//! A mock OpenAI server on 127.0.0.1 (chat completions, audio transcriptions and moderations,
+//! with the documented response bodies): scripted replies, every request kept.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -25,6 +25,9 @@ pub struct MockOpenAi {
     script: Arc<Mutex<VecDeque<Reply>>>,
     audio_script: Arc<Mutex<VecDeque<Reply>>>,
     audio_requests: Arc<Mutex<Vec<AudioRequest>>>,
+    moderation_script: Arc<Mutex<VecDeque<Reply>>>,
+    moderation_requests: Arc<Mutex<Vec<Value>>>,
+    image_flag: Arc<Mutex<String>>,
 }
 
 /// What a transcription request carried.
@@ -99,6 +102,71 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// The 13 categories `omni-moderation-latest` scores.
+const MODERATION_CATEGORIES: [&str; 13] = [
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+];
+
+/// One moderation result as OpenAI documents it, flagging `flag` (none when empty) for an
+/// input of `kind` (`text` or `image`).
+fn moderation_result(flag: &str, kind: &str) -> Value {
+    let mut categories = serde_json::Map::new();
+    let mut scores = serde_json::Map::new();
+    let mut applied = serde_json::Map::new();
+    for c in MODERATION_CATEGORIES {
+        categories.insert(c.into(), json!(c == flag));
+        scores.insert(c.into(), json!(if c == flag { 0.93 } else { 0.0004 }));
+        // Image inputs are scored on the categories OpenAI scores images on.
+        let image_scored =
+            ["self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "violence", "violence/graphic"].contains(&c);
+        applied.insert(c.into(), if kind == "image" && !image_scored { json!([]) } else { json!([kind]) });
+    }
+    json!({"flagged": !flag.is_empty(), "categories": categories, "category_scores": scores, "category_applied_input_types": applied})
+}
+
+/// The answer to a moderation request: one result per input string, or one for a multi-modal
+/// input. Unscripted, text containing "kill you" is flagged as violence, and an image input
+/// gets `image_flag` (none when empty).
+fn moderation(body: &Value, scripted: Option<&str>, image_flag: &str) -> Value {
+    let input = &body["input"];
+    let texts: Vec<String> = match input {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) if items.iter().all(Value::is_string) => items.iter().filter_map(|i| i.as_str().map(String::from)).collect(),
+        _ => Vec::new(),
+    };
+    let results: Vec<Value> = if texts.is_empty() {
+        let parts = input.as_array().cloned().unwrap_or_default();
+        let kind = if parts.iter().any(|p| p["type"] == "image_url") { "image" } else { "text" };
+        let text: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+        let unscripted = if kind == "image" {
+            image_flag
+        } else if text.to_lowercase().contains("kill you") {
+            "violence"
+        } else {
+            ""
+        };
+        vec![moderation_result(scripted.unwrap_or(unscripted), kind)]
+    } else {
+        texts
+            .iter()
+            .map(|t| moderation_result(scripted.unwrap_or(if t.to_lowercase().contains("kill you") { "violence" } else { "" }), "text"))
+            .collect()
+    };
+    json!({"id": "modr-mock", "model": "omni-moderation-2024-09-26", "results": results})
+}
+
 /// A reply that satisfies the schema.
 pub fn valid_content() -> String {
     json!({
@@ -136,7 +204,26 @@ impl MockOpenAi {
                 answer(reply, verbose_transcription, "Too late.").await
             }
         });
-        let app = axum::Router::new().route("/v1/audio/transcriptions", transcriptions).route(
+        let moderation_script = Arc::new(Mutex::new(VecDeque::new()));
+        let moderation_requests = Arc::new(Mutex::new(Vec::new()));
+        let image_flag = Arc::new(Mutex::new(String::new()));
+        let (mr, ms, mf) = (moderation_requests.clone(), moderation_script.clone(), image_flag.clone());
+        let moderations = axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let (mr, ms, mf) = (mr.clone(), ms.clone(), mf.clone());
+            async move {
+                mr.lock().unwrap().push(body.clone());
+                let flag = mf.lock().unwrap().clone();
+                let reply = ms.lock().unwrap().pop_front();
+                match reply {
+                    None => (StatusCode::OK, axum::Json(moderation(&body, None, &flag))).into_response(),
+                    Some(Reply::Content(scripted)) => {
+                        (StatusCode::OK, axum::Json(moderation(&body, Some(&scripted), &flag))).into_response()
+                    }
+                    Some(other) => answer(other, |_| json!({}), "").await,
+                }
+            }
+        });
+        let app = axum::Router::new().route("/v1/moderations", moderations).route("/v1/audio/transcriptions", transcriptions).route(
             "/v1/chat/completions",
             axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
                 let (r, s) = (r.clone(), s.clone());
@@ -150,7 +237,7 @@ impl MockOpenAi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        MockOpenAi { base_url, requests, script, audio_script, audio_requests }
+        MockOpenAi { base_url, requests, script, audio_script, audio_requests, moderation_script, moderation_requests, image_flag }
     }
 
     /// Replies to the next transcription requests (then a default transcript).
@@ -160,6 +247,21 @@ impl MockOpenAi {
 
     pub fn audio_requests(&self) -> Vec<AudioRequest> {
         self.audio_requests.lock().unwrap().clone()
+    }
+
+    /// Replies to the next moderation requests: `Content(category)` flags that category
+    /// (`Content("")` passes), or an error status, or a hang.
+    pub fn then_moderation(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.moderation_script.lock().unwrap().extend(replies);
+    }
+
+    /// Every image moderated from now on is flagged with `category` (`""`: none).
+    pub fn flag_images(&self, category: &str) {
+        *self.image_flag.lock().unwrap() = category.to_string();
+    }
+
+    pub fn moderation_requests(&self) -> Vec<Value> {
+        self.moderation_requests.lock().unwrap().clone()
     }
 
     pub fn then(&self, replies: impl IntoIterator<Item = Reply>) {

@@ -103,10 +103,19 @@ impl<T> Scripted<T> {
 }
 
 #[async_trait]
-impl<T: Moderator> Moderator for Scripted<T> {
+impl Moderator for Scripted<Arc<dyn Moderator>> {
     async fn moderate(&self, text: &str) -> domain::Result<ModerationVerdict> {
         self.before().await?;
         self.inner.moderate(text).await
+    }
+
+    fn sees_pictures(&self) -> bool {
+        self.inner.sees_pictures()
+    }
+
+    async fn moderate_video(&self, text: &str, stills: &[domain::ports::Still]) -> domain::Result<ModerationVerdict> {
+        self.before().await?;
+        self.inner.moderate_video(text, stills).await
     }
 }
 
@@ -157,7 +166,8 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
     }
 }
 
-pub type ScriptedModerator = Scripted<goviral_adapters::moderation::LexiconModerator>;
+/// The on-device lexicon, or OpenAI's moderation (`with_openai`).
+pub type ScriptedModerator = Scripted<Arc<dyn Moderator>>;
 pub type ScriptedScorer = Scripted<goviral_llm::EnrichedScorer>;
 pub type ScriptedBlobs = Scripted<goviral_local::blobs::FileBlobStore>;
 
@@ -173,7 +183,7 @@ impl Stages {
     pub fn new() -> Stages {
         let dir = tempfile::tempdir().unwrap();
         Stages {
-            moderator: Scripted::new(goviral_adapters::moderation::LexiconModerator),
+            moderator: Scripted::new(Arc::new(goviral_adapters::moderation::LexiconModerator)),
             scorer: Scripted::new(goviral_llm::EnrichedScorer::new(None)),
             blobs: Scripted::new(goviral_local::blobs::FileBlobStore::new(dir.path())),
             _blob_dir: dir,
@@ -187,11 +197,35 @@ impl Stages {
         Stages { blobs: app.blobs.clone(), ..Stages::new() }
     }
 
-    /// The stages with the OpenAI path on, talking to `settings.base_url`.
+    /// The stages with the OpenAI path on (rewrites and moderation), talking to
+    /// `settings.base_url`.
     pub fn with_openai(settings: goviral_llm::OpenAiSettings) -> Stages {
         Stages {
-            scorer: Scripted::new(goviral_llm::EnrichedScorer::new(Some(goviral_llm::OpenAiRewriter::new(settings)))),
+            scorer: Scripted::new(goviral_llm::EnrichedScorer::new(Some(goviral_llm::OpenAiRewriter::new(settings.clone())))),
+            moderator: Scripted::new(Arc::new(goviral_llm::OpenAiModerator::new(settings))),
             ..Stages::new()
+        }
+    }
+}
+
+impl Stages {
+    /// A stage context on `store` and these stages, without media tools (a video cannot be
+    /// measured), sending webhooks with `webhooks` under `policy`.
+    pub fn context(
+        &self,
+        store: Arc<dyn domain::ports::Store>,
+        webhooks: Arc<dyn domain::ports::WebhookSender>,
+        policy: domain::pipeline::WebhookPolicy,
+    ) -> domain::pipeline::StageContext {
+        domain::pipeline::StageContext {
+            store,
+            blobs: self.blobs.clone(),
+            moderator: self.moderator.clone(),
+            scorer: self.scorer.clone(),
+            media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
+            fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(std::time::Duration::from_secs(5), 1 << 20, false)),
+            webhooks,
+            webhook_policy: policy,
         }
     }
 }

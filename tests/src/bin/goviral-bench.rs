@@ -748,12 +748,14 @@ fn media_clip(dir: &std::path::Path, size: &str, seconds: u32) -> std::path::Pat
 /// the local blob route), the submission, and polling until the job is done.
 async fn media_bench(binary: &str, runs: usize) -> Value {
     let whisper = std::env::var("GOVIRAL_WHISPER_DIR").expect("GOVIRAL_WHISPER_DIR (scripts/bench sets it up)");
+    let faces = std::env::var("GOVIRAL_FACE_MODEL").expect("GOVIRAL_FACE_MODEL (scripts/bench sets it up)");
     let data_dir = std::env::temp_dir().join(format!("goviral-bench-media-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let env = [
         ("GOVIRAL_DATA_DIR", data_dir.to_str().unwrap()),
         ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000"),
         ("GOVIRAL_WHISPER_DIR", whisper.as_str()),
+        ("GOVIRAL_FACE_MODEL", faces.as_str()),
         ("RUST_LOG", "warn"),
     ];
     let created =

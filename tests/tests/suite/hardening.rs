@@ -514,16 +514,8 @@ async fn a_delivery_sent_again_after_a_lost_record_keeps_its_delivery_id() {
     let delivery = t.app.store.webhook_delivery(job, &receiver.url, WebhookEvent::JobCompleted).await.unwrap();
     assert_eq!(delivery.status, DeliveryStatus::Delivered);
     t.app.store.record_delivery_attempt(delivery.id, DeliveryStatus::Pending, None, domain::model::now()).await.unwrap();
-    let ctx = domain::pipeline::StageContext {
-        store: t.app.store.clone(),
-        blobs: stages.blobs.clone(),
-        moderator: stages.moderator.clone(),
-        scorer: stages.scorer.clone(),
-        media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
-        fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(std::time::Duration::from_secs(5), 1 << 20, false)),
-        webhooks: Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
-        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: true },
-    };
+    let webhooks = Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true));
+    let ctx = stages.context(t.app.store.clone(), webhooks, domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: true });
     run_stage(&ctx, Stage::Webhook, serde_json::to_value(PipelineState::new(job)).unwrap()).await.unwrap();
     let hits = receiver.hits();
     assert_eq!(hits.len(), 2, "sent again");

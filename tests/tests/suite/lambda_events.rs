@@ -95,6 +95,8 @@ fn the_extraction_image_has_what_media_analysis_needs() {
     assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/stage-extraction"]"#));
     assert!(dockerfile.contains("scripts/whisper-model") && dockerfile.contains("ENV GOVIRAL_WHISPER_DIR=/opt/goviral/whisper-tiny.en"));
     assert!(dockerfile.contains("COPY --from=build /models/whisper-tiny.en /opt/goviral/whisper-tiny.en"));
+    assert!(dockerfile.contains("scripts/face-model") && dockerfile.contains("ENV GOVIRAL_FACE_MODEL=/opt/goviral/centerface.onnx"));
+    assert!(dockerfile.contains("COPY --from=build /models/centerface/centerface.onnx /opt/goviral/centerface.onnx"));
     let template = std::fs::read_to_string(format!("{root}/template.yaml")).unwrap();
     let function = template.split("  StageExtractionFunction:").nth(1).unwrap().split("\n\n").next().unwrap();
     for line in ["PackageType: Image", "Dockerfile: infra/extraction/Dockerfile", "MemorySize: 3584", "Timeout: 300"] {
@@ -175,16 +177,8 @@ fn template_declares_every_function_and_route() {
 
 /// The context a stage Lambda builds, on the test app's store and the testkit's stage fakes.
 fn stage_context(t: &TestApp, stages: &goviral_testkit::pipeline::Stages) -> domain::pipeline::StageContext {
-    domain::pipeline::StageContext {
-        store: t.app.store.clone(),
-        blobs: stages.blobs.clone(),
-        moderator: stages.moderator.clone(),
-        scorer: stages.scorer.clone(),
-        media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
-        fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(std::time::Duration::from_secs(5), 1 << 20, false)),
-        webhooks: Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false)),
-        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false },
-    }
+    let webhooks = Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(1), false));
+    stages.context(t.app.store.clone(), webhooks, domain::pipeline::WebhookPolicy { max_attempts: 5, allow_loopback: false })
 }
 
 /// Step Functions as the stage Lambdas see it: records every answer; one token cannot be

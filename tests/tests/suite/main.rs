@@ -6,6 +6,7 @@ mod api_resources;
 mod aws;
 mod blob_contract;
 mod counters_contract;
+mod faces;
 mod hardening;
 mod lambda_events;
 mod media;

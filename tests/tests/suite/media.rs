@@ -6,14 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use goviral_media::{MediaError, Tools};
+use goviral_testkit::media::ffmpeg;
 
 fn tools() -> Tools {
     Tools::on_path(Duration::from_secs(60)).expect("ffmpeg and ffprobe are installed by scripts/test")
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).output().expect("run ffmpeg");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// 5 s at 320×240, 30 fps: red 0–2 s (a static shot), moving test pattern 2–4 s, black 4–5 s;
@@ -162,7 +158,10 @@ async fn burned_in_captions_are_read_with_their_times() {
         "yuv420p",
         out.to_str().unwrap(),
     ]);
-    let read = tools().screen_text(&out, 16.0).await.unwrap().expect("tesseract is installed by scripts/test");
+    let probe = tools().probe(&out).await.unwrap();
+    let look = tools().look(&out, &probe, None, 3.0).await.unwrap();
+    assert!(look.faces.is_none(), "no detector was given");
+    let read = look.screen_text.expect("tesseract is installed by scripts/test");
     let at = |t: f64| read.iter().find(|r| (r.t_s - t).abs() < 0.01).map(|r| r.text.clone()).unwrap_or_default();
     assert_eq!(at(0.5), "STOP SCROLLING", "{read:?}");
     // The same caption on the next hook frames is not repeated.
@@ -175,7 +174,7 @@ async fn burned_in_captions_are_read_with_their_times() {
 
 /// The analyzer as extraction calls it (without speech: what is checked here is the video).
 fn analyzer(max_seconds: f64) -> goviral_media::MediaAnalysis {
-    goviral_media::MediaAnalysis::on_path(Duration::from_secs(60), max_seconds, Err("not needed here".into())).unwrap()
+    goviral_media::MediaAnalysis::on_path(Duration::from_secs(60), max_seconds, Err("not needed here".into()), None).unwrap()
 }
 
 async fn refusal(file: &Path, max_seconds: f64) -> String {

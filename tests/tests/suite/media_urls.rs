@@ -16,17 +16,33 @@ use serde_json::{Value, json};
 
 /// 4 s at 320×240 with a hard cut at 2 s and a tone.
 fn clip() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("clip.mp4");
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=blue:s=320x240:r=30:d=2", "-f", "lavfi"])
-        .args(["-i", "testsrc2=s=320x240:r=30:d=2", "-f", "lavfi", "-i", "sine=f=300:r=48000:d=4"])
-        .args(["-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0[v]", "-map", "[v]", "-map", "2:a"])
-        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read(file).unwrap()
+    goviral_testkit::media::ffmpeg_clip(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=320x240:r=30:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x240:r=30:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=300:r=48000:d=4",
+        "-filter_complex",
+        "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "2:a",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+    ])
 }
 
 /// A media server on 127.0.0.1 with one route per case; returns its base URL.

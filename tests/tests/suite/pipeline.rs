@@ -254,19 +254,11 @@ async fn redelivered_stage_messages_write_and_send_nothing_twice() {
     let receiver = Receiver::start().await;
     let job: uuid::Uuid = submit(&t, &ann.api_key, ann.user.id, "Twice is once", Some(&receiver.url)).await.parse().unwrap();
     let machine = StateMachine::pipeline();
-    let ctx = domain::pipeline::StageContext {
-        store: t.app.store.clone(),
-        blobs: stages.blobs.clone(),
-        moderator: stages.moderator.clone(),
-        scorer: stages.scorer.clone(),
-        media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
-        fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(std::time::Duration::from_secs(5), 1 << 20, false)),
-        webhooks: Arc::new(HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
-        webhook_policy: domain::pipeline::WebhookPolicy {
-            max_attempts: machine.task_retry(Stage::Webhook).unwrap().max_attempts + 1,
-            allow_loopback: true,
-        },
+    let policy = domain::pipeline::WebhookPolicy {
+        max_attempts: machine.task_retry(Stage::Webhook).unwrap().max_attempts + 1,
+        allow_loopback: true,
     };
+    let ctx = stages.context(t.app.store.clone(), Arc::new(HttpWebhookSender::new(std::time::Duration::from_secs(2), true)), policy);
     // Each message delivered twice, as SQS may.
     let mut state = serde_json::to_value(PipelineState::new(job)).unwrap();
     for (stage, key) in
@@ -356,16 +348,8 @@ async fn ssrf_targets_are_refused() {
         created_at: now(),
     };
     t.app.store.create_webhook(&sub, 20).await.unwrap();
-    let ctx = domain::pipeline::StageContext {
-        store: t.app.store.clone(),
-        blobs: stages.blobs.clone(),
-        moderator: stages.moderator.clone(),
-        scorer: stages.scorer.clone(),
-        media: Arc::new(goviral_media::NoMediaTools("not used here".into())),
-        fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(std::time::Duration::from_secs(5), 1 << 20, false)),
-        webhooks: Arc::new(strict),
-        webhook_policy: domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: false },
-    };
+    let ctx =
+        stages.context(t.app.store.clone(), Arc::new(strict), domain::pipeline::WebhookPolicy { max_attempts: 6, allow_loopback: false });
     let job: uuid::Uuid = submit(&t, &ann.api_key, ann.user.id, "x", None).await.parse().unwrap();
     t.app.store.fail_job(job, &json!([]), None, now()).await.unwrap();
     run_stage(&ctx, Stage::Webhook, serde_json::to_value(PipelineState::new(job)).unwrap()).await.unwrap();

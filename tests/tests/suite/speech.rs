@@ -10,6 +10,7 @@ use std::time::Duration;
 use domain::ports::MediaAnalyzer;
 use goviral_media::speech::Speech;
 use goviral_media::{MediaAnalysis, Tools};
+use goviral_testkit::media::ffmpeg;
 use serde_json::{Value, json};
 
 const LIBRIVOX: &str = "/usr/share/pocketsphinx/test/data/librivox";
@@ -20,11 +21,6 @@ fn model_dir() -> PathBuf {
 
 fn transcriber() -> goviral_asr::Transcriber {
     goviral_asr::Transcriber::load(&model_dir()).expect("the converted model loads")
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = std::process::Command::new("ffmpeg").args(["-v", "error", "-y"]).args(args).output().expect("run ffmpeg");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Lowercase words without punctuation; hyphenated words split, "mr." spelled out as the
@@ -123,7 +119,7 @@ fn video_with(dir: &Path, audio: &Path, audio_at_s: f64, seconds: f64) -> PathBu
 
 fn analysis() -> MediaAnalysis {
     let speech = Arc::new(Speech::new(Some(Arc::new(transcriber())), None).unwrap());
-    MediaAnalysis::on_path(Duration::from_secs(120), 180.0, Ok(speech)).unwrap()
+    MediaAnalysis::on_path(Duration::from_secs(120), 180.0, Ok(speech), None).unwrap()
 }
 
 #[tokio::test]
@@ -222,14 +218,43 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), 
     Ok(())
 }
 
-/// A talking clip (espeak-ng over a test pattern), served from loopback.
+/// A talking head: espeak-ng saying `said` from 0.5 s over NASA's astronaut portrait (the face
+/// tests' picture, scripts/test-media), 6 s at 320×320.
 fn talking_clip(said: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let voice = dir.path().join("voice.wav");
     let out =
         std::process::Command::new("espeak-ng").args(["-v", "en-us", "-s", "150", "-w", voice.to_str().unwrap(), said]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read(video_with(dir.path(), &voice, 0.5, 6.0)).unwrap()
+    let picture = Path::new(&std::env::var("GOVIRAL_TEST_MEDIA_DIR").expect("GOVIRAL_TEST_MEDIA_DIR: run through scripts/test"))
+        .join("astronaut.png");
+    let clip = dir.path().join("talk.mp4");
+    ffmpeg(&[
+        "-loop",
+        "1",
+        "-framerate",
+        "30",
+        "-t",
+        "6",
+        "-i",
+        picture.to_str().unwrap(),
+        "-i",
+        voice.to_str().unwrap(),
+        "-filter_complex",
+        "[0:v]scale=320:320,format=yuv420p[v];[1:a]adelay=500:all=1,apad,atrim=0:6[a]",
+        "-map",
+        "[v]",
+        "-map",
+        "[a]",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        "-t",
+        "6",
+        clip.to_str().unwrap(),
+    ]);
+    std::fs::read(clip).unwrap()
 }
 
 /// Through the real app: a video with no caption is scored from what is said in it, the
@@ -259,6 +284,9 @@ async fn a_video_is_scored_from_its_speech_and_flagged_speech_is_stopped() {
     let speech = &done["metrics"]["media"]["speech"];
     assert!(speech["transcript"].as_str().unwrap().to_lowercase().contains("scrolling"), "{speech}");
     assert!(done["metrics"]["hook"]["spoken"].as_str().unwrap().to_lowercase().contains("stop"), "{}", done["metrics"]["hook"]);
+    // The speaker is on camera from the first frame.
+    let faces = &done["metrics"]["media"]["faces"];
+    assert_eq!((faces["in_hook"].as_bool(), faces["first_face_s"].as_f64()), (Some(true), Some(0.5)), "{faces}");
     assert!(done["score"].as_f64().is_some());
     // Advice from what was measured, marked as heuristic, and the confidence says what the
     // text cannot see.
@@ -325,5 +353,70 @@ async fn openai_transcribes_when_configured_and_on_device_takes_over_when_it_fai
     assert!(speech["fallback"].as_str().unwrap().contains("503"), "{speech}");
     assert!(speech["transcript"].as_str().unwrap().to_lowercase().contains("scrolling"), "{speech}");
     assert_eq!(mock.audio_requests().len(), 4, "one call, then three attempts");
+    pipeline.stop().await;
+}
+
+/// With OpenAI configured, moderation is OpenAI's (a mock with its documented answers): the
+/// caption, then what is said and shown, and the video's stills as images; a flagged still
+/// fails the job with the frame's time, and a moderation outage fails it closed.
+#[tokio::test]
+async fn openai_moderation_sees_the_frames_and_a_flagged_frame_stops_the_job() {
+    use base64::Engine;
+    use domain::model::Plan;
+    use goviral_testkit::openai::{MockOpenAi, Reply};
+    use goviral_testkit::pipeline::Stages;
+    use goviral_testkit::{Backend, TestApp};
+
+    let mock = MockOpenAi::start().await;
+    let mut t = TestApp::spawn(Backend::Sqlite).await;
+    let mut settings = goviral_llm::OpenAiSettings::new(&mock.base_url, "sk-test", "gpt-test");
+    settings.backoff_base = Duration::from_millis(1);
+    t.config.openai = Some(settings.clone());
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let pipeline = t.start_pipeline(&Stages::with_openai(settings));
+    let clip = goviral_testkit::media::serve_clip(talking_clip("Stop scrolling. This one trick saves you an hour every day.")).await;
+    let submit = |caption: &str| {
+        let body = json!({"content_type": "video", "source_url": clip, "caption": caption, "user_id": ann.user.id});
+        let (t, key) = (&t, ann.api_key.clone());
+        async move { t.post("/api/v1/analyze").api_key(&key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string() }
+    };
+
+    let done = t.finished_job(&ann.api_key, &submit("my morning routine").await).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let sent = mock.moderation_requests();
+    assert!(sent.iter().all(|r| r["model"] == "omni-moderation-latest"), "{sent:?}");
+    let texts: Vec<String> =
+        sent.iter().filter_map(|r| r["input"].as_array()).flatten().filter_map(|i| i.as_str().map(String::from)).collect();
+    assert!(texts.iter().any(|t| t.contains("my morning routine")), "the caption is moderated: {texts:?}");
+    assert!(texts.iter().any(|t| t.to_lowercase().contains("scrolling")), "so is what is said: {texts:?}");
+    let images: Vec<&str> = sent
+        .iter()
+        .filter_map(|r| r["input"].as_array())
+        .flatten()
+        .filter(|p| p["type"] == "image_url")
+        .filter_map(|p| p["image_url"].as_str())
+        .collect();
+    let stills = done["metrics"]["media"]["thumbnails"].as_array().unwrap().len();
+    assert!(stills >= 1 && images.len() == stills, "every still is moderated: {} of {stills}", images.len());
+    let jpeg = base64::engine::general_purpose::STANDARD.decode(images[0].strip_prefix("data:image/jpeg;base64,").unwrap()).unwrap();
+    assert_eq!(&jpeg[..3], [0xff, 0xd8, 0xff], "a JPEG");
+
+    // A still OpenAI flags fails the job before scoring, saying which frame.
+    mock.flag_images("violence/graphic");
+    let done = t.finished_job(&ann.api_key, &submit("my evening routine").await).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["errors"][0]["error"], "content_flagged", "{done}");
+    let reason = done["errors"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("violence/graphic (0.93) in the frame at 0.5 s"), "{reason}");
+    assert!(done["score"].is_null());
+    mock.flag_images("");
+
+    // Moderation down for good: the job fails closed instead of being scored unchecked.
+    mock.then_moderation(std::iter::repeat_n(Reply::Status(503), 200));
+    let done = t.finished_job(&ann.api_key, &submit("my afternoon routine").await).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["errors"][0]["stage"], "moderation", "{done}");
+    assert!(done["errors"][0]["reason"].as_str().unwrap().contains("moderation unavailable"), "{done}");
+    assert!(done["score"].is_null(), "{done}");
     pipeline.stop().await;
 }
