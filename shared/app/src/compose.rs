@@ -342,6 +342,7 @@ impl Composition {
         let queue = store;
         let runner = Runner::new(self.state_machine(), ctx, queue, self.wake.clone(), self.config.pipeline_concurrency)
             .with_retry_delay_scale(self.config.pipeline_retry_scale)
+            .limiting(domain::pipeline::Stage::Extraction, goviral_media::analyses_at_once())
             .yielding_to(Arc::new(goviral_api::server::answering));
         Ok(Arc::new(runner))
     }

@@ -1,5 +1,5 @@
-//! Moderation by OpenAI (`moderations`, `omni-moderation-latest`): text, and a video's stills
-//! as images. Under the same timeout, retries with jittered backoff and circuit breaker as
+//! Moderation by OpenAI (`moderations`, `omni-moderation-latest`): text (with contact details
+//! redacted), and a video's stills as images. Under the same timeout, retries with jittered backoff and circuit breaker as
 //! the other calls; when it cannot answer, the pipeline fails closed (it never falls back to a
 //! weaker check).
 
@@ -60,7 +60,9 @@ impl OpenAiModerator {
 
     async fn verdict(&self, text: &str, stills: &[Still]) -> domain::Result<ModerationVerdict> {
         let mut requests: Vec<(Subject, ModerationInput)> = Vec::new();
-        let pieces = pieces(text);
+        // The same redaction as the rewrites: contact details never leave; they do not change
+        // what the text is about.
+        let pieces = pieces(&crate::redact::redact(text));
         if !pieces.is_empty() {
             requests.push((Subject::Text, ModerationInput::StringArray(pieces)));
         }

@@ -35,6 +35,9 @@ pub struct Runner {
     /// background work: the runner then runs one job at a time and leaves the cores to the
     /// answers; a burst of submissions slows the jobs down, not the responses.
     foreground_busy: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Stages whose work is limited to so many at once (media analysis: a decoder and two
+    /// cores each); their Tasks wait for a turn.
+    stage_limits: Vec<(Stage, Arc<Semaphore>)>,
 }
 
 /// How long the runner waits before looking again while it yields to the API.
@@ -69,6 +72,7 @@ impl Runner {
             concurrency,
             retry_delay_scale: 1.0,
             foreground_busy: Arc::new(|| false),
+            stage_limits: Vec::new(),
         }
     }
 
@@ -76,6 +80,13 @@ impl Runner {
     /// receiver to recover would only slow a test or a demo down. Order and counts stay as written.
     pub fn with_retry_delay_scale(mut self, scale: f64) -> Self {
         self.retry_delay_scale = scale.max(0.0);
+        self
+    }
+
+    /// At most `at_once` Tasks of `stage` run at a time; the others wait their turn without
+    /// their timeout running.
+    pub fn limiting(mut self, stage: Stage, at_once: usize) -> Self {
+        self.stage_limits.push((stage, Arc::new(Semaphore::new(at_once.max(1)))));
         self
     }
 
@@ -203,7 +214,7 @@ impl Runner {
             return Ok(Step::Finished("failed"));
         };
         let next = match state {
-            State::Task { stage, result_path, timeout, retry, catch, then } => match self.execute(stage, &run.data, timeout).await {
+            State::Task { stage, result_path, timeout, retry, catch, then } => match self.task(stage, run, timeout).await? {
                 Ok(result) => {
                     if let Err(e) = asl::write_path(&mut run.data, result_path.as_deref(), result) {
                         return self.runtime_failure(run, &e).await;
@@ -273,6 +284,27 @@ impl Runner {
                     self.queue.save_run(run, now_us() + LEASE.as_micros() as i64, now_us()).await?;
                 }
                 Ok(Step::Continue)
+            }
+        }
+    }
+
+    /// Runs a Task: waits for the stage's turn where its work is limited (queueing, which
+    /// does not count against the Task's timeout, as a message waiting in SQS would not make
+    /// its Lambda time out), then executes it. The run's lease is renewed all along, so a
+    /// long wait or a long stage is never taken for a crashed one and claimed twice.
+    async fn task(&self, stage: Stage, run: &PipelineRun, timeout: Option<Duration>) -> domain::Result<Result<Value, (String, String)>> {
+        let work = async {
+            let _turn = match self.stage_limits.iter().find(|(s, _)| *s == stage) {
+                Some((_, turns)) => Some(turns.clone().acquire_owned().await.expect("semaphore open")),
+                None => None,
+            };
+            self.execute(stage, &run.data, timeout).await
+        };
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                result = &mut work => return Ok(result),
+                _ = tokio::time::sleep(LEASE / 3) => self.queue.save_run(run, now_us() + LEASE.as_micros() as i64, now_us()).await?,
             }
         }
     }

@@ -42,8 +42,7 @@ impl MediaAnalysis {
         speech: Result<Arc<Speech>, String>,
         faces: Option<Arc<FaceDetector>>,
     ) -> Result<MediaAnalysis, MediaError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let at_once = tokio::sync::Semaphore::new((cores / 2).max(1));
+        let at_once = tokio::sync::Semaphore::new(analyses_at_once());
         Ok(MediaAnalysis { tools: Tools::on_path(timeout)?, max_seconds, speech, faces, at_once })
     }
 
@@ -63,6 +62,11 @@ impl MediaAnalysis {
             }
         }
     }
+}
+
+/// How many videos are analysed at once here: each keeps two cores busy.
+pub fn analyses_at_once() -> usize {
+    (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1)
 }
 
 /// The first seconds a viewer decides in.

@@ -10,11 +10,12 @@ use crate::{MediaError, Result};
 
 pub const ENGINE: &str = "centerface";
 
-/// The detector's frame: the long side 576 px, both sides multiples of 32 (the network's
-/// stride), keeping the shape of the picture as shown. Faces a tenth of the frame high are
-/// ~58 px here, well within what the model finds.
+/// The detector's frame: the long side 384 px, both sides multiples of 32 (the network's
+/// stride), keeping the shape of the picture as shown. A face a tenth of a landscape frame's
+/// height is still ~22 px here, within what the model finds; a larger frame would cost more
+/// than the rest of the frame pass (0.07 s a frame here, 0.12 s at 576 px).
 pub fn frame_size(width: u32, height: u32) -> (usize, usize) {
-    const LONG: f64 = 576.0;
+    const LONG: f64 = 384.0;
     let (w, h) = (f64::from(width.max(1)), f64::from(height.max(1)));
     let short = |s: f64, l: f64| (((s * LONG / l) / 32.0).round() as usize).max(1) * 32;
     if w >= h { (LONG as usize, short(h, w)) } else { (short(w, h), LONG as usize) }
@@ -64,10 +65,10 @@ mod tests {
 
     #[test]
     fn frames_keep_their_shape_on_the_network_grid() {
-        assert_eq!(frame_size(1280, 720), (576, 320));
-        assert_eq!(frame_size(1080, 1920), (320, 576));
-        assert_eq!(frame_size(512, 512), (576, 576));
-        assert_eq!(frame_size(4000, 10), (576, 32));
+        assert_eq!(frame_size(1280, 720), (384, 224));
+        assert_eq!(frame_size(1080, 1920), (224, 384));
+        assert_eq!(frame_size(512, 512), (384, 384));
+        assert_eq!(frame_size(4000, 10), (384, 32));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use analyzer::{MAX_SIDE_PX, MediaAnalysis, NoMediaTools};
+pub use analyzer::{MAX_SIDE_PX, MediaAnalysis, NoMediaTools, analyses_at_once};
 pub use look::Look;
 pub use ocr::ScreenText;
 pub use signals::Signals;

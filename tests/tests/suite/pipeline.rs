@@ -400,3 +400,72 @@ fn the_runner_executes_the_state_machine_in_infra() {
         assert_eq!(after, "Notify");
     }
 }
+
+/// A scorer that takes `delay` per call and records how many calls overlap.
+struct SlowScorer {
+    inner: Arc<dyn domain::ports::Scorer>,
+    delay: std::time::Duration,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl domain::ports::Scorer for SlowScorer {
+    fn features(&self, text: &str, platform: Option<domain::model::Platform>) -> Value {
+        self.inner.features(text, platform)
+    }
+
+    async fn score(&self, request: &domain::ports::ScoreRequest) -> domain::Result<domain::ports::ScoreOutput> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.fetch_add(1, SeqCst);
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.running.fetch_sub(1, SeqCst);
+        self.inner.score(request).await
+    }
+}
+
+/// A stage limited to one Task at a time queues the others, and the wait is not work: with a
+/// 1 s Task timeout and 0.4 s per job, the fourth job waits 1.2 s and still does not time out.
+#[tokio::test]
+async fn a_limited_stage_queues_its_tasks_without_their_timeout_running() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let stages = Stages::new();
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let mut asl: Value = serde_json::from_str(goviral_adapters::asl::PIPELINE_ASL).unwrap();
+    asl["States"]["Infer"]["TimeoutSeconds"] = json!(1);
+    let machine = Arc::new(StateMachine::parse(&asl.to_string()).unwrap());
+    let scorer = Arc::new(SlowScorer {
+        inner: stages.scorer.clone(),
+        delay: std::time::Duration::from_millis(400),
+        running: 0.into(),
+        most: 0.into(),
+        calls: 0.into(),
+    });
+    let mut ctx = stages.context(
+        t.app.store.clone(),
+        Arc::new(HttpWebhookSender::new(std::time::Duration::from_secs(2), true)),
+        domain::pipeline::WebhookPolicy { max_attempts: 1, allow_loopback: true },
+    );
+    ctx.scorer = scorer.clone();
+    let queue = Arc::new(t.db.store.clone());
+    let runner = goviral_local::runner::Runner::new(machine, Arc::new(ctx), queue, t.wake.clone(), 8).limiting(Stage::Inference, 1);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(Arc::new(runner).run(stopped));
+    let mut jobs = Vec::new();
+    for i in 0..4 {
+        jobs.push(submit(&t, &ann.api_key, ann.user.id, &format!("Queued job {i}"), None).await);
+    }
+    t.wake.notify_one();
+    for job in &jobs {
+        let done = t.finished_job(&ann.api_key, job).await;
+        assert_eq!(done["status"], "complete", "{done}");
+    }
+    assert_eq!(scorer.most.load(SeqCst), 1, "one at a time");
+    assert_eq!(scorer.calls.load(SeqCst), 4, "no Task timed out and was run again");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
