@@ -54,7 +54,8 @@ impl ApiError {
                 Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 Error::Forbidden(_) => StatusCode::FORBIDDEN,
                 Error::Conflict(_) | Error::InProgress(_) => StatusCode::CONFLICT,
-                Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                Error::RateLimited { .. } | Error::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+                Error::InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
                 Error::Unavailable(_) | Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -76,6 +77,12 @@ impl ApiError {
                     Error::RateLimited { policy, limit, window_secs, retry_after_secs } => Some(serde_json::json!({
                         "policy": policy, "limit": limit, "window_secs": window_secs, "retry_after_secs": retry_after_secs
                     })),
+                    Error::QuotaExceeded { allowance, used, required, resets_at } => Some(serde_json::json!({
+                        "allowance": allowance, "used": used, "required": required,
+                        "remaining": allowance.saturating_sub(*used),
+                        "resets_at": resets_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                    })),
+                    Error::InsufficientCredits { required, balance } => Some(serde_json::json!({"required": required, "balance": balance})),
                     _ => None,
                 };
                 let message = match e {
@@ -114,6 +121,14 @@ impl IntoResponse for ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
                 insert_rate_headers(headers, policy, *limit, *window_secs, 0, *retry_after_secs);
             }
+            ApiError::Domain(Error::QuotaExceeded { allowance, resets_at, .. }) => {
+                // Not worth retrying before the period resets.
+                let now = time::OffsetDateTime::now_utc();
+                let secs = ((*resets_at - now).whole_seconds()).max(1) as u64;
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                let period = (*resets_at - domain::usage::Period::of(now).starts_at).whole_seconds().max(1) as u64;
+                insert_rate_headers(headers, "monthly", *allowance, period, 0, secs);
+            }
             ApiError::Domain(Error::Unavailable(_) | Error::Overloaded(_) | Error::InProgress(_)) | ApiError::Unhealthy => {
                 // Busy or a dependency down: worth retrying soon.
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1u32));
@@ -129,13 +144,27 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): the policy (quota `q`
-/// per window `w` seconds) and where the caller stands (`r` remaining, `t` seconds until
-/// more are allowed).
+/// One limit as the IETF RateLimit fields describe it (draft-ietf-httpapi-ratelimit-headers):
+/// quota `limit` per window `window_secs`, `remaining` left, `reset_secs` until more.
+pub struct RatePolicy<'a> {
+    pub name: &'a str,
+    pub limit: u64,
+    pub window_secs: u64,
+    pub remaining: u64,
+    pub reset_secs: u64,
+}
+
+/// The IETF RateLimit fields for one policy: `RateLimit-Policy` (`"name";q=…;w=…`) and
+/// `RateLimit` (`"name";r=…;t=…`, `t` in seconds, never an epoch).
 pub fn insert_rate_headers(headers: &mut http::HeaderMap, policy: &str, limit: u64, window_secs: u64, remaining: u64, reset_secs: u64) {
-    let policy_value = format!("\"{policy}\";q={limit};w={window_secs}");
-    let state = format!("\"{policy}\";r={remaining};t={reset_secs}");
-    if let (Ok(p), Ok(s)) = (HeaderValue::from_str(&policy_value), HeaderValue::from_str(&state)) {
+    insert_rate_policies(headers, &[RatePolicy { name: policy, limit, window_secs, remaining, reset_secs }]);
+}
+
+/// The IETF RateLimit fields for several policies at once, as lists in one field each.
+pub fn insert_rate_policies(headers: &mut http::HeaderMap, policies: &[RatePolicy<'_>]) {
+    let policy: Vec<String> = policies.iter().map(|p| format!("\"{}\";q={};w={}", p.name, p.limit, p.window_secs)).collect();
+    let state: Vec<String> = policies.iter().map(|p| format!("\"{}\";r={};t={}", p.name, p.remaining, p.reset_secs)).collect();
+    if let (Ok(p), Ok(s)) = (HeaderValue::from_str(&policy.join(", ")), HeaderValue::from_str(&state.join(", "))) {
         headers.insert("ratelimit-policy", p);
         headers.insert("ratelimit", s);
     }

@@ -167,6 +167,7 @@ impl Config {
             settings: Settings {
                 auth: AuthConfig { jwt_secret: jwt_secret.unwrap_or_default(), token_ttl_secs, argon2_memory_kib, argon2_iterations },
                 rate_limits,
+                usage: usage_terms(&lookup)?,
                 allow_loopback_webhooks: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
                 allow_loopback_media: parse(&lookup, "GOVIRAL_MEDIA_ALLOW_LOOPBACK", false)?,
             },
@@ -180,6 +181,17 @@ impl Config {
             server: server_limits(&lookup)?,
         })
     }
+}
+
+/// Each plan's monthly units (`GOVIRAL_{FREE,PRO,ENTERPRISE}_MONTHLY_UNITS`); a video reserves
+/// one unit per started minute of the media length cap.
+fn usage_terms(lookup: &impl Fn(&str) -> Option<String>) -> Result<domain::usage::UsageTerms, ConfigError> {
+    let d = domain::usage::UsageTerms::default();
+    let mut terms = d.with_video_cap(parse(lookup, "GOVIRAL_MEDIA_MAX_SECONDS", 180.0f64)?);
+    terms.free.monthly_units = parse(lookup, "GOVIRAL_FREE_MONTHLY_UNITS", d.free.monthly_units)?;
+    terms.pro.monthly_units = parse(lookup, "GOVIRAL_PRO_MONTHLY_UNITS", d.pro.monthly_units)?;
+    terms.enterprise.monthly_units = parse(lookup, "GOVIRAL_ENTERPRISE_MONTHLY_UNITS", d.enterprise.monthly_units)?;
+    Ok(terms)
 }
 
 /// A variable from the process environment; empty counts as unset.

@@ -33,6 +33,13 @@ pub enum Error {
     /// `policy` names the limit (`submissions`, `auth-failures`) in the RateLimit headers.
     #[error("rate limit of {limit} requests per {window_secs} s exceeded")]
     RateLimited { policy: &'static str, limit: u64, window_secs: u64, retry_after_secs: u64 },
+    /// The period's allowance is spent (a hard-capped plan): not worth retrying before
+    /// `resets_at`.
+    #[error("the monthly allowance of {allowance} units is used up ({used} used; this needs {required}); it resets at {resets_at}")]
+    QuotaExceeded { allowance: u64, used: u64, required: u64, resets_at: time::OffsetDateTime },
+    /// Prepaid credits do not cover the request.
+    #[error("this needs {required} credits but the account has {balance}")]
+    InsufficientCredits { required: u64, balance: u64 },
     /// A dependency (store, queue) cannot be reached; worth retrying.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -57,7 +64,9 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::Conflict(_) => "conflict",
             Error::InProgress(_) => "in_progress",
-            Error::RateLimited { .. } => "rate_limited",
+            Error::RateLimited { .. } => "rate_limit_exceeded",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
+            Error::InsufficientCredits { .. } => "insufficient_credits",
             Error::Unavailable(_) => "unavailable",
             Error::Overloaded(_) => "overloaded",
             Error::Internal(_) => "internal",

@@ -13,5 +13,6 @@ pub mod pipeline;
 pub mod ports;
 pub mod service;
 pub mod uploads;
+pub mod usage;
 
 pub use error::{Error, FieldError, Result};

@@ -261,6 +261,12 @@ pub async fn extract(ctx: &StageContext, state: &PipelineState) -> StageResult<E
         None => content_text(ctx, &submission).await?,
     };
     let media = measure_media(ctx, state.job_id, &submission).await?;
+    if submission.content_type == ContentType::Video {
+        // Admission reserved the longest video's minutes: settle at the started minutes
+        // measured (one where the video could not be measured here).
+        let units = media["duration_s"].as_f64().map_or(1, crate::usage::video_units);
+        ctx.store.settle_charge(state.job_id, units, now()).await?;
+    }
     moderate_media(ctx, state.job_id, &media).await?;
     let text = with_spoken_hook(text, &media);
     let document = json!({
@@ -558,6 +564,11 @@ pub async fn mark_failed(ctx: &StageContext, state: &PipelineState) -> StageResu
     let stage = state.failed_stage.clone().unwrap_or_else(|| "unknown".into());
     let errors = json!([{"stage": stage, "error": caught.error, "reason": caught.cause}]);
     ctx.store.fail_job(state.job_id, &errors, None, now()).await?;
+    // A failure of ours is credited back; one the content caused is not (idempotent: a
+    // retried failure stage never reverses twice).
+    if crate::usage::refunded(&caught.error) {
+        ctx.store.reverse_charge(state.job_id, &format!("{stage}: {}", caught.error), now()).await?;
+    }
     Ok(json!({"failed": true}))
 }
 

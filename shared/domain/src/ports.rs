@@ -44,6 +44,19 @@ pub trait Store: Send + Sync {
     // submissions and jobs
     /// Writes both rows in one transaction: both exist afterwards, or neither.
     async fn create_submission_and_job(&self, submission: &Submission, job: &Job) -> Result<()>;
+    /// As `create_submission_and_job`, with `charge` in the same transaction: the period's
+    /// usage rises by its units (`QuotaExceeded` past its cap), prepaid credits fall
+    /// (`InsufficientCredits` when short), and the ledger gets the charge entry.
+    async fn admit_submission_and_job(&self, s: &Submission, j: &Job, charge: &crate::usage::Charge) -> Result<crate::usage::Admitted>;
+    /// An account's operator-set usage terms (the defaults when none were set).
+    async fn usage_account(&self, user_id: Uuid) -> Result<crate::usage::UsageAccount>;
+    async fn set_usage_account(&self, user_id: Uuid, account: &crate::usage::UsageAccount, now: OffsetDateTime) -> Result<()>;
+    /// Credits back everything charged for the job (a reversal entry; usage and credits
+    /// returned); false when nothing was charged or it was reversed already.
+    async fn reverse_charge(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool>;
+    /// Lowers a reserved charge to what the job turned out to cost (`units`): an adjustment
+    /// entry, usage and credits returned; once per job. False when there was nothing to lower.
+    async fn settle_charge(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<bool>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;

@@ -326,9 +326,15 @@ impl Runner {
     }
 
     /// The execution failed outright: make sure the job says so (a no-op if it already ended).
+    /// A Fail state's own error names no cause of the job's failure: the failure stage has
+    /// already credited it back or not.
     async fn fail_job(&self, job_id: Uuid, stage: &str, error: &str, cause: &str) -> domain::Result<()> {
         let errors = json!([{"stage": stage, "error": error, "reason": cause}]);
-        self.ctx.store.fail_job(job_id, &errors, None, now()).await.map(|_| ())
+        self.ctx.store.fail_job(job_id, &errors, None, now()).await?;
+        if stage != "pipeline" && domain::usage::refunded(error) {
+            self.ctx.store.reverse_charge(job_id, &format!("{stage}: {error}"), now()).await?;
+        }
+        Ok(())
     }
 }
 

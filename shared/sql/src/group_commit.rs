@@ -8,6 +8,7 @@
 
 use domain::Result;
 use domain::model::{Job, Submission};
+use domain::usage::{Admitted, Charge};
 use sqlx::SqlitePool;
 use std::sync::Arc;
 
@@ -22,7 +23,8 @@ const MAX_BATCH: usize = 128;
 struct Pending {
     submission: Submission,
     job: Job,
-    done: oneshot::Sender<Result<()>>,
+    charge: Option<Charge>,
+    done: oneshot::Sender<Result<Option<Admitted>>>,
 }
 
 #[derive(Clone)]
@@ -38,9 +40,9 @@ impl JobWriter {
         JobWriter { queue }
     }
 
-    pub(crate) async fn write(&self, submission: &Submission, job: &Job) -> Result<()> {
+    pub(crate) async fn write(&self, submission: &Submission, job: &Job, charge: Option<&Charge>) -> Result<Option<Admitted>> {
         let (done, result) = oneshot::channel();
-        let pending = Pending { submission: submission.clone(), job: job.clone(), done };
+        let pending = Pending { submission: submission.clone(), job: job.clone(), charge: charge.cloned(), done };
         let stopped = || domain::Error::Unavailable("the SQLite writer has stopped".into());
         self.queue.send(pending).await.map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
@@ -57,15 +59,17 @@ async fn run(pool: SqlitePool, file: Arc<FileGuard>, mut rx: mpsc::Receiver<Pend
             continue;
         }
         match write_all(&pool, &batch).await {
-            Ok(()) => batch.drain(..).for_each(|p| {
-                let _ = p.done.send(Ok(()));
+            Ok(admitted) => batch.drain(..).zip(admitted).for_each(|(p, a)| {
+                let _ = p.done.send(Ok(a));
             }),
             Err(e) if batch.len() == 1 => {
                 let _ = batch.remove(0).done.send(Err(e));
             }
             Err(_) => {
+                // One refused charge (an allowance reached) or bad row fails the batch: each
+                // is then written alone and hears its own answer.
                 for p in batch.drain(..) {
-                    let result = write_all(&pool, std::slice::from_ref(&p)).await;
+                    let result = write_all(&pool, std::slice::from_ref(&p)).await.map(|mut a| a.remove(0));
                     let _ = p.done.send(result);
                 }
             }
@@ -73,10 +77,17 @@ async fn run(pool: SqlitePool, file: Arc<FileGuard>, mut rx: mpsc::Receiver<Pend
     }
 }
 
-async fn write_all(pool: &SqlitePool, batch: &[Pending]) -> Result<()> {
+/// Every pending write in one transaction; the usage after each one's charge, in order.
+async fn write_all(pool: &SqlitePool, batch: &[Pending]) -> Result<Vec<Option<Admitted>>> {
     let mut tx = pool.begin().await.map_err(db_error)?;
+    let mut admitted = Vec::with_capacity(batch.len());
     for p in batch {
+        admitted.push(match &p.charge {
+            Some(c) => Some(crate::usage::apply_charge(&mut tx, c, crate::dialect::to_sqlite).await?),
+            None => None,
+        });
         crate::store::insert_submission_and_job(&mut tx, &p.submission, &p.job, crate::dialect::to_sqlite).await?;
     }
-    tx.commit().await.map_err(db_error)
+    tx.commit().await.map_err(db_error)?;
+    Ok(admitted)
 }

@@ -32,6 +32,7 @@ mod migrate;
 mod rows;
 mod runs;
 mod store;
+mod usage;
 
 use std::str::FromStr;
 use std::time::Duration;

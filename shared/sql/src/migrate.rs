@@ -35,6 +35,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0004_upload_content.sql"),
         sqlite: include_str!("../migrations/sqlite/0004_upload_content.sql"),
     },
+    Migration {
+        version: 5,
+        name: "usage",
+        postgres: include_str!("../migrations/postgres/0005_usage.sql"),
+        sqlite: include_str!("../migrations/sqlite/0005_usage.sql"),
+    },
 ];
 
 const LEDGER: &str =

@@ -204,14 +204,28 @@ impl Store for SqlStore {
     }
 
     async fn create_submission_and_job(&self, s: &Submission, j: &Job) -> Result<()> {
-        match &self.backend {
-            crate::Backend::Sqlite { jobs, .. } => jobs.write(s, j).await,
-            crate::Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(db_error)?;
-                insert_submission_and_job(&mut tx, s, j, |q| q.to_string()).await?;
-                tx.commit().await.map_err(db_error)
-            }
-        }
+        self.write_submission(s, j, None).await.map(|_| ())
+    }
+
+    async fn admit_submission_and_job(&self, s: &Submission, j: &Job, charge: &domain::usage::Charge) -> Result<domain::usage::Admitted> {
+        let admitted = self.write_submission(s, j, Some(charge)).await?;
+        admitted.ok_or_else(|| Error::Internal("a charge was written without its totals".into()))
+    }
+
+    async fn usage_account(&self, user_id: Uuid) -> Result<domain::usage::UsageAccount> {
+        self.read_usage_account(user_id).await
+    }
+
+    async fn set_usage_account(&self, user_id: Uuid, account: &domain::usage::UsageAccount, now: OffsetDateTime) -> Result<()> {
+        self.write_usage_account(user_id, account, now).await
+    }
+
+    async fn reverse_charge(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool> {
+        self.write_reversal(job_id, reason, now).await
+    }
+
+    async fn settle_charge(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<bool> {
+        self.write_settlement(job_id, units, now).await
     }
 
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>> {
@@ -673,6 +687,31 @@ impl Store for SqlStore {
 
 /// Both rows of a new submission, inside the caller's transaction (PostgreSQL: one per
 /// submission; SQLite: one per group commit).
+impl SqlStore {
+    /// The submission and its job, with the charge where there is one, in one transaction
+    /// (on SQLite, the group-commit writer's).
+    async fn write_submission(
+        &self,
+        s: &Submission,
+        j: &Job,
+        charge: Option<&domain::usage::Charge>,
+    ) -> Result<Option<domain::usage::Admitted>> {
+        match &self.backend {
+            crate::Backend::Sqlite { jobs, .. } => jobs.write(s, j, charge).await,
+            crate::Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(db_error)?;
+                let admitted = match charge {
+                    Some(c) => Some(crate::usage::apply_charge(&mut tx, c, |q| q.to_string()).await?),
+                    None => None,
+                };
+                insert_submission_and_job(&mut tx, s, j, |q| q.to_string()).await?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(admitted)
+            }
+        }
+    }
+}
+
 pub(crate) async fn insert_submission_and_job<DB: sqlx::Database>(
     tx: &mut sqlx::Transaction<'_, DB>,
     s: &Submission,

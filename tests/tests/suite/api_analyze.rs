@@ -123,7 +123,7 @@ async fn rate_limit_per_plan_answers_429_with_retry_after() {
         assert_eq!(r.header("x-ratelimit-remaining"), Some(expected_remaining));
     }
     let r = t.post("/api/v1/analyze").api_key(&free.api_key).json(&text(free.user.id, "x")).send().await;
-    assert_eq!((r.status, r.error_code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    assert_eq!((r.status, r.error_code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"));
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     // The window slides: the two requests still weigh into the next minute, so one more
     // fits only half way into it (at most 60 + 30 s away).

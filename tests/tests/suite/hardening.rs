@@ -68,7 +68,7 @@ async fn an_idempotent_replay_never_names_a_job_that_does_not_exist() {
     for attempt in attempts {
         let r = attempt.await.unwrap();
         match r.status {
-            StatusCode::TOO_MANY_REQUESTS => assert_eq!(r.error_code(), "rate_limited"),
+            StatusCode::TOO_MANY_REQUESTS => assert_eq!(r.error_code(), "rate_limit_exceeded"),
             StatusCode::CONFLICT => {
                 assert_eq!(r.error_code(), "in_progress");
                 assert!(r.header("retry-after").is_some());
@@ -223,8 +223,11 @@ async fn limits_slide_and_say_so_in_ratelimit_headers() {
     let bob = t.user("bob@example.com", Plan::Free, false).await;
     let r = t.post("/api/v1/analyze").api_key(&bob.api_key).json(&text(bob.user.id)).send().await;
     assert_eq!(r.status, StatusCode::CREATED);
-    assert_eq!(r.header("ratelimit-policy"), Some("\"submissions\";q=3;w=60"));
-    assert_eq!(r.header("ratelimit"), Some("\"submissions\";r=2;t=0"));
+    // The burst limit first, then the month's allowance (25 units on free; 1 used).
+    let policy = r.header("ratelimit-policy").unwrap();
+    assert!(policy.starts_with("\"submissions\";q=3;w=60, \"monthly\";q=25;w="), "{policy}");
+    let state = r.header("ratelimit").unwrap();
+    assert!(state.starts_with("\"submissions\";r=2;t=0, \"monthly\";r=24;t="), "{state}");
 }
 
 #[tokio::test]
@@ -249,7 +252,7 @@ async fn failed_authentication_is_throttled_per_address_and_per_credential() {
         assert_eq!(t.get("/api/v1/keys").api_key(&wrong).send().await.status, StatusCode::UNAUTHORIZED);
     }
     let r = t.get("/api/v1/keys").api_key(&wrong).send().await;
-    assert_eq!((r.status, r.error_code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    assert_eq!((r.status, r.error_code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"));
     assert!(r.header("retry-after").is_some());
     assert_eq!(r.header("ratelimit-policy"), Some("\"auth-failures\";q=10;w=60"));
     let r = t.post("/api/v1/auth/token").json(&json!({"client_id": ann.user.id, "client_secret": "wrong"})).send().await;

@@ -19,3 +19,4 @@ mod speech;
 mod state_machine;
 mod store_contract;
 mod uploads;
+mod usage;

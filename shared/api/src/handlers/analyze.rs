@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::path_id;
 use crate::dto::{AnalyzeRequest, AnalyzeResponse, JobQuery, JobResponse};
-use crate::error::{ApiResult, ErrorBody, insert_rate_headers};
+use crate::error::{ApiResult, ErrorBody, RatePolicy, insert_rate_policies};
 use crate::extract::{Auth, JsonBody, RequestOrigin, ValidQuery};
 
 /// Submit content for analysis. Returns at once with a job id; the pipeline does the work.
@@ -17,12 +17,16 @@ use crate::extract::{Auth, JsonBody, RequestOrigin, ValidQuery};
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same job; same key, other body: 409")),
     responses(
         (status = 201, body = AnalyzeResponse, headers(("Location" = String), ("X-RateLimit-Remaining" = u64),
-            ("RateLimit-Policy" = String, description = "`\"submissions\";q=<limit>;w=60`"),
-            ("RateLimit" = String, description = "`\"submissions\";r=<remaining>;t=<seconds>`"))),
+            ("RateLimit-Policy" = String, description = "`\"submissions\";q=<limit>;w=60, \"monthly\";q=<allowance>;w=<seconds in the month>`"),
+            ("RateLimit" = String, description = "`\"submissions\";r=<remaining>;t=<seconds>, \"monthly\";r=<units left>;t=<seconds to the reset>`"),
+            ("X-Credits-Remaining" = u64, description = "Prepaid units left, on accounts that pay in advance"))),
+        (status = 402, description = "`insufficient_credits`: prepaid credits do not cover it; details say what is needed and held", body = ErrorBody),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "`upload_id` names no upload of yours", body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "`rate_limit_exceeded` (the per-minute burst; retry after Retry-After) or `quota_exceeded` \
+            (the month's allowance is spent: details give allowance, used and resets_at; Retry-After is the time to the reset)", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn submit(
@@ -50,7 +54,22 @@ pub async fn submit(
     if let Some(RateStatus { limit, remaining, reset_secs, window_secs }) = rate {
         h.insert("x-ratelimit-limit", HeaderValue::from(limit));
         h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-        insert_rate_headers(h, "submissions", limit, window_secs, remaining, reset_secs);
+        let mut policies = vec![RatePolicy { name: "submissions", limit, window_secs, remaining, reset_secs }];
+        if let Some(q) = &submitted.quota {
+            // The monthly allowance, as a second policy of the same fields.
+            let monthly = RatePolicy {
+                name: "monthly",
+                limit: q.allowance,
+                window_secs: q.period_secs,
+                remaining: q.remaining(),
+                reset_secs: q.reset_secs,
+            };
+            policies.push(monthly);
+            if let Some(credits) = q.credits {
+                h.insert("x-credits-remaining", HeaderValue::from(credits));
+            }
+        }
+        insert_rate_policies(h, &policies);
     }
     Ok(response)
 }

@@ -85,6 +85,7 @@ impl App {
                                     status: job.status,
                                     estimated_completion_sec: pipeline.estimated_completion_secs().await,
                                     replayed: true,
+                                    quota: None,
                                 };
                                 return Ok((submitted, None));
                             }
@@ -113,7 +114,7 @@ impl App {
                 self.counters.release_idempotency(principal.user.id, key, job_id).await?;
             }
         }
-        let rate = created?;
+        let (rate, quota) = created?;
         if let Err(e) = pipeline.enqueue(job_id).await {
             // The job is stored as queued; the pipeline's sweep of queued jobs picks it up.
             tracing::warn!(%job_id, error = %e, "pipeline hand-off failed; left for the queued-job sweep");
@@ -123,11 +124,20 @@ impl App {
             status: JobStatus::Queued,
             estimated_completion_sec: pipeline.estimated_completion_secs().await,
             replayed: false,
+            quota: Some(quota),
         };
         Ok((submitted, Some(rate)))
     }
 
-    async fn create_job(&self, principal: &Principal, owner: &User, input: AnalyzeInput, job_id: Uuid) -> Result<RateStatus> {
+    /// Stores the submission and its job, charged to the owner's account in the same
+    /// transaction (refused when the allowance or the prepaid credits do not cover it).
+    async fn create_job(
+        &self,
+        principal: &Principal,
+        owner: &User,
+        input: AnalyzeInput,
+        job_id: Uuid,
+    ) -> Result<(RateStatus, QuotaStatus)> {
         if !owner.is_active {
             return Err(Error::Forbidden("the account is inactive".into()));
         }
@@ -165,8 +175,35 @@ impl App {
             completed_at: None,
             archived_at: None,
         };
-        self.store.create_submission_and_job(&submission, &job).await?;
-        Ok(rate)
+        let charge = self.charge_for(owner, input.content_type, job_id, at).await?;
+        let admitted = self.store.admit_submission_and_job(&submission, &job, &charge).await?;
+        let quota = QuotaStatus {
+            allowance: charge.allowance,
+            used: admitted.used,
+            reset_secs: charge.period.seconds_left(at),
+            period_secs: (charge.period.resets_at - charge.period.starts_at).whole_seconds().max(1) as u64,
+            credits: admitted.credits,
+        };
+        Ok((rate, quota))
+    }
+
+    /// What admitting a submission of `content_type` costs the owner's account this period.
+    async fn charge_for(&self, owner: &User, content_type: ContentType, job_id: Uuid, at: OffsetDateTime) -> Result<crate::usage::Charge> {
+        let account = self.store.usage_account(owner.id).await?;
+        let terms = self.settings.usage.plan(owner.plan);
+        let allowance = account.allowance_override.unwrap_or(terms.monthly_units);
+        Ok(crate::usage::Charge {
+            entry_id: Uuid::now_v7(),
+            user_id: owner.id,
+            job_id,
+            content_type,
+            units: self.settings.usage.admission_units(content_type),
+            period: crate::usage::Period::of(at),
+            cap: terms.hard_cap.then_some(allowance),
+            allowance,
+            from_credits: account.credits.is_some(),
+            at,
+        })
     }
 
     pub async fn job_view(&self, principal: &Principal, job_id: Uuid, include_insights: bool) -> Result<JobView> {
@@ -301,6 +338,7 @@ mod tests {
         Settings {
             auth,
             rate_limits: RateLimits::default(),
+            usage: crate::usage::UsageTerms::default(),
             allow_loopback_webhooks: loopback_webhooks,
             allow_loopback_media: loopback_media,
         }

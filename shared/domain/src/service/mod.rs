@@ -64,6 +64,8 @@ impl RateLimits {
 pub struct Settings {
     pub auth: AuthConfig,
     pub rate_limits: RateLimits,
+    /// What each plan includes per period, and what a submission costs.
+    pub usage: crate::usage::UsageTerms,
     /// Local development only: webhook targets may be http:// on loopback.
     pub allow_loopback_webhooks: bool,
     /// Local development only: a video's `source_url` may be http:// on loopback.
@@ -141,6 +143,25 @@ pub struct Submitted {
     pub estimated_completion_sec: u32,
     /// True when an Idempotency-Key matched an earlier identical request.
     pub replayed: bool,
+    /// The account's allowance after this submission's charge (None for a replay).
+    pub quota: Option<QuotaStatus>,
+}
+
+/// Where an account stands in its period, right after a charge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaStatus {
+    pub allowance: u64,
+    pub used: u64,
+    /// Seconds until the period resets, and the period's length.
+    pub reset_secs: u64,
+    pub period_secs: u64,
+    pub credits: Option<u64>,
+}
+
+impl QuotaStatus {
+    pub fn remaining(&self) -> u64 {
+        self.allowance.saturating_sub(self.used)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,172 @@
+//! Pay-per-use metering: what a submission costs, what each plan allows, and the ledger
+//! entries that record it. The ledger (in the relational store) is the truth and is only ever
+//! appended to; admission and its charge are one transaction, so an account at the edge of
+//! its allowance is never admitted past it.
+//!
+//! Units: a text or a post is 1 unit; a video is 1 unit per started minute of media. A
+//! video's length is known only once it is measured, so admission reserves the most a video
+//! may cost (the media length cap) and extraction returns the minutes it did not use.
+//! Periods are calendar months in UTC.
+
+use time::{Date, Month, OffsetDateTime, Time};
+use uuid::Uuid;
+
+use crate::model::{ContentType, Plan};
+
+/// What one plan includes each period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanTerms {
+    /// Units included per period.
+    pub monthly_units: u64,
+    /// Free stops at the allowance; paid plans go on and the overage is billed.
+    pub hard_cap: bool,
+    /// The price of a unit past the allowance, in US cents (0 where there is no overage).
+    pub overage_cents_per_unit: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageTerms {
+    pub free: PlanTerms,
+    pub pro: PlanTerms,
+    pub enterprise: PlanTerms,
+    /// A video reserves this many units at admission (one per started minute of the longest
+    /// video analysed).
+    pub video_reserve_units: u64,
+}
+
+impl Default for UsageTerms {
+    fn default() -> Self {
+        UsageTerms {
+            free: PlanTerms { monthly_units: 25, hard_cap: true, overage_cents_per_unit: 0 },
+            pro: PlanTerms { monthly_units: 1_000, hard_cap: false, overage_cents_per_unit: 2 },
+            enterprise: PlanTerms { monthly_units: 20_000, hard_cap: false, overage_cents_per_unit: 1 },
+            video_reserve_units: 3,
+        }
+    }
+}
+
+impl UsageTerms {
+    pub fn plan(&self, plan: Plan) -> PlanTerms {
+        match plan {
+            Plan::Free => self.free,
+            Plan::Pro => self.pro,
+            Plan::Enterprise => self.enterprise,
+        }
+    }
+
+    /// Units reserved when a submission of this type is admitted.
+    pub fn admission_units(&self, content_type: ContentType) -> u64 {
+        match content_type {
+            ContentType::Video => self.video_reserve_units,
+            ContentType::Post | ContentType::Text => 1,
+        }
+    }
+
+    /// Terms for a video cap of `max_seconds` (one unit per started minute).
+    pub fn with_video_cap(self, max_seconds: f64) -> Self {
+        UsageTerms { video_reserve_units: video_units(max_seconds).max(1), ..self }
+    }
+}
+
+/// What a measured video costs: one unit per started minute, at least one.
+pub fn video_units(duration_s: f64) -> u64 {
+    if duration_s.is_finite() && duration_s > 0.0 { (duration_s / 60.0).ceil() as u64 } else { 1 }
+}
+
+/// A calendar month in UTC: its key (`2026-12`), start and end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub key: String,
+    pub starts_at: OffsetDateTime,
+    pub resets_at: OffsetDateTime,
+}
+
+impl Period {
+    pub fn of(t: OffsetDateTime) -> Period {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        let first =
+            |y: i32, m: Month| Date::from_calendar_date(y, m, 1).expect("the first of a month").with_time(Time::MIDNIGHT).assume_utc();
+        let starts_at = first(t.year(), t.month());
+        let (ny, nm) = if t.month() == Month::December { (t.year() + 1, Month::January) } else { (t.year(), t.month().next()) };
+        Period { key: format!("{:04}-{:02}", t.year(), u8::from(t.month())), starts_at, resets_at: first(ny, nm) }
+    }
+
+    /// Whole seconds until the period resets (at least 1).
+    pub fn seconds_left(&self, now: OffsetDateTime) -> u64 {
+        ((self.resets_at - now).whole_seconds()).max(1) as u64
+    }
+}
+
+/// An account's own terms, set by an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UsageAccount {
+    /// Units per period instead of the plan's.
+    pub allowance_override: Option<u64>,
+    /// Prepaid units left; None when the account does not pay in advance.
+    pub credits: Option<u64>,
+}
+
+/// The charge written with an admitted submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Charge {
+    pub entry_id: Uuid,
+    pub user_id: Uuid,
+    pub job_id: Uuid,
+    pub content_type: ContentType,
+    pub units: u64,
+    pub period: Period,
+    /// Refuse (quota_exceeded) when the period's usage would pass this.
+    pub cap: Option<u64>,
+    /// The allowance (for the error and the headers).
+    pub allowance: u64,
+    /// Take the units from prepaid credits (insufficient_credits when they do not cover it).
+    pub from_credits: bool,
+    pub at: OffsetDateTime,
+}
+
+/// The account's usage right after an admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// Units used this period, this charge included.
+    pub used: u64,
+    /// Prepaid units left, where the account has them.
+    pub credits: Option<u64>,
+}
+
+/// Whether a failed job is credited back: yes when it failed for our reasons (a stage that
+/// kept failing, a timeout, moderation unavailable); no when what was sent caused it
+/// (flagged content, media that cannot be analysed: `Stage.Permanent`).
+pub fn refunded(error: &str) -> bool {
+    !matches!(error, "Stage.Permanent" | "content_flagged")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn periods_are_utc_calendar_months() {
+        let p = Period::of(datetime!(2026-12-31 23:59:59 UTC));
+        assert_eq!(p.key, "2026-12");
+        assert_eq!((p.starts_at, p.resets_at), (datetime!(2026-12-01 0:00 UTC), datetime!(2027-01-01 0:00 UTC)));
+        assert_eq!(p.seconds_left(datetime!(2026-12-31 23:59:59 UTC)), 1);
+        // Local time is converted first.
+        assert_eq!(Period::of(datetime!(2027-01-01 01:00 +02:00)).key, "2026-12");
+        assert_eq!(Period::of(datetime!(2026-02-10 12:00 UTC)).resets_at, datetime!(2026-03-01 0:00 UTC));
+    }
+
+    #[test]
+    fn a_video_costs_its_started_minutes_and_reserves_the_cap() {
+        assert_eq!((video_units(0.5), video_units(60.0), video_units(60.1), video_units(180.0)), (1, 1, 2, 3));
+        assert_eq!(video_units(f64::NAN), 1);
+        let terms = UsageTerms::default().with_video_cap(300.0);
+        assert_eq!((terms.admission_units(ContentType::Video), terms.admission_units(ContentType::Text)), (5, 1));
+    }
+
+    #[test]
+    fn only_our_failures_are_credited_back() {
+        assert!(refunded("Stage.Retryable") && refunded("States.Timeout") && refunded("States.Runtime"));
+        assert!(!refunded("Stage.Permanent") && !refunded("content_flagged"));
+    }
+}

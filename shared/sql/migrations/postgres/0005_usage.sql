@@ -1,0 +1,35 @@
+-- Metering (see domain::usage). The ledger is append-only: one row per billable event, keyed
+-- by (job, entry) so a retried request or stage can never write one twice. `usage_periods`
+-- holds each account's running total per period, changed in the same transaction as the
+-- ledger row it sums (the quota job reconciles the two).
+CREATE TABLE usage_ledger (
+    id              uuid PRIMARY KEY,
+    user_id         uuid NOT NULL REFERENCES users (id),
+    job_id          uuid NOT NULL,
+    entry           text NOT NULL CHECK (entry IN ('charge', 'adjustment', 'reversal')),
+    kind            text NOT NULL CHECK (kind IN ('text', 'post', 'video')),
+    units           bigint NOT NULL,
+    -- Units taken from (or returned to) prepaid credits.
+    credit_units    bigint NOT NULL DEFAULT 0,
+    period          text NOT NULL,
+    reason          text,
+    created_at      timestamptz NOT NULL,
+    UNIQUE (job_id, entry)
+);
+CREATE INDEX usage_ledger_user ON usage_ledger (user_id, created_at);
+
+CREATE TABLE usage_periods (
+    user_id  uuid NOT NULL REFERENCES users (id),
+    period   text NOT NULL,
+    used     bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, period)
+);
+
+-- Per-account terms an operator sets: an allowance instead of the plan's, and prepaid
+-- credits (null: the account does not pay in advance).
+CREATE TABLE usage_accounts (
+    user_id             uuid PRIMARY KEY REFERENCES users (id),
+    allowance_override  bigint CHECK (allowance_override >= 0),
+    credits             bigint CHECK (credits >= 0),
+    updated_at          timestamptz NOT NULL
+);

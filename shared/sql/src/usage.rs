@@ -1,0 +1,250 @@
+//! The usage ledger and the per-period totals (see domain::usage): a charge is applied inside
+//! the transaction that creates the job, so admission and its ledger entry stand or fall
+//! together. Every change to a total is a conditional update of one row, which both backends
+//! serialise (SQLite has one writer; PostgreSQL locks the row and re-checks the condition), so
+//! concurrent submissions at the edge of an allowance are never admitted past it.
+
+use domain::model::to_micros;
+use domain::usage::{Admitted, Charge, UsageAccount};
+use domain::{Error, Result};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{SqlStore, db_error};
+
+/// Applies `c` in `tx`: the period's total (refused past the cap), prepaid credits (refused
+/// when short), and the charge entry.
+pub(crate) async fn apply_charge<DB: sqlx::Database>(
+    tx: &mut sqlx::Transaction<'_, DB>,
+    c: &Charge,
+    sql: impl Fn(&str) -> String,
+) -> Result<Admitted>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'r> sqlx::Decode<'r, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let (user, units) = (c.user_id.to_string(), c.units as i64);
+    sqlx::query(&sql(
+        "INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, 0) ON CONFLICT (user_id, period) DO NOTHING",
+    ))
+    .bind(user.clone())
+    .bind(c.period.key.clone())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    // RETURNING answers whether the conditional update took (no row: it did not).
+    let capped = match c.cap {
+        Some(_) => {
+            sql("UPDATE usage_periods SET used = used + $3 WHERE user_id = $1::uuid AND period = $2 AND used + $3 <= $4 RETURNING used")
+        }
+        None => sql("UPDATE usage_periods SET used = used + $3 WHERE user_id = $1::uuid AND period = $2 RETURNING used"),
+    };
+    let mut update = sqlx::query_scalar(&capped).bind(user.clone()).bind(c.period.key.clone()).bind(units);
+    if let Some(cap) = c.cap {
+        update = update.bind(cap as i64);
+    }
+    let added: Option<i64> = update.fetch_optional(&mut **tx).await.map_err(db_error)?;
+    let Some(used) = added else {
+        let used: i64 = sqlx::query_scalar(&sql("SELECT used FROM usage_periods WHERE user_id = $1::uuid AND period = $2"))
+            .bind(user.clone())
+            .bind(c.period.key.clone())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        return Err(Error::QuotaExceeded {
+            allowance: c.allowance,
+            used: used.max(0) as u64,
+            required: c.units,
+            resets_at: c.period.resets_at,
+        });
+    };
+    let mut credits = None;
+    if c.from_credits {
+        let left: Option<Option<i64>> = sqlx::query_scalar(&sql(
+            "UPDATE usage_accounts SET credits = credits - $2, updated_at = gv_ts($3) WHERE user_id = $1::uuid AND credits >= $2 RETURNING credits",
+        ))
+        .bind(user.clone())
+        .bind(units)
+        .bind(to_micros(c.at))
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+        let Some(left) = left.flatten() else {
+            let balance: Option<i64> = sqlx::query_scalar(&sql("SELECT credits FROM usage_accounts WHERE user_id = $1::uuid"))
+                .bind(user.clone())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_error)?
+                .flatten();
+            return Err(Error::InsufficientCredits { required: c.units, balance: balance.unwrap_or(0).max(0) as u64 });
+        };
+        credits = Some(left.max(0) as u64);
+    }
+    sqlx::query(&sql("INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at) \
+         VALUES ($1::uuid, $2::uuid, $3::uuid, 'charge', $4, $5, $6, $7, NULL, gv_ts($8))"))
+    .bind(c.entry_id.to_string())
+    .bind(user)
+    .bind(c.job_id.to_string())
+    .bind(c.content_type.as_str().to_string())
+    .bind(units)
+    .bind(if c.from_credits { units } else { 0 })
+    .bind(c.period.key.clone())
+    .bind(to_micros(c.at))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(Admitted { used: used.max(0) as u64, credits })
+}
+
+impl SqlStore {
+    pub(crate) async fn read_usage_account(&self, user_id: Uuid) -> Result<UsageAccount> {
+        let q = "SELECT allowance_override, credits FROM usage_accounts WHERE user_id = $1::uuid";
+        let row: Option<(Option<i64>, Option<i64>)> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(q)).bind(user_id.to_string()).fetch_optional(pool).await.map_err(db_error)?
+        });
+        let (allowance_override, credits) = row.unwrap_or_default();
+        Ok(UsageAccount { allowance_override: allowance_override.map(|a| a.max(0) as u64), credits: credits.map(|c| c.max(0) as u64) })
+    }
+
+    pub(crate) async fn write_usage_account(&self, user_id: Uuid, account: &UsageAccount, now: OffsetDateTime) -> Result<()> {
+        let q = "INSERT INTO usage_accounts (user_id, allowance_override, credits, updated_at) VALUES ($1::uuid, $2, $3, gv_ts($4)) \
+                 ON CONFLICT (user_id) DO UPDATE SET allowance_override = $2, credits = $3, updated_at = gv_ts($4)";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(user_id.to_string())
+                .bind(account.allowance_override.map(|a| a as i64))
+                .bind(account.credits.map(|c| c as i64))
+                .bind(to_micros(now))
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    /// Settles a job charged a reservation at `units` (a measured video's started minutes):
+    /// an adjustment entry returns the difference to the period's usage and to prepaid
+    /// credits. Once per job ((job, entry) key); false when there was nothing to settle.
+    pub(crate) async fn write_settlement(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<bool> {
+        let read = "SELECT user_id::text, kind, period, units, credit_units FROM usage_ledger WHERE job_id = $1::uuid AND entry = 'charge'";
+        let insert = "INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at) \
+                      VALUES ($1::uuid, $2::uuid, $3::uuid, 'adjustment', $4, $5, $6, $7, $8, gv_ts($9)) ON CONFLICT (job_id, entry) DO NOTHING";
+        on_pool!(self, write, |pool, sql| {
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            let charge: Option<(String, String, String, i64, i64)> =
+                sqlx::query_as(&sql(read)).bind(job_id.to_string()).fetch_optional(&mut *tx).await.map_err(db_error)?;
+            let Some((user, kind, period, charged, credited)) = charge else { return Ok(false) };
+            // Only ever down: a reservation is the most a job may cost.
+            let delta = (units as i64).min(charged) - charged;
+            if delta == 0 {
+                return Ok(false);
+            }
+            let credit_delta = if credited > 0 { delta } else { 0 };
+            let written = sqlx::query(&sql(insert))
+                .bind(Uuid::now_v7().to_string())
+                .bind(user.clone())
+                .bind(job_id.to_string())
+                .bind(kind)
+                .bind(delta)
+                .bind(credit_delta)
+                .bind(period.clone())
+                .bind(format!("measured: {units} units of {charged} reserved"))
+                .bind(to_micros(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            if written == 0 {
+                return Ok(false);
+            }
+            sqlx::query(&sql("UPDATE usage_periods SET used = used + $3 WHERE user_id = $1::uuid AND period = $2"))
+                .bind(user.clone())
+                .bind(period)
+                .bind(delta)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if credit_delta != 0 {
+                sqlx::query(&sql("UPDATE usage_accounts SET credits = credits - $2, updated_at = gv_ts($3) WHERE user_id = $1::uuid"))
+                    .bind(user)
+                    .bind(credit_delta)
+                    .bind(to_micros(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            tx.commit().await.map_err(db_error)?;
+        });
+        Ok(true)
+    }
+
+    /// Appends the reversal of everything charged for `job_id` and returns the units and
+    /// credits to the account, in one transaction; false when the job has not failed, nothing
+    /// was charged, or it was reversed already (the (job, entry) key makes a second reversal
+    /// impossible).
+    pub(crate) async fn write_reversal(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool> {
+        let read = "SELECT user_id::text, kind, period, units, credit_units, entry FROM usage_ledger WHERE job_id = $1::uuid";
+        let insert = "INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at) \
+                      VALUES ($1::uuid, $2::uuid, $3::uuid, 'reversal', $4, $5, $6, $7, $8, gv_ts($9)) ON CONFLICT (job_id, entry) DO NOTHING";
+        on_pool!(self, write, |pool, sql| {
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            // Only a failed job is credited back (never one that completed).
+            let status: Option<String> = sqlx::query_scalar(&sql("SELECT status FROM analysis_jobs WHERE id = $1::uuid"))
+                .bind(job_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if status.as_deref() != Some("failed") {
+                return Ok(false);
+            }
+            let entries: Vec<(String, String, String, i64, i64, String)> =
+                sqlx::query_as(&sql(read)).bind(job_id.to_string()).fetch_all(&mut *tx).await.map_err(db_error)?;
+            let Some(charge) = entries.iter().find(|e| e.5 == "charge") else { return Ok(false) };
+            if entries.iter().any(|e| e.5 == "reversal") {
+                return Ok(false);
+            }
+            let (user, kind, period) = (charge.0.clone(), charge.1.clone(), charge.2.clone());
+            let units: i64 = entries.iter().map(|e| e.3).sum();
+            let credit_units: i64 = entries.iter().map(|e| e.4).sum();
+            let written = sqlx::query(&sql(insert))
+                .bind(Uuid::now_v7().to_string())
+                .bind(user.clone())
+                .bind(job_id.to_string())
+                .bind(kind)
+                .bind(-units)
+                .bind(-credit_units)
+                .bind(period.clone())
+                .bind(reason.to_string())
+                .bind(to_micros(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            if written == 0 {
+                return Ok(false);
+            }
+            sqlx::query(&sql("UPDATE usage_periods SET used = used - $3 WHERE user_id = $1::uuid AND period = $2"))
+                .bind(user.clone())
+                .bind(period)
+                .bind(units)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            if credit_units != 0 {
+                sqlx::query(&sql("UPDATE usage_accounts SET credits = credits + $2, updated_at = gv_ts($3) WHERE user_id = $1::uuid"))
+                    .bind(user)
+                    .bind(credit_units)
+                    .bind(to_micros(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            tx.commit().await.map_err(db_error)?;
+        });
+        Ok(true)
+    }
+}

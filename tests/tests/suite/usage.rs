@@ -1,0 +1,261 @@
+//! Metering against SQLite and PostgreSQL: admission at the edge of an allowance is exact
+//! under concurrency, prepaid credits run out with 402, a failure of ours is credited back
+//! exactly once and a completed job never is; and over HTTP, the headers and errors a
+//! client sees, and a replayed request that is not charged twice.
+
+use std::sync::Arc;
+
+use domain::Error;
+use domain::model::*;
+use domain::ports::Store;
+use domain::usage::{Charge, Period, UsageAccount};
+use goviral_testkit::{Backend, TestApp, TestDb};
+use http::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::Postgres).await })*
+        }
+    };
+}
+
+contract!(
+    admission_at_the_edge_of_an_allowance_is_exact,
+    prepaid_credits_run_out_with_insufficient_credits,
+    our_failures_are_credited_back_once_and_completed_jobs_never,
+    a_measured_video_settles_its_reservation_once,
+    quota_over_http_headers_errors_and_replays,
+);
+
+async fn owner(db: &TestDb, plan: Plan) -> User {
+    let t = now();
+    let u = User {
+        id: Uuid::now_v7(),
+        email: format!("{}@example.com", Uuid::now_v7().simple()),
+        hashed_secret: "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        plan,
+        is_active: true,
+        roles: vec![Role::User],
+        webhook_secret: "whsec_test".into(),
+        created_at: t,
+        updated_at: t,
+    };
+    db.store.create_user(&u).await.unwrap();
+    u
+}
+
+fn job_for(user_id: Uuid) -> (Submission, Job) {
+    let at = now();
+    let s = Submission {
+        id: Uuid::now_v7(),
+        user_id,
+        content_type: ContentType::Text,
+        source_url: None,
+        upload_id: None,
+        storage_key: None,
+        caption: Some("Metered".into()),
+        platform_hint: None,
+        notify_webhook: None,
+        status: SubmissionStatus::Queued,
+        created_at: at,
+    };
+    let j = Job {
+        id: Uuid::now_v7(),
+        submission_id: s.id,
+        user_id,
+        status: JobStatus::Queued,
+        score: None,
+        confidence: None,
+        errors: None,
+        metrics: None,
+        moderation_flags: None,
+        created_at: at,
+        updated_at: at,
+        completed_at: None,
+        archived_at: None,
+    };
+    (s, j)
+}
+
+fn charge(user_id: Uuid, job_id: Uuid, cap: Option<u64>, from_credits: bool) -> Charge {
+    let at = now();
+    Charge {
+        entry_id: Uuid::now_v7(),
+        user_id,
+        job_id,
+        content_type: ContentType::Text,
+        units: 1,
+        period: Period::of(at),
+        cap,
+        allowance: cap.unwrap_or(1_000),
+        from_credits,
+        at,
+    }
+}
+
+/// 200 submissions at once for an account with 50 units left of a hard cap: exactly 50 are
+/// admitted, each refusal says where the account stands, and nothing refused was written.
+async fn admission_at_the_edge_of_an_allowance_is_exact(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let u = owner(&db, Plan::Free).await;
+    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (s, j) = job_for(u.id);
+                let result = store.admit_submission_and_job(&s, &j, &charge(u.id, j.id, Some(50), false)).await;
+                (j.id, result)
+            })
+        })
+        .collect();
+    let (mut admitted, mut refused) = (Vec::new(), 0);
+    for t in tasks {
+        let (job_id, result) = t.await.unwrap();
+        match result {
+            Ok(a) => {
+                assert!(a.used <= 50, "{a:?}");
+                admitted.push(job_id);
+            }
+            Err(Error::QuotaExceeded { allowance: 50, used: 50, required: 1, .. }) => {
+                refused += 1;
+                assert!(store.job(job_id).await.unwrap().is_none(), "a refused submission leaves no job");
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (50, 150));
+    assert_eq!(store.queued_jobs(500).await.unwrap().len(), 50);
+}
+
+async fn prepaid_credits_run_out_with_insufficient_credits(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let u = owner(&db, Plan::Pro).await;
+    let s = &db.store;
+    s.set_usage_account(u.id, &UsageAccount { allowance_override: None, credits: Some(3) }, now()).await.unwrap();
+    for left in [2, 1, 0] {
+        let (sub, j) = job_for(u.id);
+        let a = s.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None, true)).await.unwrap();
+        assert_eq!(a.credits, Some(left));
+    }
+    let (sub, j) = job_for(u.id);
+    match s.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None, true)).await {
+        Err(Error::InsufficientCredits { required: 1, balance: 0 }) => {}
+        other => panic!("expected insufficient credits, got {other:?}"),
+    }
+    assert!(s.job(j.id).await.unwrap().is_none());
+    assert_eq!(s.usage_account(u.id).await.unwrap().credits, Some(0));
+}
+
+async fn our_failures_are_credited_back_once_and_completed_jobs_never(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let u = owner(&db, Plan::Pro).await;
+    let s = &db.store;
+    s.set_usage_account(u.id, &UsageAccount { allowance_override: Some(5), credits: Some(2) }, now()).await.unwrap();
+    let (sub, failed) = job_for(u.id);
+    s.admit_submission_and_job(&sub, &failed, &charge(u.id, failed.id, Some(5), true)).await.unwrap();
+    let (sub, done) = job_for(u.id);
+    let a = s.admit_submission_and_job(&sub, &done, &charge(u.id, done.id, Some(5), true)).await.unwrap();
+    assert_eq!((a.used, a.credits), (2, Some(0)));
+
+    // Not failed yet: nothing to credit back.
+    assert!(!s.reverse_charge(failed.id, "inference: Stage.Retryable", now()).await.unwrap());
+    assert!(s.fail_job(failed.id, &json!([{"stage": "inference", "error": "Stage.Retryable"}]), None, now()).await.unwrap());
+    assert!(s.reverse_charge(failed.id, "inference: Stage.Retryable", now()).await.unwrap());
+    assert!(!s.reverse_charge(failed.id, "inference: Stage.Retryable", now()).await.unwrap(), "once only");
+    assert_eq!(s.usage_account(u.id).await.unwrap().credits, Some(1), "the credit came back");
+    // The unit came back too: the next admission sees 2 used, not 3.
+    let (sub, next) = job_for(u.id);
+    assert_eq!(s.admit_submission_and_job(&sub, &next, &charge(u.id, next.id, Some(5), true)).await.unwrap().used, 2);
+
+    // A completed job is never credited back.
+    let result = JobResult { score: 50.0, confidence: 0.5, insights: vec![], metrics: json!({}) };
+    assert!(s.complete_job(done.id, &result, None, now()).await.unwrap());
+    assert!(!s.reverse_charge(done.id, "pipeline: Pipeline.NotifyFailed", now()).await.unwrap());
+    // Nor a job that was never charged.
+    assert!(!s.reverse_charge(Uuid::now_v7(), "x", now()).await.unwrap());
+}
+
+/// A video reserves the longest video's minutes (3) and settles at what it measured (1):
+/// the difference goes back to the period and to prepaid credits, once.
+async fn a_measured_video_settles_its_reservation_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let u = owner(&db, Plan::Pro).await;
+    let s = &db.store;
+    s.set_usage_account(u.id, &UsageAccount { allowance_override: None, credits: Some(10) }, now()).await.unwrap();
+    let (mut sub, j) = job_for(u.id);
+    sub.content_type = ContentType::Video;
+    let reserve = Charge { units: 3, content_type: ContentType::Video, ..charge(u.id, j.id, None, true) };
+    assert_eq!(s.admit_submission_and_job(&sub, &j, &reserve).await.unwrap().credits, Some(7));
+    assert!(s.settle_charge(j.id, 1, now()).await.unwrap());
+    assert!(!s.settle_charge(j.id, 1, now()).await.unwrap(), "once only");
+    assert_eq!(s.usage_account(u.id).await.unwrap().credits, Some(9));
+    // Never up: a reservation is the most a job costs.
+    let (mut sub, k) = job_for(u.id);
+    sub.content_type = ContentType::Video;
+    s.admit_submission_and_job(&sub, &k, &Charge { units: 3, content_type: ContentType::Video, ..charge(u.id, k.id, None, true) })
+        .await
+        .unwrap();
+    assert!(!s.settle_charge(k.id, 7, now()).await.unwrap());
+    // A failed video is credited back what it still cost (1 unit), not the reservation.
+    assert!(s.fail_job(j.id, &json!([]), None, now()).await.unwrap());
+    assert!(s.reverse_charge(j.id, "extraction: States.Timeout", now()).await.unwrap());
+    assert_eq!(s.usage_account(u.id).await.unwrap().credits, Some(7), "9 − 3 for the second video + 1 back");
+    let (sub, next) = job_for(u.id);
+    let a = s.admit_submission_and_job(&sub, &next, &charge(u.id, next.id, None, true)).await.unwrap();
+    assert_eq!(a.used, 4, "3 for the second video + 1 now");
+}
+
+/// Over HTTP: every admitted submission carries both policies in the RateLimit fields; the
+/// allowance spent is 429 `quota_exceeded` with the reset time; a replay with the same
+/// Idempotency-Key is not charged again; credits spent are 402 `insufficient_credits`.
+async fn quota_over_http_headers_errors_and_replays(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    let ann = t.user("ann@example.com", Plan::Free, false).await;
+    t.app.store.set_usage_account(ann.user.id, &UsageAccount { allowance_override: Some(2), credits: None }, now()).await.unwrap();
+    let body = json!({"content_type": "text", "caption": "Two units only", "user_id": ann.user.id});
+
+    let first = t.post("/api/v1/analyze").api_key(&ann.api_key).header("idempotency-key", "once").json(&body).send().await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    let policy = first.headers["ratelimit-policy"].to_str().unwrap().to_string();
+    let state = first.headers["ratelimit"].to_str().unwrap().to_string();
+    assert!(policy.contains("\"submissions\";q=") && policy.contains("\"monthly\";q=2;w="), "{policy}");
+    assert!(state.contains("\"monthly\";r=1;t="), "{state}");
+    // The same request again: the same job, no second charge.
+    let replay = t.post("/api/v1/analyze").api_key(&ann.api_key).header("idempotency-key", "once").json(&body).send().await;
+    assert_eq!(replay.body["job_id"], first.body["job_id"]);
+    let second = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await;
+    assert_eq!(second.status, StatusCode::CREATED, "the replay did not use the second unit: {:?}", second.body);
+    assert!(second.headers["ratelimit"].to_str().unwrap().contains("\"monthly\";r=0;t="));
+
+    let over = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await;
+    assert_eq!((over.status, over.error_code()), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{:?}", over.body);
+    let details = &over.body["error"]["details"];
+    assert_eq!((details["allowance"].as_u64(), details["used"].as_u64(), details["remaining"].as_u64()), (Some(2), Some(2), Some(0)));
+    let resets_at =
+        time::OffsetDateTime::parse(details["resets_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(resets_at, Period::of(now()).resets_at);
+    let retry_after: i64 = over.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((retry_after - (resets_at - now()).whole_seconds()).abs() <= 5, "Retry-After is the time to the reset: {retry_after}");
+    assert!(over.headers["ratelimit"].to_str().unwrap().starts_with("\"monthly\";r=0;t="));
+
+    // Prepaid: one credit left, then 402.
+    let bo = t.user("bo@example.com", Plan::Pro, false).await;
+    t.app.store.set_usage_account(bo.user.id, &UsageAccount { allowance_override: None, credits: Some(1) }, now()).await.unwrap();
+    let body = json!({"content_type": "text", "caption": "Prepaid", "user_id": bo.user.id});
+    let paid = t.post("/api/v1/analyze").api_key(&bo.api_key).json(&body).send().await;
+    assert_eq!(paid.status, StatusCode::CREATED);
+    assert_eq!(paid.headers["x-credits-remaining"], "0");
+    let broke = t.post("/api/v1/analyze").api_key(&bo.api_key).json(&body).send().await;
+    assert_eq!((broke.status, broke.error_code()), (StatusCode::PAYMENT_REQUIRED, "insufficient_credits"), "{:?}", broke.body);
+    assert_eq!(
+        (broke.body["error"]["details"]["required"].as_u64(), broke.body["error"]["details"]["balance"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
