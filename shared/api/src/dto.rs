@@ -582,3 +582,110 @@ pub struct MediaFinding {
     /// `heuristic: platform guidance, not learned from outcomes`.
     pub basis: String,
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageCurrentQuery {
+    /// Whose usage (default: the caller's; another user's needs the admin role).
+    pub user_id: Option<Uuid>,
+}
+
+/// Where an account stands in the current period (a calendar month, UTC).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageCurrentResponse {
+    pub user_id: Uuid,
+    pub plan: Plan,
+    /// `2026-12`.
+    pub period: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub period_start: OffsetDateTime,
+    /// When the allowance resets.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub period_end: OffsetDateTime,
+    /// Units included this period (1 per text or post, 1 per started minute of video).
+    pub allowance: u64,
+    pub used: u64,
+    pub remaining: u64,
+    /// True on free: nothing is admitted past the allowance (429 `quota_exceeded`).
+    pub hard_cap: bool,
+    /// Units past the allowance, billed at `overage_cents_per_unit`.
+    pub overage_units: u64,
+    /// The overage at the period's end at the pace so far.
+    pub projected_overage_units: u64,
+    pub overage_cents_per_unit: u64,
+    /// Prepaid units left; null when the account does not pay in advance.
+    pub credits: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// Whose usage (default: the caller's; another user's needs the admin role).
+    pub user_id: Option<Uuid>,
+    /// First day, `YYYY-MM-DD` (UTC); default: the first of this month.
+    #[param(format = Date)]
+    pub from: Option<String>,
+    /// Last day, `YYYY-MM-DD`; default: today. At most 366 days from `from`.
+    #[param(format = Date)]
+    pub to: Option<String>,
+    /// `day` (default) or `month`.
+    pub granularity: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageBucketItem {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub end: OffsetDateTime,
+    pub kind: ContentType,
+    /// Net units: charges less what was given back (unused video minutes, our failures).
+    pub units: i64,
+    /// Analyses admitted, and of them credited back.
+    pub analyses: u64,
+    pub reversed: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageResponse {
+    pub user_id: Uuid,
+    pub granularity: String,
+    /// Buckets with usage, oldest first (days or months without usage are left out).
+    pub buckets: Vec<UsageBucketItem>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminUsageQuery {
+    /// Accounts at or past this share of their allowance (default 0.8; 1 = all of it).
+    #[param(minimum = 0, maximum = 10)]
+    pub share: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUsageResponse {
+    pub accounts: Vec<UsageCurrentResponse>,
+}
+
+/// An operator's change to an account's terms: fields left out stay as they are; `null`
+/// returns the allowance to the plan's, or stops prepaying.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageTermsRequest {
+    pub plan: Option<Plan>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub allowance_override: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
+    pub credits: Option<Option<u64>>,
+}
+
+/// A field that is there (even as null) is `Some`; an absent one stays `None` (default).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}

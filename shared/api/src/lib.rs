@@ -42,6 +42,8 @@ pub enum Endpoint {
     Webhooks,
     Keys,
     Uploads,
+    Usage,
+    AdminUsage,
     Health,
     OpenApi,
 }
@@ -59,6 +61,8 @@ impl Endpoint {
         Endpoint::Webhooks,
         Endpoint::Keys,
         Endpoint::Uploads,
+        Endpoint::Usage,
+        Endpoint::AdminUsage,
         Endpoint::Health,
         Endpoint::OpenApi,
     ];
@@ -77,6 +81,8 @@ impl Endpoint {
             Endpoint::Webhooks => "api-webhooks",
             Endpoint::Keys => "api-keys",
             Endpoint::Uploads => "api-uploads",
+            Endpoint::Usage => "api-usage",
+            Endpoint::AdminUsage => "api-admin-usage",
             Endpoint::Health => "api-health",
             Endpoint::OpenApi => "api-openapi",
         }
@@ -111,6 +117,8 @@ impl Endpoint {
                 ("DELETE", "/api/v1/keys/{key_id}"),
             ],
             Endpoint::Uploads => &[("POST", "/api/v1/uploads"), ("GET", "/api/v1/uploads/{upload_id}")],
+            Endpoint::Usage => &[("GET", "/api/v1/usage"), ("GET", "/api/v1/usage/current")],
+            Endpoint::AdminUsage => &[("GET", "/api/v1/admin/usage"), ("PUT", "/api/v1/admin/users/{user_id}/usage")],
             Endpoint::Health => &[("GET", "/healthz")],
             Endpoint::OpenApi => &[("GET", "/api/v1/openapi.json")],
         }
@@ -138,6 +146,10 @@ impl Endpoint {
             Endpoint::Uploads => {
                 r.route("/api/v1/uploads", post(uploads::create)).route("/api/v1/uploads/{upload_id}", get(uploads::status))
             }
+            Endpoint::Usage => r.route("/api/v1/usage", get(usage::usage)).route("/api/v1/usage/current", get(usage::usage_current)),
+            Endpoint::AdminUsage => r
+                .route("/api/v1/admin/usage", get(usage::admin_usage))
+                .route("/api/v1/admin/users/{user_id}/usage", axum::routing::put(usage::set_terms)),
             Endpoint::Health => r.route("/healthz", get(health::healthz)),
             Endpoint::OpenApi => r.route("/api/v1/openapi.json", get(openapi::serve)),
         }

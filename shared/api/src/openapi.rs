@@ -13,7 +13,8 @@ use crate::handlers::*;
         auth::token, analyze::submit, analyze::status, analyze::archive, users::history, insights::templates,
         admin::jobs, admin::dead_letters, hooks::completion, webhooks::create, webhooks::list, webhooks::delete,
         webhooks::signing_secret, webhooks::rotate_signing_secret,
-        keys::create, keys::list, keys::rotate, keys::revoke, uploads::create, uploads::status, health::healthz, serve,
+        keys::create, keys::list, keys::rotate, keys::revoke, uploads::create, uploads::status,
+        usage::usage_current, usage::usage, usage::admin_usage, usage::set_terms, health::healthz, serve,
     ),
     modifiers(&Security, &SharedResponses, &OperationIds, &Links)
 )]

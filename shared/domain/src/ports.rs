@@ -57,6 +57,14 @@ pub trait Store: Send + Sync {
     /// Lowers a reserved charge to what the job turned out to cost (`units`): an adjustment
     /// entry, usage and credits returned; once per job. False when there was nothing to lower.
     async fn settle_charge(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<bool>;
+    /// The account's units used in `period` (its running total).
+    async fn period_usage(&self, user_id: Uuid, period: &str) -> Result<u64>;
+    /// The ledger summed per day (days since 1970-01-01 UTC) and kind, for days in
+    /// `from_day..=to_day`, ascending.
+    async fn usage_by_day(&self, user_id: Uuid, from_day: i64, to_day: i64) -> Result<Vec<crate::usage::UsageDay>>;
+    /// The accounts that used the most in `period`, heaviest first: (user, units used).
+    async fn heaviest_accounts(&self, period: &str, limit: u32) -> Result<Vec<(Uuid, u64)>>;
+    async fn set_user_plan(&self, id: Uuid, plan: Plan, now: OffsetDateTime) -> Result<bool>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;

@@ -133,6 +133,19 @@ pub struct Admitted {
     pub credits: Option<u64>,
 }
 
+/// One day's ledger for one kind of content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDay {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub content_type: ContentType,
+    /// Net units: charges less adjustments and reversals.
+    pub units: i64,
+    /// Analyses admitted, and of them credited back.
+    pub analyses: u64,
+    pub reversed: u64,
+}
+
 /// Whether a failed job is credited back: yes when it failed for our reasons (a stage that
 /// kept failing, a timeout, moderation unavailable); no when what was sent caused it
 /// (flagged content, media that cannot be analysed: `Stage.Permanent`).

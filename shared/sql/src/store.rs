@@ -228,6 +228,33 @@ impl Store for SqlStore {
         self.write_settlement(job_id, units, now).await
     }
 
+    async fn period_usage(&self, user_id: Uuid, period: &str) -> Result<u64> {
+        self.read_period_usage(user_id, period).await
+    }
+
+    async fn usage_by_day(&self, user_id: Uuid, from_day: i64, to_day: i64) -> Result<Vec<domain::usage::UsageDay>> {
+        self.read_usage_by_day(user_id, from_day, to_day).await
+    }
+
+    async fn heaviest_accounts(&self, period: &str, limit: u32) -> Result<Vec<(Uuid, u64)>> {
+        self.read_heaviest_accounts(period, limit).await
+    }
+
+    async fn set_user_plan(&self, id: Uuid, plan: Plan, now: OffsetDateTime) -> Result<bool> {
+        let q = "UPDATE users SET plan = $2, updated_at = gv_ts($3) WHERE id = $1::uuid";
+        let done = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(id.to_string())
+                .bind(plan.as_str())
+                .bind(us(now))
+                .execute(pool)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>> {
         let q = format!("SELECT {JOB_COLS} FROM analysis_jobs WHERE id = $1::uuid");
         let row: Option<JobRow> = on_pool!(self, read, |pool, sql| {

@@ -12,6 +12,11 @@ use uuid::Uuid;
 
 use crate::{SqlStore, db_error};
 
+/// Days since 1970-01-01 in UTC: the ledger's bucket.
+pub(crate) fn day_of(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp().div_euclid(86_400)
+}
+
 /// Applies `c` in `tx`: the period's total (refused past the cap), prepaid credits (refused
 /// when short), and the charge entry.
 pub(crate) async fn apply_charge<DB: sqlx::Database>(
@@ -84,8 +89,8 @@ where
         };
         credits = Some(left.max(0) as u64);
     }
-    sqlx::query(&sql("INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at) \
-         VALUES ($1::uuid, $2::uuid, $3::uuid, 'charge', $4, $5, $6, $7, NULL, gv_ts($8))"))
+    sqlx::query(&sql("INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at, day) \
+         VALUES ($1::uuid, $2::uuid, $3::uuid, 'charge', $4, $5, $6, $7, NULL, gv_ts($8), $9)"))
     .bind(c.entry_id.to_string())
     .bind(user)
     .bind(c.job_id.to_string())
@@ -94,6 +99,7 @@ where
     .bind(if c.from_credits { units } else { 0 })
     .bind(c.period.key.clone())
     .bind(to_micros(c.at))
+    .bind(day_of(c.at))
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;
@@ -101,6 +107,39 @@ where
 }
 
 impl SqlStore {
+    pub(crate) async fn read_period_usage(&self, user_id: Uuid, period: &str) -> Result<u64> {
+        let q = "SELECT used FROM usage_periods WHERE user_id = $1::uuid AND period = $2";
+        let used: Option<i64> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_scalar(&sql(q)).bind(user_id.to_string()).bind(period).fetch_optional(pool).await.map_err(db_error)?
+        });
+        Ok(used.unwrap_or(0).max(0) as u64)
+    }
+
+    pub(crate) async fn read_usage_by_day(&self, user_id: Uuid, from_day: i64, to_day: i64) -> Result<Vec<domain::usage::UsageDay>> {
+        let q = "SELECT day, kind, SUM(units)::bigint, SUM(CASE WHEN entry = 'charge' THEN 1 ELSE 0 END)::bigint, \
+                 SUM(CASE WHEN entry = 'reversal' THEN 1 ELSE 0 END)::bigint FROM usage_ledger \
+                 WHERE user_id = $1::uuid AND day >= $2 AND day <= $3 GROUP BY day, kind ORDER BY day, kind";
+        let rows: Vec<(i64, String, i64, i64, i64)> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(q)).bind(user_id.to_string()).bind(from_day).bind(to_day).fetch_all(pool).await.map_err(db_error)?
+        });
+        rows.into_iter()
+            .map(|(day, kind, units, analyses, reversed)| {
+                let content_type = kind.parse().map_err(|_| Error::Internal(format!("ledger kind {kind}")))?;
+                Ok(domain::usage::UsageDay { day, content_type, units, analyses: analyses.max(0) as u64, reversed: reversed.max(0) as u64 })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn read_heaviest_accounts(&self, period: &str, limit: u32) -> Result<Vec<(Uuid, u64)>> {
+        let q = "SELECT user_id::text, used FROM usage_periods WHERE period = $1 AND used > 0 ORDER BY used DESC, user_id LIMIT $2";
+        let rows: Vec<(String, i64)> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(q)).bind(period).bind(i64::from(limit)).fetch_all(pool).await.map_err(db_error)?
+        });
+        rows.into_iter()
+            .map(|(id, used)| Ok((id.parse().map_err(|_| Error::Internal(format!("user id {id}")))?, used.max(0) as u64)))
+            .collect()
+    }
+
     pub(crate) async fn read_usage_account(&self, user_id: Uuid) -> Result<UsageAccount> {
         let q = "SELECT allowance_override, credits FROM usage_accounts WHERE user_id = $1::uuid";
         let row: Option<(Option<i64>, Option<i64>)> = on_pool!(self, read, |pool, sql| {
@@ -131,8 +170,8 @@ impl SqlStore {
     /// credits. Once per job ((job, entry) key); false when there was nothing to settle.
     pub(crate) async fn write_settlement(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<bool> {
         let read = "SELECT user_id::text, kind, period, units, credit_units FROM usage_ledger WHERE job_id = $1::uuid AND entry = 'charge'";
-        let insert = "INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at) \
-                      VALUES ($1::uuid, $2::uuid, $3::uuid, 'adjustment', $4, $5, $6, $7, $8, gv_ts($9)) ON CONFLICT (job_id, entry) DO NOTHING";
+        let insert = "INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at, day) \
+                      VALUES ($1::uuid, $2::uuid, $3::uuid, 'adjustment', $4, $5, $6, $7, $8, gv_ts($9), $10) ON CONFLICT (job_id, entry) DO NOTHING";
         on_pool!(self, write, |pool, sql| {
             let mut tx = pool.begin().await.map_err(db_error)?;
             let charge: Option<(String, String, String, i64, i64)> =
@@ -154,6 +193,7 @@ impl SqlStore {
                 .bind(period.clone())
                 .bind(format!("measured: {units} units of {charged} reserved"))
                 .bind(to_micros(now))
+                .bind(day_of(now))
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?
@@ -188,8 +228,8 @@ impl SqlStore {
     /// impossible).
     pub(crate) async fn write_reversal(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool> {
         let read = "SELECT user_id::text, kind, period, units, credit_units, entry FROM usage_ledger WHERE job_id = $1::uuid";
-        let insert = "INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at) \
-                      VALUES ($1::uuid, $2::uuid, $3::uuid, 'reversal', $4, $5, $6, $7, $8, gv_ts($9)) ON CONFLICT (job_id, entry) DO NOTHING";
+        let insert = "INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at, day) \
+                      VALUES ($1::uuid, $2::uuid, $3::uuid, 'reversal', $4, $5, $6, $7, $8, gv_ts($9), $10) ON CONFLICT (job_id, entry) DO NOTHING";
         on_pool!(self, write, |pool, sql| {
             let mut tx = pool.begin().await.map_err(db_error)?;
             // Only a failed job is credited back (never one that completed).
@@ -220,6 +260,7 @@ impl SqlStore {
                 .bind(period.clone())
                 .bind(reason.to_string())
                 .bind(to_micros(now))
+                .bind(day_of(now))
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?

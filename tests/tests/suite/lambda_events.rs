@@ -270,6 +270,8 @@ async fn every_api_function_answers_its_sample_event() {
         (Endpoint::Webhooks, "apigw-webhooks-create.json", StatusCode::CREATED),
         (Endpoint::Keys, "apigw-keys-list.json", StatusCode::OK),
         (Endpoint::Uploads, "apigw-uploads-create.json", StatusCode::CREATED),
+        (Endpoint::Usage, "apigw-usage-current.json", StatusCode::OK),
+        (Endpoint::AdminUsage, "apigw-admin-usage-terms.json", StatusCode::OK),
     ];
     for (endpoint, file, expected) in cases {
         let (status, headers, body) = invoke(&t.app, endpoint, &event(file, &subs)).await;
@@ -283,6 +285,13 @@ async fn every_api_function_answers_its_sample_event() {
     assert_eq!(status["job_id"].as_str(), Some(job.as_str()));
     let (_, _, history) = invoke(&t.app, Endpoint::UserHistory, &event("apigw-user-history.json", &subs)).await;
     assert_eq!(history["items"][0]["job_id"].as_str(), Some(job.as_str()), "{history}");
+    // The operator's change took, and the account's standing shows it (and the one analysis).
+    let (_, _, usage) = invoke(&t.app, Endpoint::Usage, &event("apigw-usage-current.json", &subs)).await;
+    assert_eq!(
+        (usage["allowance"].as_u64(), usage["credits"].as_u64(), usage["used"].as_u64()),
+        (Some(500), Some(100), Some(1)),
+        "{usage}"
+    );
 }
 
 /// Each stage's sample batch, in pipeline order on one job: the good message is answered with

@@ -31,6 +31,7 @@ contract!(
     our_failures_are_credited_back_once_and_completed_jobs_never,
     a_measured_video_settles_its_reservation_once,
     quota_over_http_headers_errors_and_replays,
+    the_usage_api_reports_the_ledger_and_operators_set_terms,
 );
 
 async fn owner(db: &TestDb, plan: Plan) -> User {
@@ -258,4 +259,112 @@ async fn quota_over_http_headers_errors_and_replays(backend: Backend) {
         (broke.body["error"]["details"]["required"].as_u64(), broke.body["error"]["details"]["balance"].as_u64()),
         (Some(1), Some(0))
     );
+}
+
+/// The usage API over HTTP: where the account stands, its usage by day and month, the
+/// operator's list of accounts near their allowance, and the operator's (audited) change of
+/// an account's terms; none of it for another customer.
+async fn the_usage_api_reports_the_ledger_and_operators_set_terms(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    let ann = t.user("ann@example.com", Plan::Free, false).await;
+    let bo = t.user("bo@example.com", Plan::Pro, false).await;
+    let ops = t.user("ops@example.com", Plan::Enterprise, true).await;
+    for caption in ["one", "two", "three"] {
+        let body = json!({"content_type": "text", "caption": caption, "user_id": ann.user.id});
+        assert_eq!(t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.status, StatusCode::CREATED);
+    }
+
+    let current = t.get("/api/v1/usage/current").api_key(&ann.api_key).send().await;
+    assert_eq!(current.status, StatusCode::OK, "{:?}", current.body);
+    let c = &current.body;
+    assert_eq!(
+        (c["plan"].as_str(), c["allowance"].as_u64(), c["used"].as_u64(), c["remaining"].as_u64()),
+        (Some("free"), Some(25), Some(3), Some(22))
+    );
+    assert_eq!(
+        (c["hard_cap"].as_bool(), c["overage_units"].as_u64(), c["credits"].clone()),
+        (Some(true), Some(0), serde_json::Value::Null)
+    );
+    assert_eq!(c["period"].as_str().unwrap(), Period::of(now()).key);
+
+    let today = now().date();
+    let days = t.get("/api/v1/usage").api_key(&ann.api_key).send().await;
+    assert_eq!(days.status, StatusCode::OK, "{:?}", days.body);
+    let b = &days.body["buckets"][0];
+    assert_eq!(
+        (b["kind"].as_str(), b["units"].as_i64(), b["analyses"].as_u64(), b["reversed"].as_u64()),
+        (Some("text"), Some(3), Some(3), Some(0))
+    );
+    assert!(b["start"].as_str().unwrap().starts_with(&today.to_string()), "{b}");
+    let months = t.get("/api/v1/usage?granularity=month&from=2026-01-01").api_key(&ann.api_key).send().await;
+    assert_eq!(
+        (months.body["granularity"].as_str(), months.body["buckets"].as_array().map(Vec::len)),
+        (Some("month"), Some(1)),
+        "{:?}",
+        months.body
+    );
+    // Ranges are bounded and checked.
+    let r = t.get("/api/v1/usage?from=2020-01-01&to=2026-12-01").api_key(&ann.api_key).send().await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    let r = t.get("/api/v1/usage?from=yesterday").api_key(&ann.api_key).send().await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = t.get("/api/v1/usage?granularity=week").api_key(&ann.api_key).send().await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Another customer's usage is not there for bo.
+    let r = t.get(&format!("/api/v1/usage/current?user_id={}", ann.user.id)).api_key(&bo.api_key).send().await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Operators: ann is at 12% of 25, so not near; at an allowance of 3 she is at 100%.
+    let near = t.get("/api/v1/admin/usage").api_key(&ops.api_key).send().await;
+    assert_eq!(near.status, StatusCode::OK, "{:?}", near.body);
+    assert!(near.body["accounts"].as_array().unwrap().is_empty(), "{:?}", near.body);
+    let set = t
+        .call(http::Method::PUT, &format!("/api/v1/admin/users/{}/usage", ann.user.id))
+        .api_key(&ops.api_key)
+        .json(&json!({"allowance_override": 3, "credits": 10}))
+        .send()
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    assert_eq!(
+        (set.body["allowance"].as_u64(), set.body["remaining"].as_u64(), set.body["credits"].as_u64()),
+        (Some(3), Some(0), Some(10))
+    );
+    let near = t.get("/api/v1/admin/usage?share=1").api_key(&ops.api_key).send().await;
+    assert_eq!(near.body["accounts"][0]["user_id"].as_str(), Some(ann.user.id.to_string().as_str()), "{:?}", near.body);
+    let audit = t.app.store.audit_for_actor(&ops.user.id.to_string(), 10).await.unwrap();
+    let entry = audit.iter().find(|a| a.action == "usage.terms").expect("audited");
+    assert_eq!(
+        (entry.payload["allowance_override"]["before"].clone(), entry.payload["allowance_override"]["after"].clone()),
+        (serde_json::Value::Null, json!(3))
+    );
+    // null returns to the plan's allowance; a plan change is one field; unknown fields are refused.
+    let set = t
+        .call(http::Method::PUT, &format!("/api/v1/admin/users/{}/usage", ann.user.id))
+        .api_key(&ops.api_key)
+        .json(&json!({"allowance_override": null, "plan": "pro"}))
+        .send()
+        .await;
+    assert_eq!(
+        (set.body["plan"].as_str(), set.body["allowance"].as_u64(), set.body["credits"].as_u64()),
+        (Some("pro"), Some(1_000), Some(10)),
+        "{:?}",
+        set.body
+    );
+    let r = t
+        .call(http::Method::PUT, &format!("/api/v1/admin/users/{}/usage", ann.user.id))
+        .api_key(&ops.api_key)
+        .json(&json!({"credit": 5}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    // Customers cannot do either.
+    let r = t.get("/api/v1/admin/usage").api_key(&ann.api_key).send().await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = t
+        .call(http::Method::PUT, &format!("/api/v1/admin/users/{}/usage", ann.user.id))
+        .api_key(&ann.api_key)
+        .json(&json!({"credits": 1000000}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
 }

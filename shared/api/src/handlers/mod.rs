@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod insights;
 pub mod keys;
 pub mod uploads;
+pub mod usage;
 pub mod users;
 pub mod webhooks;
 

@@ -6,6 +6,7 @@
 mod admin;
 mod analysis;
 mod credentials;
+pub mod usage;
 mod webhooks;
 
 pub use analysis::validate_analyze;

@@ -14,9 +14,11 @@ CREATE TABLE usage_ledger (
     period          text NOT NULL,
     reason          text,
     created_at      timestamptz NOT NULL,
+    -- Days since 1970-01-01 (UTC) of created_at: what usage is bucketed by, on both backends.
+    day             bigint NOT NULL,
     UNIQUE (job_id, entry)
 );
-CREATE INDEX usage_ledger_user ON usage_ledger (user_id, created_at);
+CREATE INDEX usage_ledger_user ON usage_ledger (user_id, day);
 
 CREATE TABLE usage_periods (
     user_id  uuid NOT NULL REFERENCES users (id),
