@@ -630,8 +630,15 @@ pub struct UsageQuery {
     /// Last day, `YYYY-MM-DD`; default: today. At most 366 days from `from`.
     #[param(format = Date)]
     pub to: Option<String>,
-    /// `day` (default) or `month`.
-    pub granularity: Option<String>,
+    /// Bucket size; default `day`.
+    pub granularity: Option<UsageGranularity>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageGranularity {
+    Day,
+    Month,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -653,7 +660,7 @@ pub struct UsageBucketItem {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageResponse {
     pub user_id: Uuid,
-    pub granularity: String,
+    pub granularity: UsageGranularity,
     /// Buckets with usage, oldest first (days or months without usage are left out).
     pub buckets: Vec<UsageBucketItem>,
 }
@@ -677,15 +684,28 @@ pub struct AdminUsageResponse {
 #[serde(deny_unknown_fields)]
 pub struct UsageTermsRequest {
     pub plan: Option<Plan>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>)]
+    /// Units per month instead of the plan's; null: the plan's.
+    #[serde(default, deserialize_with = "present_units")]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000)]
     pub allowance_override: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>)]
+    /// Prepaid units; null: the account stops paying in advance.
+    #[serde(default, deserialize_with = "present_units")]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000)]
     pub credits: Option<Option<u64>>,
 }
 
-/// A field that is there (even as null) is `Some`; an absent one stays `None` (default).
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
+/// The most units an allowance or a credit balance may be set to.
+pub const MAX_UNITS: u64 = 1_000_000_000;
+
+/// A field that is there is `Some` (null: `Some(None)`); an absent one stays `None`. A
+/// number of units is whole (JSON's `7.0` is 7), 0–`MAX_UNITS`.
+fn present_units<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    use serde::de::Error as _;
+    let value = Option::<serde_json::Number>::deserialize(d)?;
+    let Some(n) = value else { return Ok(Some(None)) };
+    let units = n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_UNITS as f64).map(|f| f as u64));
+    match units {
+        Some(u) if u <= MAX_UNITS => Ok(Some(Some(u))),
+        _ => Err(D::Error::custom(format!("must be a whole number of units, 0–{MAX_UNITS}"))),
+    }
 }

@@ -65,6 +65,9 @@ pub trait Store: Send + Sync {
     /// The accounts that used the most in `period`, heaviest first: (user, units used).
     async fn heaviest_accounts(&self, period: &str, limit: u32) -> Result<Vec<(Uuid, u64)>>;
     async fn set_user_plan(&self, id: Uuid, plan: Plan, now: OffsetDateTime) -> Result<bool>;
+    /// Checks every account's total in `period` against the ledger and sets a drifted one to
+    /// the ledger's sum (only if it did not change meanwhile): (accounts checked, drifts).
+    async fn reconcile_usage(&self, period: &str) -> Result<(u64, Vec<crate::usage::Drift>)>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;

@@ -146,6 +146,49 @@ pub struct UsageDay {
     pub reversed: u64,
 }
 
+/// A period total that did not match the ledger entries it sums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    pub user_id: Uuid,
+    pub period: String,
+    /// The running total, and what the ledger sums to.
+    pub counter: i64,
+    pub ledger: i64,
+    /// Set to the ledger's sum (false: it changed meanwhile; the next run looks again).
+    pub repaired: bool,
+}
+
+/// What the scheduled quota job found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QuotaReport {
+    pub periods: Vec<String>,
+    pub accounts_checked: u64,
+    pub drifted: Vec<Drift>,
+}
+
+/// The quota job's reconciliation: every account's running total in the current period
+/// (and, on a period's first day, the one before, where late reversals land) against the
+/// ledger; a total that drifted is set to the ledger's sum, and reported. The ledger is the
+/// truth: totals only make admission fast.
+pub async fn reconcile(store: &dyn crate::ports::Store, at: OffsetDateTime) -> crate::Result<QuotaReport> {
+    let current = Period::of(at);
+    let mut periods = vec![current.key.clone()];
+    if at - current.starts_at < time::Duration::days(1) {
+        periods.push(Period::of(current.starts_at - time::Duration::seconds(1)).key);
+    }
+    let mut report = QuotaReport::default();
+    for period in periods {
+        let (checked, drifted) = store.reconcile_usage(&period).await?;
+        for d in &drifted {
+            tracing::warn!(user_id = %d.user_id, period = %d.period, counter = d.counter, ledger = d.ledger, repaired = d.repaired, "usage total drifted from the ledger");
+        }
+        report.accounts_checked += checked;
+        report.drifted.extend(drifted);
+        report.periods.push(period);
+    }
+    Ok(report)
+}
+
 /// Whether a failed job is credited back: yes when it failed for our reasons (a stage that
 /// kept failing, a timeout, moderation unavailable); no when what was sent caused it
 /// (flagged content, media that cannot be analysed: `Stage.Permanent`).

@@ -1,5 +1,5 @@
 //! The local server: every endpoint on one listener, the pipeline runner, and the timers the
-//! cloud runs as scheduled jobs (here: purging expired counters). Everything comes from the
+//! cloud runs as scheduled jobs (here: purging expired counters, and the quota job). Everything comes from the
 //! one composition root.
 
 use std::net::SocketAddr;
@@ -33,6 +33,20 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
         })
     };
 
+    // The quota job (`cron-quota` on AWS): usage totals reconciled with the ledger, hourly.
+    let quota = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3_600));
+            loop {
+                every.tick().await;
+                if let Err(e) = domain::usage::reconcile(store.as_ref(), domain::model::now()).await {
+                    tracing::warn!(error = %e, "the quota job failed; it runs again in an hour");
+                }
+            }
+        })
+    };
+
     let (stop_runner, runner_stopped) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(async move {
         if run_pipeline {
@@ -45,6 +59,7 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
     tracing::info!(%local, "GoViralNow serving on the embedded default");
     goviral_api::server::serve(listener, router, server_limits, shutdown_signal()).await?;
     purge.abort();
+    quota.abort();
     let _ = stop_runner.send(true);
     let _ = runner.await;
     store.close().await;

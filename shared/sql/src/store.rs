@@ -240,6 +240,10 @@ impl Store for SqlStore {
         self.read_heaviest_accounts(period, limit).await
     }
 
+    async fn reconcile_usage(&self, period: &str) -> Result<(u64, Vec<domain::usage::Drift>)> {
+        self.reconcile_period(period).await
+    }
+
     async fn set_user_plan(&self, id: Uuid, plan: Plan, now: OffsetDateTime) -> Result<bool> {
         let q = "UPDATE users SET plan = $2, updated_at = gv_ts($3) WHERE id = $1::uuid";
         let done = on_pool!(self, write, |pool, sql| {

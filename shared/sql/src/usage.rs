@@ -107,6 +107,37 @@ where
 }
 
 impl SqlStore {
+    pub(crate) async fn reconcile_period(&self, period: &str) -> Result<(u64, Vec<domain::usage::Drift>)> {
+        let count = "SELECT COUNT(*) FROM usage_periods WHERE period = $1";
+        let drifted = "SELECT p.user_id::text, p.used, COALESCE(l.total, 0)::bigint FROM usage_periods p \
+                       LEFT JOIN (SELECT user_id, SUM(units) AS total FROM usage_ledger WHERE period = $1 GROUP BY user_id) l \
+                       ON l.user_id = p.user_id WHERE p.period = $1 AND p.used <> COALESCE(l.total, 0)";
+        // Conditional on the total seen: an admission in between wins, and is looked at next run.
+        let repair = "UPDATE usage_periods SET used = (SELECT COALESCE(SUM(units), 0) FROM usage_ledger \
+                      WHERE usage_ledger.user_id = usage_periods.user_id AND usage_ledger.period = usage_periods.period) \
+                      WHERE user_id = $1::uuid AND period = $2 AND used = $3";
+        let (checked, rows): (i64, Vec<(String, i64, i64)>) = on_pool!(self, read, |pool, sql| {
+            let checked: i64 = sqlx::query_scalar(&sql(count)).bind(period).fetch_one(pool).await.map_err(db_error)?;
+            (checked, sqlx::query_as(&sql(drifted)).bind(period).fetch_all(pool).await.map_err(db_error)?)
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for (user, counter, ledger) in rows {
+            let repaired = on_pool!(self, write, |pool, sql| {
+                sqlx::query(&sql(repair))
+                    .bind(user.clone())
+                    .bind(period)
+                    .bind(counter)
+                    .execute(pool)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected()
+            }) == 1;
+            let user_id = user.parse().map_err(|_| Error::Internal(format!("user id {user}")))?;
+            out.push(domain::usage::Drift { user_id, period: period.to_string(), counter, ledger, repaired });
+        }
+        Ok((checked.max(0) as u64, out))
+    }
+
     pub(crate) async fn read_period_usage(&self, user_id: Uuid, period: &str) -> Result<u64> {
         let q = "SELECT used FROM usage_periods WHERE user_id = $1::uuid AND period = $2";
         let used: Option<i64> = on_pool!(self, read, |pool, sql| {

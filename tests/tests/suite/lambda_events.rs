@@ -377,6 +377,20 @@ async fn the_schedule_event_sweeps_queued_jobs_into_step_functions() {
     assert_eq!(report, serde_json::json!({"started": 0, "already_started": 1}));
 }
 
+/// The quota job's schedule event drives its handler: it reconciles the current period and
+/// reports what it checked.
+#[tokio::test]
+async fn the_quota_job_answers_its_schedule_event() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let body = serde_json::json!({"content_type": "text", "caption": "Counted once", "user_id": ann.user.id});
+    assert_eq!(t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.status, StatusCode::CREATED);
+    let scheduled: goviral_lambda::ScheduledEvent = serde_json::from_str(&event("schedule-quota.json", &[])).expect("a scheduled event");
+    let report = goviral_lambda::quota(t.app.store.as_ref(), scheduled).await.unwrap();
+    assert_eq!((report["accounts_checked"].as_u64(), report["drifted"].as_array().map(Vec::len)), (Some(1), Some(0)), "{report}");
+    assert_eq!(report["periods"][0].as_str(), Some(domain::usage::Period::of(domain::model::now()).key.as_str()));
+}
+
 /// The text the intake sample event reports (its first record's size is this many bytes).
 const UPLOADED_SCRIPT: &str =
     "Stop scrolling: the three edits that doubled our watch time.\nWhich one will you try first? Tell me below.\n";

@@ -32,6 +32,7 @@ contract!(
     a_measured_video_settles_its_reservation_once,
     quota_over_http_headers_errors_and_replays,
     the_usage_api_reports_the_ledger_and_operators_set_terms,
+    the_quota_job_repairs_a_drifted_total_from_the_ledger,
 );
 
 async fn owner(db: &TestDb, plan: Plan) -> User {
@@ -367,4 +368,36 @@ async fn the_usage_api_reports_the_ledger_and_operators_set_terms(backend: Backe
         .send()
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+/// A total that drifted from the ledger (here set by hand) is found by the quota job's
+/// reconciliation, reported and set back to the ledger's sum; a second run finds nothing.
+async fn the_quota_job_repairs_a_drifted_total_from_the_ledger(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (ann, bo) = (owner(&db, Plan::Pro).await, owner(&db, Plan::Pro).await);
+    for u in [&ann, &ann, &ann, &bo] {
+        let (sub, j) = job_for(u.id);
+        db.store.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None, false)).await.unwrap();
+    }
+    let period = Period::of(now()).key;
+    let drift = "UPDATE usage_periods SET used = 10 WHERE user_id = $1 AND period = $2";
+    match backend {
+        Backend::Sqlite => {
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+            sqlx::query(drift).bind(ann.id.to_string()).bind(&period).execute(&mut c).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+            let drift = "UPDATE usage_periods SET used = 10 WHERE user_id = $1::uuid AND period = $2";
+            sqlx::query(drift).bind(ann.id.to_string()).bind(&period).execute(&mut c).await.unwrap();
+        }
+    }
+    assert_eq!(db.store.period_usage(ann.id, &period).await.unwrap(), 10);
+    let report = domain::usage::reconcile(&db.store, now()).await.unwrap();
+    assert!(report.accounts_checked >= 2, "{report:?}");
+    assert_eq!(report.drifted.len(), 1, "{report:?}");
+    let d = &report.drifted[0];
+    assert_eq!((d.user_id, d.counter, d.ledger, d.repaired), (ann.id, 10, 3, true));
+    assert_eq!(db.store.period_usage(ann.id, &period).await.unwrap(), 3);
+    assert!(domain::usage::reconcile(&db.store, now()).await.unwrap().drifted.is_empty());
 }

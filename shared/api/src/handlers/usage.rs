@@ -8,8 +8,8 @@ use domain::service::usage::{CurrentUsage, Granularity, UsageChange};
 
 use super::path_id;
 use crate::dto::{
-    AdminUsageQuery, AdminUsageResponse, UsageBucketItem, UsageCurrentQuery, UsageCurrentResponse, UsageQuery, UsageResponse,
-    UsageTermsRequest,
+    AdminUsageQuery, AdminUsageResponse, UsageBucketItem, UsageCurrentQuery, UsageCurrentResponse, UsageGranularity, UsageQuery,
+    UsageResponse, UsageTermsRequest,
 };
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Auth, JsonBody, RequestOrigin, ValidQuery};
@@ -68,17 +68,15 @@ pub async fn usage(
         Some(f) => date("from", f)?,
         None => to.replace_day(1).expect("the first of a month exists"),
     };
-    let (granularity, name) = match q.granularity.as_deref() {
-        None | Some("day") => (Granularity::Day, "day"),
-        Some("month") => (Granularity::Month, "month"),
-        Some(other) => {
-            return Err(Error::validation("granularity", format!("unknown granularity `{other}`; expected `day` or `month`")).into());
-        }
+    let name = q.granularity.unwrap_or(UsageGranularity::Day);
+    let granularity = match name {
+        UsageGranularity::Day => Granularity::Day,
+        UsageGranularity::Month => Granularity::Month,
     };
     let buckets = app.usage_history(&principal, user_id, from, to, granularity).await?;
     Ok(Json(UsageResponse {
         user_id,
-        granularity: name.into(),
+        granularity: name,
         buckets: buckets
             .into_iter()
             .map(|b| UsageBucketItem {

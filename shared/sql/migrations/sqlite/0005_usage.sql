@@ -19,6 +19,8 @@ CREATE TABLE usage_ledger (
     UNIQUE (job_id, entry)
 );
 CREATE INDEX usage_ledger_user ON usage_ledger (user_id, day);
+-- The quota job sums a period per account.
+CREATE INDEX usage_ledger_period ON usage_ledger (period, user_id);
 
 CREATE TABLE usage_periods (
     user_id  TEXT NOT NULL REFERENCES users (id),
