@@ -6,4 +6,5 @@ pub mod asl;
 pub mod fetch;
 pub mod moderation;
 mod outbound;
+pub mod stripe;
 pub mod webhook;

@@ -692,6 +692,14 @@ pub struct UsageTermsRequest {
     #[serde(default, deserialize_with = "present_units")]
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000)]
     pub credits: Option<Option<u64>>,
+    /// The Stripe customer (`cus_…`) the account's usage is exported to; null: not exported.
+    #[serde(default, deserialize_with = "present_text")]
+    #[schema(value_type = Option<String>, pattern = "^cus_[A-Za-z0-9]{1,60}$")]
+    pub stripe_customer_id: Option<Option<String>>,
+}
+
+fn present_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// The most units an allowance or a credit balance may be set to.

@@ -305,6 +305,12 @@ impl Composition {
         })
     }
 
+    /// The billing export's sink (Stripe's Meters API), where configured.
+    pub fn meter_sink(&self) -> Option<Arc<dyn domain::billing::MeterSink>> {
+        let settings = self.config.stripe.clone()?;
+        Some(Arc::new(goviral_adapters::stripe::StripeMeters::new(settings)))
+    }
+
     /// OpenAI's moderation (text and stills) when keyed, else the on-device lexicon (text).
     fn moderator(&self) -> Arc<dyn Moderator> {
         match &self.config.openai {

@@ -59,6 +59,8 @@ pub struct Config {
     pub pipeline_retry_scale: f64,
     /// The OpenAI path, on when `GOVIRAL_OPENAI_API_KEY` is set.
     pub openai: Option<goviral_llm::OpenAiSettings>,
+    /// The billing export to Stripe's Meters API, on when `GOVIRAL_STRIPE_API_KEY` is set.
+    pub stripe: Option<goviral_adapters::stripe::StripeSettings>,
     /// Timeouts and the connection cap of `goviral serve`.
     pub server: goviral_api::server::ServerLimits,
     pub aws: AwsResources,
@@ -178,6 +180,7 @@ impl Config {
             pipeline_retry_scale: parse(&lookup, "GOVIRAL_PIPELINE_RETRY_SCALE", 1.0f64)?,
             media: media(&lookup)?,
             openai: openai(&lookup)?,
+            stripe: stripe(&lookup)?,
             server: server_limits(&lookup)?,
         })
     }
@@ -267,6 +270,20 @@ fn openai(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<goviral_llm
     settings.timeout = Duration::from_millis(parse(lookup, "GOVIRAL_OPENAI_TIMEOUT_MS", 8_000u64)?);
     settings.max_attempts = parse(lookup, "GOVIRAL_OPENAI_MAX_ATTEMPTS", 3u32)?.max(1);
     Ok(Some(settings))
+}
+
+fn stripe(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<goviral_adapters::stripe::StripeSettings>, ConfigError> {
+    let Some(key) = lookup("GOVIRAL_STRIPE_API_KEY").filter(|k| !k.trim().is_empty()) else { return Ok(None) };
+    let base_url = lookup("GOVIRAL_STRIPE_BASE_URL").unwrap_or_else(|| "https://api.stripe.com".into());
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://127.0.0.1") || base_url.starts_with("http://localhost")) {
+        return Err(ConfigError(format!("GOVIRAL_STRIPE_BASE_URL={base_url:?}: must be https (or http on loopback)")));
+    }
+    Ok(Some(goviral_adapters::stripe::StripeSettings {
+        base_url,
+        api_key: key.trim().to_string(),
+        event_name: lookup("GOVIRAL_STRIPE_METER_EVENT").unwrap_or_else(|| "goviral_units".into()),
+        timeout: Duration::from_millis(parse(lookup, "GOVIRAL_STRIPE_TIMEOUT_MS", 10_000u64)?),
+    }))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! code already reads, so nothing past `main` knows where a secret came from:
 //! - `GOVIRAL_JWT_SECRET_ARN` → `GOVIRAL_JWT_SECRET` (the secret string itself)
 //! - `GOVIRAL_OPENAI_SECRET_ARN` → `GOVIRAL_OPENAI_API_KEY` (the secret string itself)
+//! - `GOVIRAL_STRIPE_SECRET_ARN` → `GOVIRAL_STRIPE_API_KEY` (the secret string itself)
 //! - `GOVIRAL_DATABASE_SECRET_ARN` → `GOVIRAL_DATABASE_URL`, from the JSON document RDS keeps
 //!   (`username`, `password`, `host`, `port`, `dbname`). `GOVIRAL_DATABASE_HOST` replaces the
 //!   host (the RDS Proxy endpoint); TLS is required and verified (`GOVIRAL_DATABASE_SSLMODE`,
@@ -66,7 +67,12 @@ async fn secret_string(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Re
 pub async fn resolve(config: &aws_config::SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<HashMap<String, String>> {
     let client = aws_sdk_secretsmanager::Client::new(config);
     let mut settings = HashMap::new();
-    for (arn_var, setting) in [("GOVIRAL_JWT_SECRET_ARN", "GOVIRAL_JWT_SECRET"), ("GOVIRAL_OPENAI_SECRET_ARN", "GOVIRAL_OPENAI_API_KEY")] {
+    let named = [
+        ("GOVIRAL_JWT_SECRET_ARN", "GOVIRAL_JWT_SECRET"),
+        ("GOVIRAL_OPENAI_SECRET_ARN", "GOVIRAL_OPENAI_API_KEY"),
+        ("GOVIRAL_STRIPE_SECRET_ARN", "GOVIRAL_STRIPE_API_KEY"),
+    ];
+    for (arn_var, setting) in named {
         if let Some(arn) = lookup(arn_var) {
             settings.insert(setting.to_string(), secret_string(&client, &arn).await?.trim().to_string());
         }

@@ -2,6 +2,7 @@
 //! Adapters (SQL, AWS, local) implement the ports; edges (HTTP, stages, CLI) call the use cases.
 
 pub mod auth;
+pub mod billing;
 pub mod error;
 pub mod features;
 pub mod guard;

@@ -68,6 +68,16 @@ pub trait Store: Send + Sync {
     /// Checks every account's total in `period` against the ledger and sets a drifted one to
     /// the ledger's sum (only if it did not change meanwhile): (accounts checked, drifts).
     async fn reconcile_usage(&self, period: &str) -> Result<(u64, Vec<crate::usage::Drift>)>;
+    /// The billing outbox's items due at `now` (see domain::billing), at most `limit`: ended
+    /// jobs' charges not yet sent, and sent charges credited back since.
+    async fn meter_outbox(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<crate::billing::MeterItem>>;
+    /// Records how Stripe answered an item (sent, retry later, or refused for good).
+    async fn record_meter_export(
+        &self,
+        item: &crate::billing::MeterItem,
+        outcome: &crate::billing::MeterOutcome,
+        now: OffsetDateTime,
+    ) -> Result<()>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;

@@ -98,12 +98,14 @@ impl Period {
 }
 
 /// An account's own terms, set by an operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UsageAccount {
     /// Units per period instead of the plan's.
     pub allowance_override: Option<u64>,
     /// Prepaid units left; None when the account does not pay in advance.
     pub credits: Option<u64>,
+    /// The Stripe customer its usage is billed to; None: not exported.
+    pub stripe_customer_id: Option<String>,
 }
 
 /// The charge written with an admitted submission.

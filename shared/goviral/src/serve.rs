@@ -33,15 +33,23 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
         })
     };
 
-    // The quota job (`cron-quota` on AWS): usage totals reconciled with the ledger, hourly.
+    // The quota job (`cron-quota` on AWS): usage totals reconciled with the ledger hourly;
+    // the billing outbox drained to Stripe every minute, where configured.
     let quota = {
-        let store = store.clone();
+        let (store, sink) = (store.clone(), composition.meter_sink());
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(3_600));
-            loop {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            for minute in 0u64.. {
                 every.tick().await;
-                if let Err(e) = domain::usage::reconcile(store.as_ref(), domain::model::now()).await {
-                    tracing::warn!(error = %e, "the quota job failed; it runs again in an hour");
+                if let Some(sink) = &sink {
+                    if let Err(e) = domain::billing::drain(store.as_ref(), sink.as_ref(), domain::model::now()).await {
+                        tracing::warn!(error = %e, "the billing export failed; it runs again in a minute");
+                    }
+                }
+                if minute % 60 == 0 {
+                    if let Err(e) = domain::usage::reconcile(store.as_ref(), domain::model::now()).await {
+                        tracing::warn!(error = %e, "the quota job failed; it runs again in an hour");
+                    }
                 }
             }
         })

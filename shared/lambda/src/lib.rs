@@ -113,27 +113,41 @@ pub async fn sweep(
     .await
 }
 
-/// The scheduled quota job (EventBridge): reconciles the usage totals with the ledger.
+/// The scheduled quota job (EventBridge): reconciles the usage totals with the ledger and
+/// drains the billing outbox to Stripe (where configured).
 pub async fn run_quota_job() -> Result<(), InitError> {
     let composition = compose().await?;
     let store: Arc<dyn domain::ports::Store> = composition.store().await?;
+    let sink = composition.meter_sink();
     tracing::info!("initialised");
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ScheduledEvent>| {
-        let store = store.clone();
-        async move { Ok::<_, lambda_runtime::Error>(quota(store.as_ref(), event.payload).await?) }
+        let (store, sink) = (store.clone(), sink.clone());
+        async move { Ok::<_, lambda_runtime::Error>(quota(store.as_ref(), sink.as_deref(), event.payload).await?) }
     }))
     .await
 }
 
-/// One run of the quota job; answers with what it found and repaired.
-pub async fn quota(store: &dyn domain::ports::Store, event: ScheduledEvent) -> domain::Result<serde_json::Value> {
+/// One run of the quota job; answers with what it found, repaired and exported.
+pub async fn quota(
+    store: &dyn domain::ports::Store,
+    sink: Option<&dyn domain::billing::MeterSink>,
+    event: ScheduledEvent,
+) -> domain::Result<serde_json::Value> {
     let span = tracing::info_span!("quota", event_id = event.id.as_deref().unwrap_or(""));
     async move {
+        let exported = match sink {
+            Some(sink) => {
+                let d = domain::billing::drain(store, sink, domain::model::now()).await?;
+                serde_json::json!({"sent": d.sent, "cancelled": d.cancelled, "retrying": d.retrying, "refused": d.refused})
+            }
+            None => serde_json::Value::Null,
+        };
         let report = domain::usage::reconcile(store, domain::model::now()).await?;
         tracing::info!(accounts = report.accounts_checked, drifted = report.drifted.len(), "reconciled usage with the ledger");
         Ok(serde_json::json!({
             "periods": report.periods,
             "accounts_checked": report.accounts_checked,
+            "billing_export": exported,
             "drifted": report.drifted.iter().map(|d| serde_json::json!({
                 "user_id": d.user_id, "period": d.period, "counter": d.counter, "ledger": d.ledger, "repaired": d.repaired,
             })).collect::<Vec<_>>(),

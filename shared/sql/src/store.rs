@@ -244,6 +244,19 @@ impl Store for SqlStore {
         self.reconcile_period(period).await
     }
 
+    async fn meter_outbox(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<domain::billing::MeterItem>> {
+        self.read_meter_outbox(now, limit).await
+    }
+
+    async fn record_meter_export(
+        &self,
+        item: &domain::billing::MeterItem,
+        outcome: &domain::billing::MeterOutcome,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        self.write_meter_export(item, outcome, now).await
+    }
+
     async fn set_user_plan(&self, id: Uuid, plan: Plan, now: OffsetDateTime) -> Result<bool> {
         let q = "UPDATE users SET plan = $2, updated_at = gv_ts($3) WHERE id = $1::uuid";
         let done = on_pool!(self, write, |pool, sql| {

@@ -107,6 +107,77 @@ where
 }
 
 impl SqlStore {
+    pub(crate) async fn read_meter_outbox(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<domain::billing::MeterItem>> {
+        use domain::billing::{MeterAction, MeterItem};
+        let events = "SELECT c.id::text, c.user_id::text, a.stripe_customer_id, gv_us(c.created_at), \
+                      (SELECT SUM(x.units) FROM usage_ledger x WHERE x.job_id = c.job_id)::bigint, COALESCE(e.attempts, 0)::bigint \
+                      FROM usage_ledger c JOIN analysis_jobs j ON j.id = c.job_id JOIN usage_accounts a ON a.user_id = c.user_id \
+                      LEFT JOIN meter_exports e ON e.identifier = c.id AND e.action = 'event' \
+                      WHERE c.entry = 'charge' AND j.status IN ('complete', 'failed', 'archived') AND a.stripe_customer_id IS NOT NULL \
+                      AND (e.identifier IS NULL OR (e.status = 'pending' AND e.next_at_us <= $1)) ORDER BY c.created_at LIMIT $2";
+        let cancels = "SELECT c.id::text, c.user_id::text, COALESCE(k.attempts, 0)::bigint FROM usage_ledger r \
+                       JOIN usage_ledger c ON c.job_id = r.job_id AND c.entry = 'charge' \
+                       JOIN meter_exports e ON e.identifier = c.id AND e.action = 'event' AND e.status = 'sent' \
+                       LEFT JOIN meter_exports k ON k.identifier = c.id AND k.action = 'cancel' \
+                       WHERE r.entry = 'reversal' AND (k.identifier IS NULL OR (k.status = 'pending' AND k.next_at_us <= $1)) \
+                       ORDER BY r.created_at LIMIT $2";
+        let now_us = to_micros(now);
+        let (due, undo): (Vec<(String, String, String, i64, i64, i64)>, Vec<(String, String, i64)>) = on_pool!(self, read, |pool, sql| {
+            let due = sqlx::query_as(&sql(events)).bind(now_us).bind(i64::from(limit)).fetch_all(pool).await.map_err(db_error)?;
+            let undo = sqlx::query_as(&sql(cancels)).bind(now_us).bind(i64::from(limit)).fetch_all(pool).await.map_err(db_error)?;
+            (due, undo)
+        });
+        let id = |s: &str| s.parse::<Uuid>().map_err(|_| Error::Internal(format!("ledger id {s}")));
+        let mut items = Vec::with_capacity(due.len() + undo.len());
+        for (identifier, user, customer_id, at_us, net, attempts) in due {
+            let at = domain::model::from_micros(at_us);
+            let action = MeterAction::Event { customer_id, units: net.max(0) as u64, at };
+            items.push(MeterItem { identifier: id(&identifier)?, user_id: id(&user)?, action, attempts: attempts.max(0) as u32 });
+        }
+        for (identifier, user, attempts) in undo {
+            items.push(MeterItem {
+                identifier: id(&identifier)?,
+                user_id: id(&user)?,
+                action: MeterAction::Cancel,
+                attempts: attempts.max(0) as u32,
+            });
+        }
+        Ok(items)
+    }
+
+    pub(crate) async fn write_meter_export(
+        &self,
+        item: &domain::billing::MeterItem,
+        outcome: &domain::billing::MeterOutcome,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        use domain::billing::{MeterAction, MeterOutcome, backoff};
+        let action = if item.action == MeterAction::Cancel { "cancel" } else { "event" };
+        let (status, attempts, next, error) = match outcome {
+            MeterOutcome::Sent | MeterOutcome::AlreadySent => ("sent", item.attempts, 0, None),
+            MeterOutcome::Nothing => ("skipped", item.attempts, 0, None),
+            MeterOutcome::Retry(why) => ("pending", item.attempts + 1, to_micros(now + backoff(item.attempts + 1)), Some(why.clone())),
+            MeterOutcome::Refused(why) => ("refused", item.attempts, 0, Some(why.clone())),
+        };
+        let q = "INSERT INTO meter_exports (identifier, action, status, attempts, next_at_us, last_error, updated_at) \
+                 VALUES ($1::uuid, $2, $3, $4, $5, $6, gv_ts($7)) ON CONFLICT (identifier, action) DO UPDATE \
+                 SET status = $3, attempts = $4, next_at_us = $5, last_error = $6, updated_at = gv_ts($7)";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(item.identifier.to_string())
+                .bind(action)
+                .bind(status)
+                .bind(attempts as i32)
+                .bind(next)
+                .bind(error.clone())
+                .bind(to_micros(now))
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        });
+        Ok(())
+    }
+
     pub(crate) async fn reconcile_period(&self, period: &str) -> Result<(u64, Vec<domain::usage::Drift>)> {
         let count = "SELECT COUNT(*) FROM usage_periods WHERE period = $1";
         let drifted = "SELECT p.user_id::text, p.used, COALESCE(l.total, 0)::bigint FROM usage_periods p \
@@ -172,23 +243,29 @@ impl SqlStore {
     }
 
     pub(crate) async fn read_usage_account(&self, user_id: Uuid) -> Result<UsageAccount> {
-        let q = "SELECT allowance_override, credits FROM usage_accounts WHERE user_id = $1::uuid";
-        let row: Option<(Option<i64>, Option<i64>)> = on_pool!(self, read, |pool, sql| {
+        let q = "SELECT allowance_override, credits, stripe_customer_id FROM usage_accounts WHERE user_id = $1::uuid";
+        let row: Option<(Option<i64>, Option<i64>, Option<String>)> = on_pool!(self, read, |pool, sql| {
             sqlx::query_as(&sql(q)).bind(user_id.to_string()).fetch_optional(pool).await.map_err(db_error)?
         });
-        let (allowance_override, credits) = row.unwrap_or_default();
-        Ok(UsageAccount { allowance_override: allowance_override.map(|a| a.max(0) as u64), credits: credits.map(|c| c.max(0) as u64) })
+        let (allowance_override, credits, stripe_customer_id) = row.unwrap_or_default();
+        Ok(UsageAccount {
+            allowance_override: allowance_override.map(|a| a.max(0) as u64),
+            credits: credits.map(|c| c.max(0) as u64),
+            stripe_customer_id,
+        })
     }
 
     pub(crate) async fn write_usage_account(&self, user_id: Uuid, account: &UsageAccount, now: OffsetDateTime) -> Result<()> {
-        let q = "INSERT INTO usage_accounts (user_id, allowance_override, credits, updated_at) VALUES ($1::uuid, $2, $3, gv_ts($4)) \
-                 ON CONFLICT (user_id) DO UPDATE SET allowance_override = $2, credits = $3, updated_at = gv_ts($4)";
+        let q = "INSERT INTO usage_accounts (user_id, allowance_override, credits, stripe_customer_id, updated_at) \
+                 VALUES ($1::uuid, $2, $3, $5, gv_ts($4)) \
+                 ON CONFLICT (user_id) DO UPDATE SET allowance_override = $2, credits = $3, stripe_customer_id = $5, updated_at = gv_ts($4)";
         on_pool!(self, write, |pool, sql| {
             sqlx::query(&sql(q))
                 .bind(user_id.to_string())
                 .bind(account.allowance_override.map(|a| a as i64))
                 .bind(account.credits.map(|c| c as i64))
                 .bind(to_micros(now))
+                .bind(account.stripe_customer_id.clone())
                 .execute(pool)
                 .await
                 .map_err(db_error)?;

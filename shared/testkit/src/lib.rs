@@ -5,6 +5,7 @@ mod http;
 pub mod media;
 pub mod openai;
 pub mod pipeline;
+pub mod stripe;
 
 pub use http::{Call, TestApp, TestResponse, test_settings};
 

@@ -33,6 +33,7 @@ contract!(
     quota_over_http_headers_errors_and_replays,
     the_usage_api_reports_the_ledger_and_operators_set_terms,
     the_quota_job_repairs_a_drifted_total_from_the_ledger,
+    usage_reaches_stripe_exactly_once,
 );
 
 async fn owner(db: &TestDb, plan: Plan) -> User {
@@ -140,7 +141,7 @@ async fn prepaid_credits_run_out_with_insufficient_credits(backend: Backend) {
     let db = TestDb::new(backend).await;
     let u = owner(&db, Plan::Pro).await;
     let s = &db.store;
-    s.set_usage_account(u.id, &UsageAccount { allowance_override: None, credits: Some(3) }, now()).await.unwrap();
+    s.set_usage_account(u.id, &UsageAccount { allowance_override: None, credits: Some(3), ..Default::default() }, now()).await.unwrap();
     for left in [2, 1, 0] {
         let (sub, j) = job_for(u.id);
         let a = s.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None, true)).await.unwrap();
@@ -159,7 +160,7 @@ async fn our_failures_are_credited_back_once_and_completed_jobs_never(backend: B
     let db = TestDb::new(backend).await;
     let u = owner(&db, Plan::Pro).await;
     let s = &db.store;
-    s.set_usage_account(u.id, &UsageAccount { allowance_override: Some(5), credits: Some(2) }, now()).await.unwrap();
+    s.set_usage_account(u.id, &UsageAccount { allowance_override: Some(5), credits: Some(2), ..Default::default() }, now()).await.unwrap();
     let (sub, failed) = job_for(u.id);
     s.admit_submission_and_job(&sub, &failed, &charge(u.id, failed.id, Some(5), true)).await.unwrap();
     let (sub, done) = job_for(u.id);
@@ -190,7 +191,7 @@ async fn a_measured_video_settles_its_reservation_once(backend: Backend) {
     let db = TestDb::new(backend).await;
     let u = owner(&db, Plan::Pro).await;
     let s = &db.store;
-    s.set_usage_account(u.id, &UsageAccount { allowance_override: None, credits: Some(10) }, now()).await.unwrap();
+    s.set_usage_account(u.id, &UsageAccount { allowance_override: None, credits: Some(10), ..Default::default() }, now()).await.unwrap();
     let (mut sub, j) = job_for(u.id);
     sub.content_type = ContentType::Video;
     let reserve = Charge { units: 3, content_type: ContentType::Video, ..charge(u.id, j.id, None, true) };
@@ -220,7 +221,11 @@ async fn a_measured_video_settles_its_reservation_once(backend: Backend) {
 async fn quota_over_http_headers_errors_and_replays(backend: Backend) {
     let t = TestApp::spawn(backend).await;
     let ann = t.user("ann@example.com", Plan::Free, false).await;
-    t.app.store.set_usage_account(ann.user.id, &UsageAccount { allowance_override: Some(2), credits: None }, now()).await.unwrap();
+    t.app
+        .store
+        .set_usage_account(ann.user.id, &UsageAccount { allowance_override: Some(2), credits: None, ..Default::default() }, now())
+        .await
+        .unwrap();
     let body = json!({"content_type": "text", "caption": "Two units only", "user_id": ann.user.id});
 
     let first = t.post("/api/v1/analyze").api_key(&ann.api_key).header("idempotency-key", "once").json(&body).send().await;
@@ -249,7 +254,11 @@ async fn quota_over_http_headers_errors_and_replays(backend: Backend) {
 
     // Prepaid: one credit left, then 402.
     let bo = t.user("bo@example.com", Plan::Pro, false).await;
-    t.app.store.set_usage_account(bo.user.id, &UsageAccount { allowance_override: None, credits: Some(1) }, now()).await.unwrap();
+    t.app
+        .store
+        .set_usage_account(bo.user.id, &UsageAccount { allowance_override: None, credits: Some(1), ..Default::default() }, now())
+        .await
+        .unwrap();
     let body = json!({"content_type": "text", "caption": "Prepaid", "user_id": bo.user.id});
     let paid = t.post("/api/v1/analyze").api_key(&bo.api_key).json(&body).send().await;
     assert_eq!(paid.status, StatusCode::CREATED);
@@ -400,4 +409,95 @@ async fn the_quota_job_repairs_a_drifted_total_from_the_ledger(backend: Backend)
     assert_eq!((d.user_id, d.counter, d.ledger, d.repaired), (ann.id, 10, 3, true));
     assert_eq!(db.store.period_usage(ann.id, &period).await.unwrap(), 3);
     assert!(domain::usage::reconcile(&db.store, now()).await.unwrap().drifted.is_empty());
+}
+
+/// Sends to Stripe, then loses the answer (a crash between the send and its record).
+struct LostAnswer(goviral_adapters::stripe::StripeMeters);
+
+#[async_trait::async_trait]
+impl domain::billing::MeterSink for LostAnswer {
+    async fn send(&self, item: &domain::billing::MeterItem) -> domain::billing::MeterOutcome {
+        let _ = self.0.send(item).await;
+        domain::billing::MeterOutcome::Retry("connection reset before Stripe's answer".into())
+    }
+}
+
+/// The billing outbox against a fake Stripe that enforces its documented rules: an ended
+/// job's usage is sent once; a job credited back before export is not billed; a send whose
+/// answer was lost is sent again and Stripe's duplicate refusal counts as delivered (one
+/// meter event); 429s are retried; a job credited back after export is cancelled; an entry
+/// older than Stripe's 35 days is refused once, not retried forever.
+async fn usage_reaches_stripe_exactly_once(backend: Backend) {
+    use domain::billing::{DrainReport, drain};
+    let stripe = goviral_testkit::stripe::FakeStripe::start().await;
+    let meters = || {
+        goviral_adapters::stripe::StripeMeters::new(goviral_adapters::stripe::StripeSettings {
+            base_url: stripe.base_url.clone(),
+            api_key: goviral_testkit::stripe::API_KEY.into(),
+            event_name: "goviral_units".into(),
+            timeout: std::time::Duration::from_secs(5),
+        })
+    };
+    let db = TestDb::new(backend).await;
+    let s = &db.store;
+    let u = owner(&db, Plan::Pro).await;
+    let account = UsageAccount { stripe_customer_id: Some("cus_ann1".into()), ..Default::default() };
+    s.set_usage_account(u.id, &account, now()).await.unwrap();
+    let admit = |at: time::OffsetDateTime| {
+        let (sub, j) = job_for(u.id);
+        let c = Charge { at, period: Period::of(at), ..charge(u.id, j.id, None, false) };
+        async move {
+            s.admit_submission_and_job(&sub, &j, &c).await.unwrap();
+            (j.id, c.entry_id)
+        }
+    };
+    let done = JobResult { score: 50.0, confidence: 0.5, insights: vec![], metrics: json!({}) };
+    let (complete, complete_id) = admit(now()).await;
+    let (refunded, _) = admit(now()).await;
+    let (running, running_id) = admit(now()).await;
+    s.complete_job(complete, &done, None, now()).await.unwrap();
+    s.fail_job(refunded, &json!([]), None, now()).await.unwrap();
+    s.reverse_charge(refunded, "inference: Stage.Retryable", now()).await.unwrap();
+
+    // Only the ended, still-charged job is billed; the running one waits for its end.
+    let r = drain(s, &meters(), now()).await.unwrap();
+    assert_eq!(r, DrainReport { sent: 1, ..Default::default() });
+    let events = stripe.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].identifier.as_str(), events[0].customer_id.as_str(), events[0].value.as_str()),
+        (complete_id.to_string().as_str(), "cus_ann1", "1")
+    );
+    assert_eq!(drain(s, &meters(), now()).await.unwrap(), DrainReport::default(), "nothing twice");
+
+    // The answer is lost after Stripe took it: sent again later, refused as a duplicate, done.
+    s.complete_job(running, &done, None, now()).await.unwrap();
+    assert_eq!(drain(s, &LostAnswer(meters()), now()).await.unwrap().retrying, 1);
+    assert_eq!(drain(s, &meters(), now()).await.unwrap(), DrainReport::default(), "not due before its backoff");
+    let later = now() + time::Duration::hours(1);
+    assert_eq!(drain(s, &meters(), later).await.unwrap().sent, 1);
+    assert_eq!(stripe.events().iter().filter(|e| e.identifier == running_id.to_string()).count(), 1, "one meter event");
+
+    // 429s: retried on the next drain.
+    let (throttled, _) = admit(now()).await;
+    s.complete_job(throttled, &done, None, now()).await.unwrap();
+    stripe.fail_next([429]);
+    assert_eq!(drain(s, &meters(), now()).await.unwrap().retrying, 1);
+    assert_eq!(drain(s, &meters(), later).await.unwrap().sent, 1);
+
+    // Credited back after it was billed: cancelled at Stripe.
+    let (late_failure, late_id) = admit(now()).await;
+    s.fail_job(late_failure, &json!([]), None, now()).await.unwrap();
+    assert_eq!(drain(s, &meters(), now()).await.unwrap().sent, 1);
+    s.reverse_charge(late_failure, "extraction: States.Timeout", now()).await.unwrap();
+    assert_eq!(drain(s, &meters(), now()).await.unwrap(), DrainReport { cancelled: 1, ..Default::default() });
+    assert_eq!(stripe.cancelled(), [late_id.to_string()]);
+
+    // Older than Stripe takes: refused for good, reported, never sent again.
+    let (old, _) = admit(now() - time::Duration::days(36)).await;
+    s.complete_job(old, &done, None, now()).await.unwrap();
+    assert_eq!(drain(s, &meters(), now()).await.unwrap().refused, 1);
+    let before = stripe.requests();
+    assert_eq!(drain(s, &meters(), later).await.unwrap(), DrainReport::default());
+    assert_eq!(stripe.requests(), before);
 }

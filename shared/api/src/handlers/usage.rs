@@ -118,6 +118,11 @@ pub async fn set_terms(
     Path(user_id): Path<String>,
     JsonBody(body): JsonBody<UsageTermsRequest>,
 ) -> ApiResult<Json<UsageCurrentResponse>> {
-    let change = UsageChange { plan: body.plan, allowance_override: body.allowance_override, credits: body.credits };
+    let change = UsageChange {
+        plan: body.plan,
+        allowance_override: body.allowance_override,
+        credits: body.credits,
+        stripe_customer_id: body.stripe_customer_id,
+    };
     Ok(Json(current(app.set_usage_terms(&principal, path_id(&user_id, "user")?, change, &origin).await?)))
 }

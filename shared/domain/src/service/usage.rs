@@ -52,6 +52,8 @@ pub struct UsageChange {
     pub allowance_override: Option<Option<u64>>,
     /// `Some(None)` stops prepaying.
     pub credits: Option<Option<u64>>,
+    /// `Some(None)` stops exporting the account's usage to Stripe.
+    pub stripe_customer_id: Option<Option<String>>,
 }
 
 fn day_start(day: i64) -> OffsetDateTime {
@@ -165,10 +167,19 @@ impl App {
     ) -> Result<CurrentUsage> {
         principal.require_admin()?;
         let user = self.store.user_by_id(user_id).await?.ok_or(Error::NotFound("user"))?;
+        if let Some(Some(id)) = &change.stripe_customer_id {
+            // Stripe's customer ids: `cus_` and letters or digits.
+            let valid =
+                id.len() <= 64 && id.strip_prefix("cus_").is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()));
+            if !valid {
+                return Err(Error::validation("stripe_customer_id", "must be a Stripe customer id, `cus_` then letters and digits"));
+            }
+        }
         let before = self.store.usage_account(user_id).await?;
         let after = UsageAccount {
             allowance_override: change.allowance_override.unwrap_or(before.allowance_override),
             credits: change.credits.unwrap_or(before.credits),
+            stripe_customer_id: change.stripe_customer_id.clone().unwrap_or_else(|| before.stripe_customer_id.clone()),
         };
         let at = now();
         if let Some(plan) = change.plan {
@@ -180,6 +191,7 @@ impl App {
             "plan": {"before": user.plan.as_str(), "after": change.plan.unwrap_or(user.plan).as_str()},
             "allowance_override": {"before": before.allowance_override, "after": after.allowance_override},
             "credits": {"before": before.credits, "after": after.credits},
+            "stripe_customer_id": {"before": before.stripe_customer_id, "after": after.stripe_customer_id},
         });
         self.audit(principal.actor(), "usage.terms", payload, origin).await?;
         let user = User { plan: change.plan.unwrap_or(user.plan), ..user };

@@ -35,5 +35,19 @@ CREATE TABLE usage_accounts (
     user_id             uuid PRIMARY KEY REFERENCES users (id),
     allowance_override  bigint CHECK (allowance_override >= 0),
     credits             bigint CHECK (credits >= 0),
+    stripe_customer_id  text,
     updated_at          timestamptz NOT NULL
+);
+
+-- The billing outbox's state per identifier (a charge's ledger id) and action: what Stripe
+-- answered. An item with no row, or a 'pending' one that is due, is sent by the next drain.
+CREATE TABLE meter_exports (
+    identifier     uuid NOT NULL,
+    action         text NOT NULL CHECK (action IN ('event', 'cancel')),
+    status         text NOT NULL CHECK (status IN ('pending', 'sent', 'skipped', 'refused')),
+    attempts       integer NOT NULL DEFAULT 0,
+    next_at_us     bigint NOT NULL DEFAULT 0,
+    last_error     text,
+    updated_at     timestamptz NOT NULL,
+    PRIMARY KEY (identifier, action)
 );

@@ -35,5 +35,19 @@ CREATE TABLE usage_accounts (
     user_id             TEXT PRIMARY KEY REFERENCES users (id),
     allowance_override  INTEGER CHECK (allowance_override >= 0),
     credits             INTEGER CHECK (credits >= 0),
+    stripe_customer_id  TEXT,
     updated_at          INTEGER NOT NULL
+);
+
+-- The billing outbox's state per identifier (a charge's ledger id) and action: what Stripe
+-- answered. An item with no row, or a 'pending' one that is due, is sent by the next drain.
+CREATE TABLE meter_exports (
+    identifier     TEXT NOT NULL,
+    action         TEXT NOT NULL CHECK (action IN ('event', 'cancel')),
+    status         TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'skipped', 'refused')),
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    next_at_us     INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    updated_at     INTEGER NOT NULL,
+    PRIMARY KEY (identifier, action)
 );
