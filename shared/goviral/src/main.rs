@@ -50,6 +50,32 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Usage, for operators: an account's month, a CSV export, the quota job by hand.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// Where an account stands this month, as JSON.
+    Show { user_id: uuid::Uuid },
+    /// An account's usage as CSV (start,end,kind,units,analyses,reversed), oldest first.
+    Export {
+        user_id: uuid::Uuid,
+        /// First day, YYYY-MM-DD (default: the first of this month).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (default: today); at most 366 days after `from`.
+        #[arg(long)]
+        to: Option<String>,
+        /// day or month.
+        #[arg(long, default_value = "day")]
+        granularity: String,
+    },
+    /// Reconcile every account's running total with the ledger now (the quota job's check).
+    Reconcile,
 }
 
 #[derive(Subcommand)]
@@ -180,6 +206,54 @@ async fn main() {
                 UsersCommand::Activate { user_id } => {
                     app.set_user_active(user_id, true, "cli").await.unwrap_or_else(|e| fail(e));
                     println!("{}", serde_json::json!({"user_id": user_id, "is_active": true}));
+                }
+            }
+            composition.store().await.unwrap_or_else(|e| fail(e)).close().await;
+        }
+        Command::Usage { command } => {
+            config.migrate = true;
+            let composition = Composition::new(config);
+            let app = composition.app(goviral_app::AppUses::default()).await.unwrap_or_else(|e| fail(e));
+            match command {
+                UsageCommand::Show { user_id } => {
+                    let u = app.account_usage(user_id).await.unwrap_or_else(|e| fail(e));
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "user_id": u.user_id, "plan": u.plan.as_str(), "period": u.period.key, "allowance": u.allowance,
+                            "used": u.used, "remaining": u.remaining, "overage_units": u.overage_units,
+                            "projected_overage_units": u.projected_overage_units, "credits": u.credits,
+                        })
+                    );
+                }
+                UsageCommand::Export { user_id, from, to, granularity } => {
+                    use domain::service::usage::Granularity;
+                    let format = time::macros::format_description!("[year]-[month]-[day]");
+                    let date = |t: &str| time::Date::parse(t, &format).unwrap_or_else(|_| fail(format!("{t}: expected YYYY-MM-DD")));
+                    let to = to.as_deref().map(date).unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+                    let from = from.as_deref().map(date).unwrap_or_else(|| to.replace_day(1).expect("the first of a month"));
+                    let granularity = match granularity.as_str() {
+                        "day" => Granularity::Day,
+                        "month" => Granularity::Month,
+                        other => fail(format!("--granularity {other}: expected day or month")),
+                    };
+                    let buckets = app.account_history(user_id, from, to, granularity).await.unwrap_or_else(|e| fail(e));
+                    let rfc = time::format_description::well_known::Rfc3339;
+                    println!("start,end,kind,units,analyses,reversed");
+                    for b in buckets {
+                        let (start, end) = (b.starts_at.format(&rfc).unwrap_or_default(), b.ends_at.format(&rfc).unwrap_or_default());
+                        println!("{start},{end},{},{},{},{}", b.content_type.as_str(), b.units, b.analyses, b.reversed);
+                    }
+                }
+                UsageCommand::Reconcile => {
+                    let store = composition.store().await.unwrap_or_else(|e| fail(e));
+                    let r = domain::usage::reconcile(store.as_ref(), domain::model::now()).await.unwrap_or_else(|e| fail(e));
+                    let drifted: Vec<_> = r
+                        .drifted
+                        .iter()
+                        .map(|d| serde_json::json!({"user_id": d.user_id, "period": d.period, "counter": d.counter, "ledger": d.ledger, "repaired": d.repaired}))
+                        .collect();
+                    println!("{}", serde_json::json!({"periods": r.periods, "accounts_checked": r.accounts_checked, "drifted": drifted}));
                 }
             }
             composition.store().await.unwrap_or_else(|e| fail(e)).close().await;

@@ -65,6 +65,11 @@ impl App {
         if !principal.may_see(user_id) {
             return Err(Error::NotFound("user"));
         }
+        self.account_usage(user_id).await
+    }
+
+    /// An account's standing this period, for operators (the CLI) and the route above.
+    pub async fn account_usage(&self, user_id: Uuid) -> Result<CurrentUsage> {
         let user = self.store.user_by_id(user_id).await?.ok_or(Error::NotFound("user"))?;
         let account = self.store.usage_account(user_id).await?;
         self.standing(&user, &account, now()).await
@@ -102,7 +107,21 @@ impl App {
         to: time::Date,
         granularity: Granularity,
     ) -> Result<Vec<UsageBucket>> {
-        if !principal.may_see(user_id) || self.store.user_by_id(user_id).await?.is_none() {
+        if !principal.may_see(user_id) {
+            return Err(Error::NotFound("user"));
+        }
+        self.account_history(user_id, from, to, granularity).await
+    }
+
+    /// An account's usage by day or month, for operators (the CLI export) and the route above.
+    pub async fn account_history(
+        &self,
+        user_id: Uuid,
+        from: time::Date,
+        to: time::Date,
+        granularity: Granularity,
+    ) -> Result<Vec<UsageBucket>> {
+        if self.store.user_by_id(user_id).await?.is_none() {
             return Err(Error::NotFound("user"));
         }
         let day = |d: time::Date| d.with_time(time::Time::MIDNIGHT).assume_utc().unix_timestamp().div_euclid(86_400);
