@@ -278,8 +278,6 @@ impl SqlStore {
     /// credits. Once per job ((job, entry) key); false when there was nothing to settle.
     pub(crate) async fn write_settlement(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<bool> {
         let read = "SELECT user_id::text, kind, period, units, credit_units FROM usage_ledger WHERE job_id = $1::uuid AND entry = 'charge'";
-        let insert = "INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at, day) \
-                      VALUES ($1::uuid, $2::uuid, $3::uuid, 'adjustment', $4, $5, $6, $7, $8, gv_ts($9), $10) ON CONFLICT (job_id, entry) DO NOTHING";
         on_pool!(self, write, |pool, sql| {
             let mut tx = pool.begin().await.map_err(db_error)?;
             let charge: Option<(String, String, String, i64, i64)> =
@@ -290,40 +288,19 @@ impl SqlStore {
             if delta == 0 {
                 return Ok(false);
             }
-            let credit_delta = if credited > 0 { delta } else { 0 };
-            let written = sqlx::query(&sql(insert))
-                .bind(Uuid::now_v7().to_string())
-                .bind(user.clone())
-                .bind(job_id.to_string())
-                .bind(kind)
-                .bind(delta)
-                .bind(credit_delta)
-                .bind(period.clone())
-                .bind(format!("measured: {units} units of {charged} reserved"))
-                .bind(to_micros(now))
-                .bind(day_of(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .rows_affected();
-            if written == 0 {
+            let entry = Return {
+                job_id,
+                entry: "adjustment",
+                user,
+                kind,
+                period,
+                units: delta,
+                credit_units: if credited > 0 { delta } else { 0 },
+                reason: format!("measured: {units} units of {charged} reserved"),
+                at: now,
+            };
+            if !append_return(&mut tx, &entry, sql).await? {
                 return Ok(false);
-            }
-            sqlx::query(&sql("UPDATE usage_periods SET used = used + $3 WHERE user_id = $1::uuid AND period = $2"))
-                .bind(user.clone())
-                .bind(period)
-                .bind(delta)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            if credit_delta != 0 {
-                sqlx::query(&sql("UPDATE usage_accounts SET credits = credits - $2, updated_at = gv_ts($3) WHERE user_id = $1::uuid"))
-                    .bind(user)
-                    .bind(credit_delta)
-                    .bind(to_micros(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
             }
             tx.commit().await.map_err(db_error)?;
         });
@@ -336,8 +313,6 @@ impl SqlStore {
     /// impossible).
     pub(crate) async fn write_reversal(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool> {
         let read = "SELECT user_id::text, kind, period, units, credit_units, entry FROM usage_ledger WHERE job_id = $1::uuid";
-        let insert = "INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at, day) \
-                      VALUES ($1::uuid, $2::uuid, $3::uuid, 'reversal', $4, $5, $6, $7, $8, gv_ts($9), $10) ON CONFLICT (job_id, entry) DO NOTHING";
         on_pool!(self, write, |pool, sql| {
             let mut tx = pool.begin().await.map_err(db_error)?;
             // Only a failed job is credited back (never one that completed).
@@ -355,45 +330,85 @@ impl SqlStore {
             if entries.iter().any(|e| e.5 == "reversal") {
                 return Ok(false);
             }
-            let (user, kind, period) = (charge.0.clone(), charge.1.clone(), charge.2.clone());
-            let units: i64 = entries.iter().map(|e| e.3).sum();
-            let credit_units: i64 = entries.iter().map(|e| e.4).sum();
-            let written = sqlx::query(&sql(insert))
-                .bind(Uuid::now_v7().to_string())
-                .bind(user.clone())
-                .bind(job_id.to_string())
-                .bind(kind)
-                .bind(-units)
-                .bind(-credit_units)
-                .bind(period.clone())
-                .bind(reason.to_string())
-                .bind(to_micros(now))
-                .bind(day_of(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .rows_affected();
-            if written == 0 {
+            let entry = Return {
+                job_id,
+                entry: "reversal",
+                user: charge.0.clone(),
+                kind: charge.1.clone(),
+                period: charge.2.clone(),
+                units: -entries.iter().map(|e| e.3).sum::<i64>(),
+                credit_units: -entries.iter().map(|e| e.4).sum::<i64>(),
+                reason: reason.to_string(),
+                at: now,
+            };
+            if !append_return(&mut tx, &entry, sql).await? {
                 return Ok(false);
-            }
-            sqlx::query(&sql("UPDATE usage_periods SET used = used - $3 WHERE user_id = $1::uuid AND period = $2"))
-                .bind(user.clone())
-                .bind(period)
-                .bind(units)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            if credit_units != 0 {
-                sqlx::query(&sql("UPDATE usage_accounts SET credits = credits + $2, updated_at = gv_ts($3) WHERE user_id = $1::uuid"))
-                    .bind(user)
-                    .bind(credit_units)
-                    .bind(to_micros(now))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
             }
             tx.commit().await.map_err(db_error)?;
         });
         Ok(true)
     }
+}
+
+/// A ledger entry giving units back (negative `units`, and `credit_units` for prepaid ones).
+struct Return {
+    job_id: Uuid,
+    entry: &'static str,
+    user: String,
+    kind: String,
+    period: String,
+    units: i64,
+    credit_units: i64,
+    reason: String,
+    at: OffsetDateTime,
+}
+
+/// Appends `r` and applies it to the period's total and the prepaid credits, in `tx`; false
+/// when the job already has such an entry.
+async fn append_return<DB: sqlx::Database>(tx: &mut sqlx::Transaction<'_, DB>, r: &Return, sql: impl Fn(&str) -> String) -> Result<bool>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let insert = "INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at, day) \
+                  VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, $6, $7, $8, $9, gv_ts($10), $11) \
+                  ON CONFLICT (job_id, entry) DO NOTHING RETURNING id::text";
+    let written: Option<String> = sqlx::query_scalar(&sql(insert))
+        .bind(Uuid::now_v7().to_string())
+        .bind(r.user.clone())
+        .bind(r.job_id.to_string())
+        .bind(r.entry.to_string())
+        .bind(r.kind.clone())
+        .bind(r.units)
+        .bind(r.credit_units)
+        .bind(r.period.clone())
+        .bind(r.reason.clone())
+        .bind(to_micros(r.at))
+        .bind(day_of(r.at))
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    if written.is_none() {
+        return Ok(false);
+    }
+    sqlx::query(&sql("UPDATE usage_periods SET used = used + $3 WHERE user_id = $1::uuid AND period = $2"))
+        .bind(r.user.clone())
+        .bind(r.period.clone())
+        .bind(r.units)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    if r.credit_units != 0 {
+        sqlx::query(&sql("UPDATE usage_accounts SET credits = credits - $2, updated_at = gv_ts($3) WHERE user_id = $1::uuid"))
+            .bind(r.user.clone())
+            .bind(r.credit_units)
+            .bind(to_micros(r.at))
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(true)
 }

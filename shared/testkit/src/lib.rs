@@ -1,6 +1,7 @@
 //! Test helpers shared by the suites under tests/: a fresh, migrated database per test on
 //! SQLite (a temp file) or on the real PostgreSQL (a new database, dropped afterwards).
 
+pub mod fixtures;
 mod http;
 pub mod media;
 pub mod openai;

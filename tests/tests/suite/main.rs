@@ -1,5 +1,18 @@
 //! One test binary for every suite (one link instead of many).
 
+/// Declares each test `$name` once per backend, `sqlite::$name` and `postgres::$name`,
+/// calling the suite's `async fn $name(backend: Backend)` (the contract suites).
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::Postgres).await })*
+        }
+    };
+}
+
 mod api_analyze;
 mod api_auth;
 mod api_resources;

@@ -307,23 +307,37 @@ async fn a_video_is_scored_from_its_speech_and_flagged_speech_is_stopped() {
     pipeline.stop().await;
 }
 
+/// The app with the OpenAI path on, against a mock OpenAI with its documented answers; a
+/// customer; the pipeline running; and a talking clip served from loopback.
+struct OpenAiVideos {
+    mock: goviral_testkit::openai::MockOpenAi,
+    t: goviral_testkit::TestApp,
+    ann: domain::service::NewUserCredentials,
+    pipeline: goviral_testkit::pipeline::RunningPipeline,
+    clip: String,
+}
+
+impl OpenAiVideos {
+    async fn start() -> OpenAiVideos {
+        let mock = goviral_testkit::openai::MockOpenAi::start().await;
+        let mut t = goviral_testkit::TestApp::spawn(goviral_testkit::Backend::Sqlite).await;
+        let mut settings = goviral_llm::OpenAiSettings::new(&mock.base_url, "sk-test", "gpt-test");
+        settings.backoff_base = Duration::from_millis(1);
+        t.config.openai = Some(settings.clone());
+        let ann = t.user("ann@example.com", domain::model::Plan::Pro, false).await;
+        let pipeline = t.start_pipeline(&goviral_testkit::pipeline::Stages::with_openai(settings));
+        let clip = goviral_testkit::media::serve_clip(talking_clip("Stop scrolling. This one trick saves you an hour every day.")).await;
+        OpenAiVideos { mock, t, ann, pipeline, clip }
+    }
+}
+
 /// With OpenAI configured, `audio.transcriptions` (a mock with OpenAI's documented answers on
 /// loopback) transcribes; when it keeps failing, the job is transcribed on-device and says so.
 #[tokio::test]
 async fn openai_transcribes_when_configured_and_on_device_takes_over_when_it_fails() {
-    use domain::model::Plan;
-    use goviral_testkit::openai::{MockOpenAi, Reply};
-    use goviral_testkit::pipeline::Stages;
-    use goviral_testkit::{Backend, TestApp};
+    use goviral_testkit::openai::Reply;
 
-    let mock = MockOpenAi::start().await;
-    let mut t = TestApp::spawn(Backend::Sqlite).await;
-    let mut settings = goviral_llm::OpenAiSettings::new(&mock.base_url, "sk-test", "gpt-test");
-    settings.backoff_base = Duration::from_millis(1);
-    t.config.openai = Some(settings.clone());
-    let ann = t.user("ann@example.com", Plan::Pro, false).await;
-    let pipeline = t.start_pipeline(&Stages::with_openai(settings));
-    let clip = goviral_testkit::media::serve_clip(talking_clip("Stop scrolling. This one trick saves you an hour every day.")).await;
+    let OpenAiVideos { mock, t, ann, pipeline, clip } = OpenAiVideos::start().await;
     let submit = |caption: &str| {
         let body = json!({"content_type": "video", "source_url": clip, "caption": caption, "user_id": ann.user.id});
         let (t, key) = (&t, ann.api_key.clone());
@@ -362,19 +376,9 @@ async fn openai_transcribes_when_configured_and_on_device_takes_over_when_it_fai
 #[tokio::test]
 async fn openai_moderation_sees_the_frames_and_a_flagged_frame_stops_the_job() {
     use base64::Engine;
-    use domain::model::Plan;
-    use goviral_testkit::openai::{MockOpenAi, Reply};
-    use goviral_testkit::pipeline::Stages;
-    use goviral_testkit::{Backend, TestApp};
+    use goviral_testkit::openai::Reply;
 
-    let mock = MockOpenAi::start().await;
-    let mut t = TestApp::spawn(Backend::Sqlite).await;
-    let mut settings = goviral_llm::OpenAiSettings::new(&mock.base_url, "sk-test", "gpt-test");
-    settings.backoff_base = Duration::from_millis(1);
-    t.config.openai = Some(settings.clone());
-    let ann = t.user("ann@example.com", Plan::Pro, false).await;
-    let pipeline = t.start_pipeline(&Stages::with_openai(settings));
-    let clip = goviral_testkit::media::serve_clip(talking_clip("Stop scrolling. This one trick saves you an hour every day.")).await;
+    let OpenAiVideos { mock, t, ann, pipeline, clip } = OpenAiVideos::start().await;
     let submit = |caption: &str| {
         let body = json!({"content_type": "video", "source_url": clip, "caption": caption, "user_id": ann.user.id});
         let (t, key) = (&t, ann.api_key.clone());

@@ -9,18 +9,6 @@ use goviral_testkit::{Backend, TestDb};
 use serde_json::json;
 use uuid::Uuid;
 
-/// Declares `$name` once per backend: `sqlite::$name` and `postgres::$name`.
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::Postgres).await })*
-        }
-    };
-}
-
 contract!(
     users_round_trip_and_emails_are_unique,
     api_keys_issue_rotate_revoke,
@@ -67,35 +55,7 @@ fn key(user_id: Uuid, prefix: &str) -> ApiKey {
 }
 
 fn submission_and_job(user_id: Uuid, at: time::OffsetDateTime) -> (Submission, Job) {
-    let s = Submission {
-        id: Uuid::now_v7(),
-        user_id,
-        content_type: ContentType::Text,
-        source_url: None,
-        upload_id: None,
-        storage_key: None,
-        caption: Some("You won't believe this one trick".into()),
-        platform_hint: Some(Platform::Tiktok),
-        notify_webhook: Some("https://example.com/hook".into()),
-        status: SubmissionStatus::Queued,
-        created_at: at,
-    };
-    let j = Job {
-        id: Uuid::now_v7(),
-        submission_id: s.id,
-        user_id,
-        status: JobStatus::Queued,
-        score: None,
-        confidence: None,
-        errors: None,
-        metrics: None,
-        moderation_flags: None,
-        created_at: at,
-        updated_at: at,
-        completed_at: None,
-        archived_at: None,
-    };
-    (s, j)
+    goviral_testkit::fixtures::text_job(user_id, at)
 }
 
 async fn seeded(backend: Backend) -> (TestDb, User) {

@@ -14,17 +14,6 @@ use http::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::Postgres).await })*
-        }
-    };
-}
-
 contract!(
     admission_at_the_edge_of_an_allowance_is_exact,
     prepaid_credits_run_out_with_insufficient_credits,
@@ -54,36 +43,7 @@ async fn owner(db: &TestDb, plan: Plan) -> User {
 }
 
 fn job_for(user_id: Uuid) -> (Submission, Job) {
-    let at = now();
-    let s = Submission {
-        id: Uuid::now_v7(),
-        user_id,
-        content_type: ContentType::Text,
-        source_url: None,
-        upload_id: None,
-        storage_key: None,
-        caption: Some("Metered".into()),
-        platform_hint: None,
-        notify_webhook: None,
-        status: SubmissionStatus::Queued,
-        created_at: at,
-    };
-    let j = Job {
-        id: Uuid::now_v7(),
-        submission_id: s.id,
-        user_id,
-        status: JobStatus::Queued,
-        score: None,
-        confidence: None,
-        errors: None,
-        metrics: None,
-        moderation_flags: None,
-        created_at: at,
-        updated_at: at,
-        completed_at: None,
-        archived_at: None,
-    };
-    (s, j)
+    goviral_testkit::fixtures::text_job(user_id, now())
 }
 
 fn charge(user_id: Uuid, job_id: Uuid, cap: Option<u64>, from_credits: bool) -> Charge {
