@@ -150,11 +150,16 @@ async fn main() {
         return;
     }
     let pipeline_mode = match mode.as_str() {
-        "api" | "attack" => false,
+        "api" | "attack" | "reconcile" => false,
         "pipeline" => true,
-        other => panic!("unknown mode {other}: api, pipeline, attack or scorer"),
+        other => panic!("unknown mode {other}: api, pipeline, attack, reconcile or scorer"),
     };
-    let total: usize = args.get(3).map_or(if pipeline_mode { 1_000 } else { 20_000 }, |s| s.parse().expect("count"));
+    let default_total = match mode.as_str() {
+        "pipeline" => 1_000,
+        "reconcile" => 100_000,
+        _ => 20_000,
+    };
+    let total: usize = args.get(3).map_or(default_total, |s| s.parse().expect("count"));
     let connections: usize = args.get(4).map_or(if pipeline_mode { 8 } else { 32 }, |s| s.parse().expect("connections"));
     let data_dir = std::env::temp_dir().join(format!("goviral-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
@@ -219,6 +224,27 @@ async fn main() {
         let _ = std::fs::remove_dir_all(&data_dir);
         let mut report = report;
         report["server_peak_rss_mib"] = json!(peak.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0));
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
+    if mode == "reconcile" {
+        // `total` ledger entries (one per accepted submission), then the quota job's check over
+        // them, run by the operator command against the same database.
+        let (post, _) = run_phase("POST /api/v1/analyze", total, connections, submit).await;
+        let started = Instant::now();
+        let out = Command::new(&binary).args(["usage", "reconcile"]).envs(env).output().expect("run goviral usage reconcile");
+        let seconds = started.elapsed().as_secs_f64();
+        assert!(out.status.success(), "usage reconcile: {}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("reconcile report");
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let report = json!({
+            "ledger_entries": total - post.errors,
+            "reconcile_s": (seconds * 1000.0).round() / 1000.0,
+            "note": "the whole `goviral usage reconcile` process: start, migrations check, the check over every entry of the period",
+            "report": report,
+        });
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
         return;
     }
