@@ -33,33 +33,31 @@ where
     usize: sqlx::ColumnIndex<DB::Row>,
 {
     let (user, units) = (c.user_id.to_string(), c.units as i64);
-    sqlx::query(&sql(
-        "INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, 0) ON CONFLICT (user_id, period) DO NOTHING",
-    ))
-    .bind(user.clone())
-    .bind(c.period.key.clone())
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    // RETURNING answers whether the conditional update took (no row: it did not).
-    let capped = match c.cap {
-        Some(_) => {
-            sql("UPDATE usage_periods SET used = used + $3 WHERE user_id = $1::uuid AND period = $2 AND used + $3 <= $4 RETURNING used")
-        }
-        None => sql("UPDATE usage_periods SET used = used + $3 WHERE user_id = $1::uuid AND period = $2 RETURNING used"),
+    // One statement: the period's row is created or raised, under the cap where there is one;
+    // RETURNING answers whether it took (no row: the cap refused it).
+    let upsert = match c.cap {
+        Some(_) => sql("INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, $3) ON CONFLICT (user_id, period) \
+                        DO UPDATE SET used = usage_periods.used + excluded.used WHERE usage_periods.used + excluded.used <= $4 RETURNING used"),
+        None => sql("INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, $3) ON CONFLICT (user_id, period) \
+                     DO UPDATE SET used = usage_periods.used + excluded.used RETURNING used"),
     };
-    let mut update = sqlx::query_scalar(&capped).bind(user.clone()).bind(c.period.key.clone()).bind(units);
-    if let Some(cap) = c.cap {
-        update = update.bind(cap as i64);
-    }
-    let added: Option<i64> = update.fetch_optional(&mut **tx).await.map_err(db_error)?;
+    let added: Option<i64> = if c.cap.is_some_and(|cap| c.units > cap) {
+        None // more than the whole allowance: refused without writing
+    } else {
+        let mut update = sqlx::query_scalar(&upsert).bind(user.clone()).bind(c.period.key.clone()).bind(units);
+        if let Some(cap) = c.cap {
+            update = update.bind(cap as i64);
+        }
+        update.fetch_optional(&mut **tx).await.map_err(db_error)?
+    };
     let Some(used) = added else {
         let used: i64 = sqlx::query_scalar(&sql("SELECT used FROM usage_periods WHERE user_id = $1::uuid AND period = $2"))
             .bind(user.clone())
             .bind(c.period.key.clone())
-            .fetch_one(&mut **tx)
+            .fetch_optional(&mut **tx)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error)?
+            .unwrap_or(0);
         return Err(Error::QuotaExceeded {
             allowance: c.allowance,
             used: used.max(0) as u64,

@@ -95,6 +95,16 @@ async fn admission_at_the_edge_of_an_allowance_is_exact(backend: Backend) {
     }
     assert_eq!((admitted.len(), refused), (50, 150));
     assert_eq!(store.queued_jobs(500).await.unwrap().len(), 50);
+    // A charge larger than the whole allowance (a video's reservation on a tiny allowance)
+    // is refused on a fresh account too, and writes nothing.
+    let v = owner(&db, Plan::Free).await;
+    let (s, j) = job_for(v.id);
+    let big = Charge { units: 3, ..charge(v.id, j.id, Some(2), false) };
+    match store.admit_submission_and_job(&s, &j, &big).await {
+        Err(Error::QuotaExceeded { allowance: 2, used: 0, required: 3, .. }) => {}
+        other => panic!("expected quota_exceeded, got {other:?}"),
+    }
+    assert_eq!(store.period_usage(v.id, &Period::of(now()).key).await.unwrap(), 0);
 }
 
 async fn prepaid_credits_run_out_with_insufficient_credits(backend: Backend) {
