@@ -297,12 +297,24 @@ impl Composition {
                 self.config.media.fetch_max_bytes,
                 self.config.media.allow_loopback,
             )),
-            webhooks: match &self.swaps.webhooks {
-                Some(w) => w.clone(),
-                None => Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(self.config.webhook_timeout, allow_loopback)),
-            },
+            webhooks: self.webhook_sender(),
             webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback },
         })
+    }
+
+    /// Webhook deliveries under the one outbound policy (job notices, usage notices).
+    pub fn webhook_sender(&self) -> Arc<dyn WebhookSender> {
+        match &self.swaps.webhooks {
+            Some(w) => w.clone(),
+            None => {
+                Arc::new(goviral_adapters::webhook::HttpWebhookSender::new(self.config.webhook_timeout, self.config.webhook_allow_loopback))
+            }
+        }
+    }
+
+    /// What each plan includes, for the quota job's notices.
+    pub fn usage_terms(&self) -> domain::usage::UsageTerms {
+        self.config.settings.usage
     }
 
     /// The billing export's sink (Stripe's Meters API), where configured.

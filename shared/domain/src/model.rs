@@ -80,8 +80,9 @@ string_enum!(
     InsightCategory { Hook => "hook", Pacing => "pacing", Emotion => "emotion", Storytelling => "storytelling", Cta => "cta" }
 );
 string_enum!(
-    /// Events a webhook subscription can listen to.
-    WebhookEvent { JobCompleted => "job.completed", JobFailed => "job.failed" }
+    /// Events a webhook subscription can listen to (`usage.threshold`: an account reached 80% or
+    /// 100% of its monthly allowance; asked for by name).
+    WebhookEvent { JobCompleted => "job.completed", JobFailed => "job.failed", UsageThreshold => "usage.threshold" }
 );
 
 impl InsightCategory {

@@ -68,6 +68,26 @@ pub trait Store: Send + Sync {
     /// Checks every account's total in `period` against the ledger and sets a drifted one to
     /// the ledger's sum (only if it did not change meanwhile): (accounts checked, drifts).
     async fn reconcile_usage(&self, period: &str) -> Result<(u64, Vec<crate::usage::Drift>)>;
+    /// Claims the `threshold` notice of (user, period) once, with a pending delivery to each of
+    /// `targets`; false when it was claimed before.
+    async fn claim_usage_notice(
+        &self,
+        user_id: Uuid,
+        period: &str,
+        threshold: u32,
+        targets: &[String],
+        now: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Notice deliveries that are pending and due at `now`, at most `limit`.
+    async fn due_usage_notices(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<crate::usage::UsageNotice>>;
+    /// Records an attempt at a notice delivery (pending ones are tried again after a backoff).
+    async fn record_usage_notice(
+        &self,
+        notice: &crate::usage::UsageNotice,
+        status: DeliveryStatus,
+        error: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<()>;
     /// The billing outbox's items due at `now` (see domain::billing), at most `limit`: ended
     /// jobs' charges not yet sent, and sent charges credited back since.
     async fn meter_outbox(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<crate::billing::MeterItem>>;

@@ -191,6 +191,118 @@ pub async fn reconcile(store: &dyn crate::ports::Store, at: OffsetDateTime) -> c
     Ok(report)
 }
 
+/// The allowance shares that send a `usage.threshold` notice, once per period each.
+pub const THRESHOLDS: [u32; 2] = [80, 100];
+/// Attempts at delivering one notice to one target before it is given up.
+pub const NOTICE_ATTEMPTS: u32 = 8;
+
+/// One target's delivery of one notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageNotice {
+    pub user_id: Uuid,
+    pub period: String,
+    pub threshold: u32,
+    pub target_url: String,
+    /// The same on every attempt (`X-GVN-Delivery`), so a receiver can drop a repeat.
+    pub delivery_id: Uuid,
+    pub attempts: u32,
+}
+
+/// What the notices part of the quota job did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoticeReport {
+    pub crossed: u64,
+    pub delivered: u64,
+    pub retrying: u64,
+    pub dead: u64,
+}
+
+/// Finds the accounts that reached 80% or 100% of their allowance this period (of the 500
+/// heaviest), claims each threshold once, and delivers the claimed notices to every active
+/// subscription to `usage.threshold`: signed like job notices, retried with backoff, given up
+/// after `NOTICE_ATTEMPTS`.
+pub async fn notify_thresholds(
+    store: &dyn crate::ports::Store,
+    webhooks: &dyn crate::ports::WebhookSender,
+    terms: &UsageTerms,
+    at: OffsetDateTime,
+) -> crate::Result<NoticeReport> {
+    use crate::model::{DeliveryStatus, WebhookEvent};
+    let period = Period::of(at);
+    let mut report = NoticeReport::default();
+    for (user_id, used) in store.heaviest_accounts(&period.key, 500).await? {
+        let Some(user) = store.user_by_id(user_id).await? else { continue };
+        let allowance = store.usage_account(user_id).await?.allowance_override.unwrap_or(terms.plan(user.plan).monthly_units);
+        for threshold in THRESHOLDS {
+            if allowance == 0 || used * 100 < u64::from(threshold) * allowance {
+                continue;
+            }
+            let targets: Vec<String> = store
+                .webhooks_for_user(user_id)
+                .await?
+                .into_iter()
+                .filter(|w| w.active && w.events.contains(&WebhookEvent::UsageThreshold))
+                .map(|w| w.target_url)
+                .collect();
+            if store.claim_usage_notice(user_id, &period.key, threshold, &targets, at).await? {
+                report.crossed += 1;
+            }
+        }
+    }
+    for notice in store.due_usage_notices(at, 500).await? {
+        let subscription =
+            store.webhooks_for_user(notice.user_id).await?.into_iter().find(|w| w.target_url == notice.target_url && w.active);
+        let Some(sub) = subscription else {
+            store.record_usage_notice(&notice, DeliveryStatus::Dead, Some("the subscription is gone"), at).await?;
+            report.dead += 1;
+            continue;
+        };
+        let p = Period::of(
+            OffsetDateTime::parse(&format!("{}-01T00:00:00Z", notice.period), &time::format_description::well_known::Rfc3339).unwrap_or(at),
+        );
+        let used = store.period_usage(notice.user_id, &notice.period).await?;
+        let allowance = match store.user_by_id(notice.user_id).await? {
+            Some(u) => store.usage_account(u.id).await?.allowance_override.unwrap_or(terms.plan(u.plan).monthly_units),
+            None => 0,
+        };
+        let rfc = time::format_description::well_known::Rfc3339;
+        let body = serde_json::to_vec(&serde_json::json!({
+            "event": WebhookEvent::UsageThreshold.as_str(),
+            "user_id": notice.user_id,
+            "period": notice.period,
+            "threshold_percent": notice.threshold,
+            "allowance": allowance,
+            "used": used,
+            "resets_at": p.resets_at.format(&rfc).unwrap_or_default(),
+            "timestamp": at.format(&rfc).unwrap_or_default(),
+        }))
+        .expect("a notice serialises");
+        let headers = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("x-gvn-webhook-id".to_string(), sub.id.to_string()),
+            ("x-gvn-event".to_string(), WebhookEvent::UsageThreshold.as_str().to_string()),
+            ("x-gvn-delivery".to_string(), notice.delivery_id.to_string()),
+            ("x-gvn-signature".to_string(), crate::auth::sign_webhook(&sub.secret, OffsetDateTime::now_utc().unix_timestamp(), &body)),
+        ];
+        let (status, error) = match webhooks.post(&notice.target_url, &headers, &body).await {
+            crate::ports::DeliveryOutcome::Delivered { .. } => (DeliveryStatus::Delivered, None),
+            crate::ports::DeliveryOutcome::Refused { reason } => (DeliveryStatus::Dead, Some(format!("refused: {reason}"))),
+            crate::ports::DeliveryOutcome::Failed { retryable: false, reason } => (DeliveryStatus::Dead, Some(reason)),
+            crate::ports::DeliveryOutcome::Failed { reason, .. } if notice.attempts + 1 >= NOTICE_ATTEMPTS => {
+                (DeliveryStatus::Dead, Some(format!("gave up after {NOTICE_ATTEMPTS} attempts: {reason}")))
+            }
+            crate::ports::DeliveryOutcome::Failed { reason, .. } => (DeliveryStatus::Pending, Some(reason)),
+        };
+        match status {
+            DeliveryStatus::Delivered => report.delivered += 1,
+            DeliveryStatus::Pending => report.retrying += 1,
+            DeliveryStatus::Dead => report.dead += 1,
+        }
+        store.record_usage_notice(&notice, status, error.as_deref(), at).await?;
+    }
+    Ok(report)
+}
+
 /// Whether a failed job is credited back: yes when it failed for our reasons (a stage that
 /// kept failing, a timeout, moderation unavailable); no when what was sent caused it
 /// (flagged content, media that cannot be analysed: `Stage.Permanent`).

@@ -33,14 +33,18 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
         })
     };
 
-    // The quota job (`cron-quota` on AWS): usage totals reconciled with the ledger hourly;
-    // the billing outbox drained to Stripe every minute, where configured.
+    // The quota job (`cron-quota` on AWS): usage notices and the billing export to Stripe
+    // (where configured) every minute; usage totals reconciled with the ledger hourly.
     let quota = {
         let (store, sink) = (store.clone(), composition.meter_sink());
+        let (webhooks, terms) = (composition.webhook_sender(), composition.usage_terms());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             for minute in 0u64.. {
                 every.tick().await;
+                if let Err(e) = domain::usage::notify_thresholds(store.as_ref(), webhooks.as_ref(), &terms, domain::model::now()).await {
+                    tracing::warn!(error = %e, "usage notices failed; they are tried again in a minute");
+                }
                 if let Some(sink) = &sink {
                     if let Err(e) = domain::billing::drain(store.as_ref(), sink.as_ref(), domain::model::now()).await {
                         tracing::warn!(error = %e, "the billing export failed; it runs again in a minute");

@@ -119,22 +119,34 @@ pub async fn run_quota_job() -> Result<(), InitError> {
     let composition = compose().await?;
     let store: Arc<dyn domain::ports::Store> = composition.store().await?;
     let sink = composition.meter_sink();
+    let (webhooks, terms) = (composition.webhook_sender(), composition.usage_terms());
     tracing::info!("initialised");
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ScheduledEvent>| {
-        let (store, sink) = (store.clone(), sink.clone());
-        async move { Ok::<_, lambda_runtime::Error>(quota(store.as_ref(), sink.as_deref(), event.payload).await?) }
+        let (store, sink, webhooks) = (store.clone(), sink.clone(), webhooks.clone());
+        async move {
+            let parts = QuotaParts { store: store.as_ref(), sink: sink.as_deref(), webhooks: webhooks.as_ref(), terms: &terms };
+            Ok::<_, lambda_runtime::Error>(quota(&parts, event.payload).await?)
+        }
     }))
     .await
 }
 
-/// One run of the quota job; answers with what it found, repaired and exported.
-pub async fn quota(
-    store: &dyn domain::ports::Store,
-    sink: Option<&dyn domain::billing::MeterSink>,
-    event: ScheduledEvent,
-) -> domain::Result<serde_json::Value> {
+/// What the quota job works with.
+pub struct QuotaParts<'a> {
+    pub store: &'a dyn domain::ports::Store,
+    /// Stripe's Meters API, where configured.
+    pub sink: Option<&'a dyn domain::billing::MeterSink>,
+    pub webhooks: &'a dyn domain::ports::WebhookSender,
+    pub terms: &'a domain::usage::UsageTerms,
+}
+
+/// One run of the quota job; answers with what it found, repaired, exported and notified.
+pub async fn quota(parts: &QuotaParts<'_>, event: ScheduledEvent) -> domain::Result<serde_json::Value> {
     let span = tracing::info_span!("quota", event_id = event.id.as_deref().unwrap_or(""));
+    let (store, sink) = (parts.store, parts.sink);
     async move {
+        let n = domain::usage::notify_thresholds(store, parts.webhooks, parts.terms, domain::model::now()).await?;
+        let notices = serde_json::json!({"crossed": n.crossed, "delivered": n.delivered, "retrying": n.retrying, "dead": n.dead});
         let exported = match sink {
             Some(sink) => {
                 let d = domain::billing::drain(store, sink, domain::model::now()).await?;
@@ -148,6 +160,7 @@ pub async fn quota(
             "periods": report.periods,
             "accounts_checked": report.accounts_checked,
             "billing_export": exported,
+            "threshold_notices": notices,
             "drifted": report.drifted.iter().map(|d| serde_json::json!({
                 "user_id": d.user_id, "period": d.period, "counter": d.counter, "ledger": d.ledger, "repaired": d.repaired,
             })).collect::<Vec<_>>(),

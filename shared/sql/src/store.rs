@@ -244,6 +244,31 @@ impl Store for SqlStore {
         self.reconcile_period(period).await
     }
 
+    async fn claim_usage_notice(
+        &self,
+        user_id: Uuid,
+        period: &str,
+        threshold: u32,
+        targets: &[String],
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        self.claim_notice(user_id, period, threshold, targets, now).await
+    }
+
+    async fn due_usage_notices(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<domain::usage::UsageNotice>> {
+        self.read_due_notices(now, limit).await
+    }
+
+    async fn record_usage_notice(
+        &self,
+        notice: &domain::usage::UsageNotice,
+        status: DeliveryStatus,
+        error: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        self.write_notice_attempt(notice, status, error, now).await
+    }
+
     async fn meter_outbox(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<domain::billing::MeterItem>> {
         self.read_meter_outbox(now, limit).await
     }

@@ -105,6 +105,93 @@ where
 }
 
 impl SqlStore {
+    pub(crate) async fn claim_notice(
+        &self,
+        user_id: Uuid,
+        period: &str,
+        threshold: u32,
+        targets: &[String],
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let insert = "INSERT INTO usage_notices (user_id, period, threshold, target_url, delivery_id, status, updated_at) \
+                      VALUES ($1::uuid, $2, $3, $4, $5::uuid, $6, gv_ts($7)) ON CONFLICT (user_id, period, threshold, target_url) DO NOTHING \
+                      RETURNING delivery_id::text";
+        on_pool!(self, write, |pool, sql| {
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            // The marker row (no target) makes the claim once per period and threshold.
+            let mut rows = vec![(String::new(), "claimed")];
+            rows.extend(targets.iter().map(|t| (t.clone(), "pending")));
+            for (i, (target, status)) in rows.into_iter().enumerate() {
+                let written: Option<String> = sqlx::query_scalar(&sql(insert))
+                    .bind(user_id.to_string())
+                    .bind(period)
+                    .bind(threshold as i32)
+                    .bind(target)
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(status)
+                    .bind(to_micros(now))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                if i == 0 && written.is_none() {
+                    return Ok(false);
+                }
+            }
+            tx.commit().await.map_err(db_error)?;
+        });
+        Ok(true)
+    }
+
+    pub(crate) async fn read_due_notices(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<domain::usage::UsageNotice>> {
+        let q = "SELECT user_id::text, period, threshold, target_url, delivery_id::text, attempts FROM usage_notices \
+                 WHERE status = 'pending' AND next_at_us <= $1 ORDER BY next_at_us LIMIT $2";
+        let rows: Vec<(String, String, i32, String, String, i32)> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(q)).bind(to_micros(now)).bind(i64::from(limit)).fetch_all(pool).await.map_err(db_error)?
+        });
+        let id = |s: &str| s.parse::<Uuid>().map_err(|_| Error::Internal(format!("notice id {s}")));
+        rows.into_iter()
+            .map(|(user, period, threshold, target_url, delivery, attempts)| {
+                Ok(domain::usage::UsageNotice {
+                    user_id: id(&user)?,
+                    period,
+                    threshold: threshold.max(0) as u32,
+                    target_url,
+                    delivery_id: id(&delivery)?,
+                    attempts: attempts.max(0) as u32,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn write_notice_attempt(
+        &self,
+        n: &domain::usage::UsageNotice,
+        status: domain::model::DeliveryStatus,
+        error: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let attempts = n.attempts + 1;
+        let next = to_micros(now + domain::billing::backoff(attempts));
+        let q = "UPDATE usage_notices SET status = $5, attempts = $6, next_at_us = $7, last_error = $8, updated_at = gv_ts($9) \
+                 WHERE user_id = $1::uuid AND period = $2 AND threshold = $3 AND target_url = $4";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(n.user_id.to_string())
+                .bind(n.period.clone())
+                .bind(n.threshold as i32)
+                .bind(n.target_url.clone())
+                .bind(status.as_str())
+                .bind(attempts as i32)
+                .bind(next)
+                .bind(error.map(String::from))
+                .bind(to_micros(now))
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        });
+        Ok(())
+    }
+
     pub(crate) async fn read_meter_outbox(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<domain::billing::MeterItem>> {
         use domain::billing::{MeterAction, MeterItem};
         let events = "SELECT c.id::text, c.user_id::text, a.stripe_customer_id, gv_us(c.created_at), \

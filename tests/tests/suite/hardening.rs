@@ -92,7 +92,7 @@ async fn the_openapi_enums_are_the_values_the_api_speaks() {
     let values = |name: &str| schemas[name]["enum"].as_array().unwrap_or_else(|| panic!("{name} has no enum")).clone();
     assert_eq!(values("JobStatus"), json!(["queued", "processing", "complete", "failed", "archived"]).as_array().unwrap().clone());
     assert_eq!(values("Platform"), json!(["tiktok", "youtube", "instagram", "x"]).as_array().unwrap().clone());
-    assert_eq!(values("WebhookEvent"), json!(["job.completed", "job.failed"]).as_array().unwrap().clone());
+    assert_eq!(values("WebhookEvent"), json!(["job.completed", "job.failed", "usage.threshold"]).as_array().unwrap().clone());
     assert_eq!(values("ContentType"), json!(["video", "post", "text"]).as_array().unwrap().clone());
     assert_eq!(values("InsightCategory"), json!(["hook", "pacing", "emotion", "storytelling", "cta"]).as_array().unwrap().clone());
     // No Rust variant name is left anywhere in the document.

@@ -386,7 +386,10 @@ async fn the_quota_job_answers_its_schedule_event() {
     let body = serde_json::json!({"content_type": "text", "caption": "Counted once", "user_id": ann.user.id});
     assert_eq!(t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.status, StatusCode::CREATED);
     let scheduled: goviral_lambda::ScheduledEvent = serde_json::from_str(&event("schedule-quota.json", &[])).expect("a scheduled event");
-    let report = goviral_lambda::quota(t.app.store.as_ref(), None, scheduled).await.unwrap();
+    let webhooks = goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true);
+    let terms = t.config.settings.usage;
+    let parts = goviral_lambda::QuotaParts { store: t.app.store.as_ref(), sink: None, webhooks: &webhooks, terms: &terms };
+    let report = goviral_lambda::quota(&parts, scheduled).await.unwrap();
     assert_eq!((report["accounts_checked"].as_u64(), report["drifted"].as_array().map(Vec::len)), (Some(1), Some(0)), "{report}");
     assert_eq!(report["periods"][0].as_str(), Some(domain::usage::Period::of(domain::model::now()).key.as_str()));
 }

@@ -23,6 +23,7 @@ contract!(
     the_usage_api_reports_the_ledger_and_operators_set_terms,
     the_quota_job_repairs_a_drifted_total_from_the_ledger,
     usage_reaches_stripe_exactly_once,
+    threshold_notices_are_sent_once_per_period_and_retried,
 );
 
 async fn owner(db: &TestDb, plan: Plan) -> User {
@@ -470,4 +471,66 @@ async fn usage_reaches_stripe_exactly_once(backend: Backend) {
     let before = stripe.requests();
     assert_eq!(drain(s, &meters(), later).await.unwrap(), DrainReport::default());
     assert_eq!(stripe.requests(), before);
+}
+
+/// An account at 80% and then 100% of its allowance gets one signed `usage.threshold` notice
+/// each, at every subscription that asked for them (and none elsewhere); a receiver that
+/// fails gets the same delivery again after a backoff.
+async fn threshold_notices_are_sent_once_per_period_and_retried(backend: Backend) {
+    use domain::model::WebhookEvent;
+    use domain::usage::{NoticeReport, notify_thresholds};
+    let t = TestApp::spawn(backend).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let store = t.app.store.clone();
+    store.set_usage_account(ann.user.id, &UsageAccount { allowance_override: Some(5), ..Default::default() }, now()).await.unwrap();
+    let (listening, deaf) = (goviral_testkit::pipeline::Receiver::start().await, goviral_testkit::pipeline::Receiver::start().await);
+    for (url, events) in [(&listening.url, vec![WebhookEvent::UsageThreshold]), (&deaf.url, vec![WebhookEvent::JobCompleted])] {
+        let sub = WebhookSubscription {
+            id: Uuid::now_v7(),
+            user_id: ann.user.id,
+            target_url: url.clone(),
+            secret: "whsec_usage".into(),
+            events,
+            active: true,
+            created_at: now(),
+        };
+        store.create_webhook(&sub, 20).await.unwrap();
+    }
+    let submit = || async {
+        let body = json!({"content_type": "text", "caption": "Counting up", "user_id": ann.user.id});
+        assert_eq!(t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.status, StatusCode::CREATED);
+    };
+    let webhooks = goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true);
+    let terms = t.config.settings.usage;
+    for _ in 0..3 {
+        submit().await;
+    }
+    assert_eq!(notify_thresholds(store.as_ref(), &webhooks, &terms, now()).await.unwrap(), NoticeReport::default(), "60%: nothing");
+    submit().await;
+    let r = notify_thresholds(store.as_ref(), &webhooks, &terms, now()).await.unwrap();
+    assert_eq!(r, NoticeReport { crossed: 1, delivered: 1, ..Default::default() });
+    let hits = listening.hits();
+    let body: serde_json::Value = serde_json::from_slice(&hits[0].body).unwrap();
+    assert_eq!(
+        (body["event"].as_str(), body["threshold_percent"].as_u64(), body["used"].as_u64(), body["allowance"].as_u64()),
+        (Some("usage.threshold"), Some(80), Some(4), Some(5)),
+        "{body}"
+    );
+    let signature = hits[0].headers["x-gvn-signature"].to_str().unwrap();
+    assert!(domain::auth::verify_webhook_signature("whsec_usage", signature, &hits[0].body, now().unix_timestamp()).is_ok());
+    assert_eq!(notify_thresholds(store.as_ref(), &webhooks, &terms, now()).await.unwrap(), NoticeReport::default(), "once per period");
+
+    // 100%, to a receiver that fails once: tried again after the backoff, same delivery id.
+    submit().await;
+    listening.fail_next(1, 500);
+    assert_eq!(
+        notify_thresholds(store.as_ref(), &webhooks, &terms, now()).await.unwrap(),
+        NoticeReport { crossed: 1, retrying: 1, ..Default::default() }
+    );
+    let later = now() + time::Duration::hours(1);
+    assert_eq!(notify_thresholds(store.as_ref(), &webhooks, &terms, later).await.unwrap().delivered, 1);
+    let hits = listening.hits();
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[1].headers["x-gvn-delivery"], hits[2].headers["x-gvn-delivery"]);
+    assert!(deaf.hits().is_empty(), "a subscription to job events hears no usage notices");
 }

@@ -13,7 +13,8 @@ impl App {
     ) -> Result<WebhookSubscription> {
         let mut errors = Vec::new();
         check_url("target_url", target_url, self.settings.allow_loopback_webhooks, &mut errors);
-        let events = events.unwrap_or_else(|| WebhookEvent::ALL.to_vec());
+        // By default a subscription hears about its jobs; usage notices are asked for by name.
+        let events = events.unwrap_or_else(|| vec![WebhookEvent::JobCompleted, WebhookEvent::JobFailed]);
         if events.is_empty() {
             errors.push(FieldError::new("events", format!("give at least one event: {}", WebhookEvent::expected())));
         }

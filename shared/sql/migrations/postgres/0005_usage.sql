@@ -51,3 +51,19 @@ CREATE TABLE meter_exports (
     updated_at     timestamptz NOT NULL,
     PRIMARY KEY (identifier, action)
 );
+
+-- `usage.threshold` notices: a row with an empty target claims (user, period, threshold) once;
+-- one row per subscribed target tracks that target's delivery.
+CREATE TABLE usage_notices (
+    user_id      uuid NOT NULL REFERENCES users (id),
+    period       text NOT NULL,
+    threshold    integer NOT NULL CHECK (threshold IN (80, 100)),
+    target_url   text NOT NULL,
+    delivery_id  uuid NOT NULL,
+    status       text NOT NULL CHECK (status IN ('claimed', 'pending', 'delivered', 'dead')),
+    attempts     integer NOT NULL DEFAULT 0,
+    next_at_us   bigint NOT NULL DEFAULT 0,
+    last_error   text,
+    updated_at   timestamptz NOT NULL,
+    PRIMARY KEY (user_id, period, threshold, target_url)
+);

@@ -51,3 +51,19 @@ CREATE TABLE meter_exports (
     updated_at     INTEGER NOT NULL,
     PRIMARY KEY (identifier, action)
 );
+
+-- `usage.threshold` notices: a row with an empty target claims (user, period, threshold) once;
+-- one row per subscribed target tracks that target's delivery.
+CREATE TABLE usage_notices (
+    user_id      TEXT NOT NULL REFERENCES users (id),
+    period       TEXT NOT NULL,
+    threshold    INTEGER NOT NULL CHECK (threshold IN (80, 100)),
+    target_url   TEXT NOT NULL,
+    delivery_id  TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('claimed', 'pending', 'delivered', 'dead')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at_us   INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, period, threshold, target_url)
+);
