@@ -1,7 +1,8 @@
 //! Pay-per-use metering: what a submission costs, what each plan allows, and the ledger
 //! entries that record it. The ledger (in the relational store) is the truth and is only ever
 //! appended to; admission and its charge are one transaction, so an account at the edge of
-//! its allowance is never admitted past it.
+//! its allowance is never admitted past it. The account's own terms (allowance override,
+//! prepaid credits) are read in that same transaction.
 //!
 //! Units: a text or a post is 1 unit; a video is 1 unit per started minute of media. A
 //! video's length is known only once it is measured, so admission reserves the most a video
@@ -117,18 +118,18 @@ pub struct Charge {
     pub content_type: ContentType,
     pub units: u64,
     pub period: Period,
-    /// Refuse (quota_exceeded) when the period's usage would pass this.
-    pub cap: Option<u64>,
-    /// The allowance (for the error and the headers).
-    pub allowance: u64,
-    /// Take the units from prepaid credits (insufficient_credits when they do not cover it).
-    pub from_credits: bool,
+    /// The plan's allowance; the account's own override, read with the charge, wins.
+    pub plan_allowance: u64,
+    /// Refuse (quota_exceeded) past the allowance (free), or admit and bill the overage.
+    pub hard_cap: bool,
     pub at: OffsetDateTime,
 }
 
 /// The account's usage right after an admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admitted {
+    /// The allowance the charge was admitted against (the override, or the plan's).
+    pub allowance: u64,
     /// Units used this period, this charge included.
     pub used: u64,
     /// Prepaid units left, where the account has them.

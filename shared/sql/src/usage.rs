@@ -33,19 +33,31 @@ where
     usize: sqlx::ColumnIndex<DB::Row>,
 {
     let (user, units) = (c.user_id.to_string(), c.units as i64);
+    // The account's own terms, read in the admission's transaction (an operator's change and
+    // the charge never cross).
+    let terms: Option<(Option<i64>, Option<i64>)> =
+        sqlx::query_as(&sql("SELECT allowance_override, credits FROM usage_accounts WHERE user_id = $1::uuid"))
+            .bind(user.clone())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    let (allowance_override, prepaid) = terms.unwrap_or_default();
+    let allowance = allowance_override.map_or(c.plan_allowance, |a| a.max(0) as u64);
+    let cap = c.hard_cap.then_some(allowance);
+    let from_credits = prepaid.is_some();
     // One statement: the period's row is created or raised, under the cap where there is one;
     // RETURNING answers whether it took (no row: the cap refused it).
-    let upsert = match c.cap {
+    let upsert = match cap {
         Some(_) => sql("INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, $3) ON CONFLICT (user_id, period) \
                         DO UPDATE SET used = usage_periods.used + excluded.used WHERE usage_periods.used + excluded.used <= $4 RETURNING used"),
         None => sql("INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, $3) ON CONFLICT (user_id, period) \
                      DO UPDATE SET used = usage_periods.used + excluded.used RETURNING used"),
     };
-    let added: Option<i64> = if c.cap.is_some_and(|cap| c.units > cap) {
+    let added: Option<i64> = if cap.is_some_and(|cap| c.units > cap) {
         None // more than the whole allowance: refused without writing
     } else {
         let mut update = sqlx::query_scalar(&upsert).bind(user.clone()).bind(c.period.key.clone()).bind(units);
-        if let Some(cap) = c.cap {
+        if let Some(cap) = cap {
             update = update.bind(cap as i64);
         }
         update.fetch_optional(&mut **tx).await.map_err(db_error)?
@@ -58,15 +70,10 @@ where
             .await
             .map_err(db_error)?
             .unwrap_or(0);
-        return Err(Error::QuotaExceeded {
-            allowance: c.allowance,
-            used: used.max(0) as u64,
-            required: c.units,
-            resets_at: c.period.resets_at,
-        });
+        return Err(Error::QuotaExceeded { allowance, used: used.max(0) as u64, required: c.units, resets_at: c.period.resets_at });
     };
     let mut credits = None;
-    if c.from_credits {
+    if from_credits {
         let left: Option<Option<i64>> = sqlx::query_scalar(&sql(
             "UPDATE usage_accounts SET credits = credits - $2, updated_at = gv_ts($3) WHERE user_id = $1::uuid AND credits >= $2 RETURNING credits",
         ))
@@ -94,14 +101,14 @@ where
     .bind(c.job_id.to_string())
     .bind(c.content_type.as_str().to_string())
     .bind(units)
-    .bind(if c.from_credits { units } else { 0 })
+    .bind(if from_credits { units } else { 0 })
     .bind(c.period.key.clone())
     .bind(to_micros(c.at))
     .bind(day_of(c.at))
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;
-    Ok(Admitted { used: used.max(0) as u64, credits })
+    Ok(Admitted { allowance, used: used.max(0) as u64, credits })
 }
 
 impl SqlStore {

@@ -47,7 +47,9 @@ fn job_for(user_id: Uuid) -> (Submission, Job) {
     goviral_testkit::fixtures::text_job(user_id, now())
 }
 
-fn charge(user_id: Uuid, job_id: Uuid, cap: Option<u64>, from_credits: bool) -> Charge {
+/// A 1-unit charge against `cap` (hard) or, without one, a 1,000-unit allowance billed past
+/// it; the account's own terms (override, credits) are the store's to apply.
+fn charge(user_id: Uuid, job_id: Uuid, cap: Option<u64>) -> Charge {
     let at = now();
     Charge {
         entry_id: Uuid::now_v7(),
@@ -56,9 +58,8 @@ fn charge(user_id: Uuid, job_id: Uuid, cap: Option<u64>, from_credits: bool) -> 
         content_type: ContentType::Text,
         units: 1,
         period: Period::of(at),
-        cap,
-        allowance: cap.unwrap_or(1_000),
-        from_credits,
+        plan_allowance: cap.unwrap_or(1_000),
+        hard_cap: cap.is_some(),
         at,
     }
 }
@@ -74,7 +75,7 @@ async fn admission_at_the_edge_of_an_allowance_is_exact(backend: Backend) {
             let store = store.clone();
             tokio::spawn(async move {
                 let (s, j) = job_for(u.id);
-                let result = store.admit_submission_and_job(&s, &j, &charge(u.id, j.id, Some(50), false)).await;
+                let result = store.admit_submission_and_job(&s, &j, &charge(u.id, j.id, Some(50))).await;
                 (j.id, result)
             })
         })
@@ -100,7 +101,7 @@ async fn admission_at_the_edge_of_an_allowance_is_exact(backend: Backend) {
     // is refused on a fresh account too, and writes nothing.
     let v = owner(&db, Plan::Free).await;
     let (s, j) = job_for(v.id);
-    let big = Charge { units: 3, ..charge(v.id, j.id, Some(2), false) };
+    let big = Charge { units: 3, ..charge(v.id, j.id, Some(2)) };
     match store.admit_submission_and_job(&s, &j, &big).await {
         Err(Error::QuotaExceeded { allowance: 2, used: 0, required: 3, .. }) => {}
         other => panic!("expected quota_exceeded, got {other:?}"),
@@ -115,11 +116,11 @@ async fn prepaid_credits_run_out_with_insufficient_credits(backend: Backend) {
     s.set_usage_account(u.id, &UsageAccount { allowance_override: None, credits: Some(3), ..Default::default() }, now()).await.unwrap();
     for left in [2, 1, 0] {
         let (sub, j) = job_for(u.id);
-        let a = s.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None, true)).await.unwrap();
+        let a = s.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None)).await.unwrap();
         assert_eq!(a.credits, Some(left));
     }
     let (sub, j) = job_for(u.id);
-    match s.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None, true)).await {
+    match s.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None)).await {
         Err(Error::InsufficientCredits { required: 1, balance: 0 }) => {}
         other => panic!("expected insufficient credits, got {other:?}"),
     }
@@ -133,9 +134,9 @@ async fn our_failures_are_credited_back_once_and_completed_jobs_never(backend: B
     let s = &db.store;
     s.set_usage_account(u.id, &UsageAccount { allowance_override: Some(5), credits: Some(2), ..Default::default() }, now()).await.unwrap();
     let (sub, failed) = job_for(u.id);
-    s.admit_submission_and_job(&sub, &failed, &charge(u.id, failed.id, Some(5), true)).await.unwrap();
+    s.admit_submission_and_job(&sub, &failed, &charge(u.id, failed.id, Some(5))).await.unwrap();
     let (sub, done) = job_for(u.id);
-    let a = s.admit_submission_and_job(&sub, &done, &charge(u.id, done.id, Some(5), true)).await.unwrap();
+    let a = s.admit_submission_and_job(&sub, &done, &charge(u.id, done.id, Some(5))).await.unwrap();
     assert_eq!((a.used, a.credits), (2, Some(0)));
 
     // Not failed yet: nothing to credit back.
@@ -146,7 +147,7 @@ async fn our_failures_are_credited_back_once_and_completed_jobs_never(backend: B
     assert_eq!(s.usage_account(u.id).await.unwrap().credits, Some(1), "the credit came back");
     // The unit came back too: the next admission sees 2 used, not 3.
     let (sub, next) = job_for(u.id);
-    assert_eq!(s.admit_submission_and_job(&sub, &next, &charge(u.id, next.id, Some(5), true)).await.unwrap().used, 2);
+    assert_eq!(s.admit_submission_and_job(&sub, &next, &charge(u.id, next.id, Some(5))).await.unwrap().used, 2);
 
     // A completed job is never credited back.
     let result = JobResult { score: 50.0, confidence: 0.5, insights: vec![], metrics: json!({}) };
@@ -165,7 +166,7 @@ async fn a_measured_video_settles_its_reservation_once(backend: Backend) {
     s.set_usage_account(u.id, &UsageAccount { allowance_override: None, credits: Some(10), ..Default::default() }, now()).await.unwrap();
     let (mut sub, j) = job_for(u.id);
     sub.content_type = ContentType::Video;
-    let reserve = Charge { units: 3, content_type: ContentType::Video, ..charge(u.id, j.id, None, true) };
+    let reserve = Charge { units: 3, content_type: ContentType::Video, ..charge(u.id, j.id, None) };
     assert_eq!(s.admit_submission_and_job(&sub, &j, &reserve).await.unwrap().credits, Some(7));
     assert!(s.settle_charge(j.id, 1, now()).await.unwrap());
     assert!(!s.settle_charge(j.id, 1, now()).await.unwrap(), "once only");
@@ -173,16 +174,14 @@ async fn a_measured_video_settles_its_reservation_once(backend: Backend) {
     // Never up: a reservation is the most a job costs.
     let (mut sub, k) = job_for(u.id);
     sub.content_type = ContentType::Video;
-    s.admit_submission_and_job(&sub, &k, &Charge { units: 3, content_type: ContentType::Video, ..charge(u.id, k.id, None, true) })
-        .await
-        .unwrap();
+    s.admit_submission_and_job(&sub, &k, &Charge { units: 3, content_type: ContentType::Video, ..charge(u.id, k.id, None) }).await.unwrap();
     assert!(!s.settle_charge(k.id, 7, now()).await.unwrap());
     // A failed video is credited back what it still cost (1 unit), not the reservation.
     assert!(s.fail_job(j.id, &json!([]), None, now()).await.unwrap());
     assert!(s.reverse_charge(j.id, "extraction: States.Timeout", now()).await.unwrap());
     assert_eq!(s.usage_account(u.id).await.unwrap().credits, Some(7), "9 − 3 for the second video + 1 back");
     let (sub, next) = job_for(u.id);
-    let a = s.admit_submission_and_job(&sub, &next, &charge(u.id, next.id, None, true)).await.unwrap();
+    let a = s.admit_submission_and_job(&sub, &next, &charge(u.id, next.id, None)).await.unwrap();
     assert_eq!(a.used, 4, "3 for the second video + 1 now");
 }
 
@@ -357,7 +356,7 @@ async fn the_quota_job_repairs_a_drifted_total_from_the_ledger(backend: Backend)
     let (ann, bo) = (owner(&db, Plan::Pro).await, owner(&db, Plan::Pro).await);
     for u in [&ann, &ann, &ann, &bo] {
         let (sub, j) = job_for(u.id);
-        db.store.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None, false)).await.unwrap();
+        db.store.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None)).await.unwrap();
     }
     let period = Period::of(now()).key;
     let drift = "UPDATE usage_periods SET used = 10 WHERE user_id = $1 AND period = $2";
@@ -416,7 +415,7 @@ async fn usage_reaches_stripe_exactly_once(backend: Backend) {
     s.set_usage_account(u.id, &account, now()).await.unwrap();
     let admit = |at: time::OffsetDateTime| {
         let (sub, j) = job_for(u.id);
-        let c = Charge { at, period: Period::of(at), ..charge(u.id, j.id, None, false) };
+        let c = Charge { at, period: Period::of(at), ..charge(u.id, j.id, None) };
         async move {
             s.admit_submission_and_job(&sub, &j, &c).await.unwrap();
             (j.id, c.entry_id)

@@ -175,10 +175,10 @@ impl App {
             completed_at: None,
             archived_at: None,
         };
-        let charge = self.charge_for(owner, input.content_type, job_id, at).await?;
+        let charge = self.charge_for(owner, input.content_type, job_id, at);
         let admitted = self.store.admit_submission_and_job(&submission, &job, &charge).await?;
         let quota = QuotaStatus {
-            allowance: charge.allowance,
+            allowance: admitted.allowance,
             used: admitted.used,
             reset_secs: charge.period.seconds_left(at),
             period_secs: (charge.period.resets_at - charge.period.starts_at).whole_seconds().max(1) as u64,
@@ -187,23 +187,21 @@ impl App {
         Ok((rate, quota))
     }
 
-    /// What admitting a submission of `content_type` costs the owner's account this period.
-    async fn charge_for(&self, owner: &User, content_type: ContentType, job_id: Uuid, at: OffsetDateTime) -> Result<crate::usage::Charge> {
-        let account = self.store.usage_account(owner.id).await?;
+    /// What admitting a submission of `content_type` costs the owner's account this period
+    /// (the account's own terms are applied by the store, in the admission's transaction).
+    fn charge_for(&self, owner: &User, content_type: ContentType, job_id: Uuid, at: OffsetDateTime) -> crate::usage::Charge {
         let terms = self.settings.usage.plan(owner.plan);
-        let allowance = account.allowance_override.unwrap_or(terms.monthly_units);
-        Ok(crate::usage::Charge {
+        crate::usage::Charge {
             entry_id: Uuid::now_v7(),
             user_id: owner.id,
             job_id,
             content_type,
             units: self.settings.usage.admission_units(content_type),
             period: crate::usage::Period::of(at),
-            cap: terms.hard_cap.then_some(allowance),
-            allowance,
-            from_credits: account.credits.is_some(),
+            plan_allowance: terms.monthly_units,
+            hard_cap: terms.hard_cap,
             at,
-        })
+        }
     }
 
     pub async fn job_view(&self, principal: &Principal, job_id: Uuid, include_insights: bool) -> Result<JobView> {
