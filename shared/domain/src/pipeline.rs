@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::auth;
 use crate::error::Error;
 use crate::model::*;
-use crate::ports::{BlobStore, DeliveryOutcome, MediaAnalyzer, MediaFetcher, Moderator, ScoreRequest, Scorer, Store, WebhookSender};
+use crate::ports::{BlobStore, MediaAnalyzer, MediaFetcher, Moderator, ScoreRequest, Scorer, Store, WebhookSender};
 
 /// Error type names the state machine's Retry and Catch rules match on.
 pub const RETRYABLE: &str = "Stage.Retryable";
@@ -621,24 +621,9 @@ pub async fn notify(ctx: &StageContext, state: &PipelineState) -> StageResult<No
             }
             DeliveryStatus::Pending => {}
         }
-        let headers = vec![
-            ("content-type".to_string(), "application/json".to_string()),
-            ("x-gvn-webhook-id".to_string(), signing_id),
-            ("x-gvn-event".to_string(), event.as_str().to_string()),
-            ("x-gvn-delivery".to_string(), delivery.id.to_string()),
-            ("x-gvn-signature".to_string(), auth::sign_webhook(&secret, time::OffsetDateTime::now_utc().unix_timestamp(), &body)),
-        ];
+        let headers = crate::ports::signed_delivery_headers(&signing_id, event, delivery.id, &secret, &body);
         let outcome = ctx.webhooks.post(&url, &headers, &body).await;
-        let attempts = delivery.attempts + 1;
-        let (status, error) = match &outcome {
-            DeliveryOutcome::Delivered { .. } => (DeliveryStatus::Delivered, None),
-            DeliveryOutcome::Refused { reason } => (DeliveryStatus::Dead, Some(format!("refused: {reason}"))),
-            DeliveryOutcome::Failed { retryable: false, reason } => (DeliveryStatus::Dead, Some(reason.clone())),
-            DeliveryOutcome::Failed { reason, .. } if attempts >= ctx.webhook_policy.max_attempts => {
-                (DeliveryStatus::Dead, Some(format!("gave up after {attempts} attempts: {reason}")))
-            }
-            DeliveryOutcome::Failed { reason, .. } => (DeliveryStatus::Pending, Some(reason.clone())),
-        };
+        let (status, error) = outcome.next_status(delivery.attempts + 1, ctx.webhook_policy.max_attempts);
         ctx.store.record_delivery_attempt(delivery.id, status, error.as_deref(), now()).await?;
         match status {
             DeliveryStatus::Delivered => result.delivered += 1,

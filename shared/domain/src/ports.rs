@@ -477,6 +477,42 @@ pub enum DeliveryOutcome {
     },
 }
 
+impl DeliveryOutcome {
+    /// What an attempt (the `attempt`-th, counting from 1) makes of a delivery: delivered,
+    /// dead (refused, not retryable, or the last of `max_attempts`), or pending a retry; with
+    /// the error to record.
+    pub fn next_status(&self, attempt: u32, max_attempts: u32) -> (DeliveryStatus, Option<String>) {
+        match self {
+            DeliveryOutcome::Delivered { .. } => (DeliveryStatus::Delivered, None),
+            DeliveryOutcome::Refused { reason } => (DeliveryStatus::Dead, Some(format!("refused: {reason}"))),
+            DeliveryOutcome::Failed { retryable: false, reason } => (DeliveryStatus::Dead, Some(reason.clone())),
+            DeliveryOutcome::Failed { reason, .. } if attempt >= max_attempts => {
+                (DeliveryStatus::Dead, Some(format!("gave up after {attempt} attempts: {reason}")))
+            }
+            DeliveryOutcome::Failed { reason, .. } => (DeliveryStatus::Pending, Some(reason.clone())),
+        }
+    }
+}
+
+/// The headers of a signed webhook delivery: the JSON body's type, who signs it
+/// (`X-GVN-Webhook-Id`), the event, the delivery id every attempt repeats, and the signature
+/// of `body` with `secret` at the current time.
+pub fn signed_delivery_headers(
+    signing_id: &str,
+    event: WebhookEvent,
+    delivery_id: Uuid,
+    secret: &str,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("x-gvn-webhook-id".to_string(), signing_id.to_string()),
+        ("x-gvn-event".to_string(), event.as_str().to_string()),
+        ("x-gvn-delivery".to_string(), delivery_id.to_string()),
+        ("x-gvn-signature".to_string(), crate::auth::sign_webhook(secret, OffsetDateTime::now_utc().unix_timestamp(), body)),
+    ]
+}
+
 /// Sends one signed webhook POST.
 #[async_trait]
 pub trait WebhookSender: Send + Sync {

@@ -63,6 +63,11 @@ impl UsageTerms {
         }
     }
 
+    /// The allowance of an account on `plan`: its own override, or the plan's.
+    pub fn allowance(&self, plan: Plan, account: &UsageAccount) -> u64 {
+        account.allowance_override.unwrap_or(self.plan(plan).monthly_units)
+    }
+
     /// Terms for a video cap of `max_seconds` (one unit per started minute).
     pub fn with_video_cap(self, max_seconds: f64) -> Self {
         UsageTerms { video_reserve_units: video_units(max_seconds).max(1), ..self }
@@ -90,6 +95,14 @@ impl Period {
         let starts_at = first(t.year(), t.month());
         let (ny, nm) = if t.month() == Month::December { (t.year() + 1, Month::January) } else { (t.year(), t.month().next()) };
         Period { key: format!("{:04}-{:02}", t.year(), u8::from(t.month())), starts_at, resets_at: first(ny, nm) }
+    }
+
+    /// The period a key (`2026-12`) names.
+    pub fn from_key(key: &str) -> Option<Period> {
+        let (year, month) = key.split_once('-')?;
+        let month = Month::try_from(month.parse::<u8>().ok()?).ok()?;
+        let first = Date::from_calendar_date(year.parse().ok()?, month, 1).ok()?;
+        Some(Period::of(first.with_time(Time::MIDNIGHT).assume_utc()))
     }
 
     /// Whole seconds until the period resets (at least 1).
@@ -233,18 +246,19 @@ pub async fn notify_thresholds(
     let mut report = NoticeReport::default();
     for (user_id, used) in store.heaviest_accounts(&period.key, 500).await? {
         let Some(user) = store.user_by_id(user_id).await? else { continue };
-        let allowance = store.usage_account(user_id).await?.allowance_override.unwrap_or(terms.plan(user.plan).monthly_units);
-        for threshold in THRESHOLDS {
-            if allowance == 0 || used * 100 < u64::from(threshold) * allowance {
-                continue;
-            }
-            let targets: Vec<String> = store
-                .webhooks_for_user(user_id)
-                .await?
-                .into_iter()
-                .filter(|w| w.active && w.events.contains(&WebhookEvent::UsageThreshold))
-                .map(|w| w.target_url)
-                .collect();
+        let allowance = terms.allowance(user.plan, &store.usage_account(user_id).await?);
+        let crossed: Vec<u32> = THRESHOLDS.into_iter().filter(|t| allowance > 0 && used * 100 >= u64::from(*t) * allowance).collect();
+        if crossed.is_empty() {
+            continue;
+        }
+        let targets: Vec<String> = store
+            .webhooks_for_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|w| w.active && w.events.contains(&WebhookEvent::UsageThreshold))
+            .map(|w| w.target_url)
+            .collect();
+        for threshold in crossed {
             if store.claim_usage_notice(user_id, &period.key, threshold, &targets, at).await? {
                 report.crossed += 1;
             }
@@ -258,12 +272,10 @@ pub async fn notify_thresholds(
             report.dead += 1;
             continue;
         };
-        let p = Period::of(
-            OffsetDateTime::parse(&format!("{}-01T00:00:00Z", notice.period), &time::format_description::well_known::Rfc3339).unwrap_or(at),
-        );
+        let p = Period::from_key(&notice.period).unwrap_or_else(|| Period::of(at));
         let used = store.period_usage(notice.user_id, &notice.period).await?;
         let allowance = match store.user_by_id(notice.user_id).await? {
-            Some(u) => store.usage_account(u.id).await?.allowance_override.unwrap_or(terms.plan(u.plan).monthly_units),
+            Some(u) => terms.allowance(u.plan, &store.usage_account(u.id).await?),
             None => 0,
         };
         let rfc = time::format_description::well_known::Rfc3339;
@@ -278,22 +290,15 @@ pub async fn notify_thresholds(
             "timestamp": at.format(&rfc).unwrap_or_default(),
         }))
         .expect("a notice serialises");
-        let headers = vec![
-            ("content-type".to_string(), "application/json".to_string()),
-            ("x-gvn-webhook-id".to_string(), sub.id.to_string()),
-            ("x-gvn-event".to_string(), WebhookEvent::UsageThreshold.as_str().to_string()),
-            ("x-gvn-delivery".to_string(), notice.delivery_id.to_string()),
-            ("x-gvn-signature".to_string(), crate::auth::sign_webhook(&sub.secret, OffsetDateTime::now_utc().unix_timestamp(), &body)),
-        ];
-        let (status, error) = match webhooks.post(&notice.target_url, &headers, &body).await {
-            crate::ports::DeliveryOutcome::Delivered { .. } => (DeliveryStatus::Delivered, None),
-            crate::ports::DeliveryOutcome::Refused { reason } => (DeliveryStatus::Dead, Some(format!("refused: {reason}"))),
-            crate::ports::DeliveryOutcome::Failed { retryable: false, reason } => (DeliveryStatus::Dead, Some(reason)),
-            crate::ports::DeliveryOutcome::Failed { reason, .. } if notice.attempts + 1 >= NOTICE_ATTEMPTS => {
-                (DeliveryStatus::Dead, Some(format!("gave up after {NOTICE_ATTEMPTS} attempts: {reason}")))
-            }
-            crate::ports::DeliveryOutcome::Failed { reason, .. } => (DeliveryStatus::Pending, Some(reason)),
-        };
+        let headers = crate::ports::signed_delivery_headers(
+            &sub.id.to_string(),
+            WebhookEvent::UsageThreshold,
+            notice.delivery_id,
+            &sub.secret,
+            &body,
+        );
+        let outcome = webhooks.post(&notice.target_url, &headers, &body).await;
+        let (status, error) = outcome.next_status(notice.attempts + 1, NOTICE_ATTEMPTS);
         match status {
             DeliveryStatus::Delivered => report.delivered += 1,
             DeliveryStatus::Pending => report.retrying += 1,
@@ -325,6 +330,8 @@ mod tests {
         // Local time is converted first.
         assert_eq!(Period::of(datetime!(2027-01-01 01:00 +02:00)).key, "2026-12");
         assert_eq!(Period::of(datetime!(2026-02-10 12:00 UTC)).resets_at, datetime!(2026-03-01 0:00 UTC));
+        assert_eq!(Period::from_key("2026-12"), Some(p));
+        assert_eq!((Period::from_key("2026-13"), Period::from_key("december")), (None, None));
     }
 
     #[test]

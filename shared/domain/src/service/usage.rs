@@ -77,7 +77,7 @@ impl App {
 
     async fn standing(&self, user: &User, account: &UsageAccount, at: OffsetDateTime) -> Result<CurrentUsage> {
         let terms = self.settings.usage.plan(user.plan);
-        let allowance = account.allowance_override.unwrap_or(terms.monthly_units);
+        let allowance = self.settings.usage.allowance(user.plan, account);
         let period = Period::of(at);
         let used = self.store.period_usage(user.id, &period.key).await?;
         let length = (period.resets_at - period.starts_at).as_seconds_f64();
