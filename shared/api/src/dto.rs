@@ -85,8 +85,8 @@ pub struct JobQuery {
     /// Include the insights of a finished job.
     #[serde(default)]
     pub include_insights: bool,
-    /// `metrics` adds the features and model metrics behind the score.
-    #[param(pattern = "^metrics$")]
+    /// `metrics` adds the features and model metrics behind the score (empty: nothing added).
+    #[param(pattern = "^(metrics)?$")]
     pub expand: Option<String>,
 }
 
@@ -692,10 +692,24 @@ pub struct UsageTermsRequest {
     #[serde(default, deserialize_with = "present_units")]
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000)]
     pub credits: Option<Option<u64>>,
+    /// Prepaid units added to the balance as it is when the change applies (after `credits`,
+    /// if both are given), so a top-up never undoes a debit made meanwhile; null adds nothing.
+    #[serde(default, deserialize_with = "added_units")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 1_000_000_000)]
+    pub add_credits: Option<u64>,
     /// The Stripe customer (`cus_…`) the account's usage is exported to; null: not exported.
     #[serde(default, deserialize_with = "present_text")]
     #[schema(value_type = Option<String>, pattern = "^cus_[A-Za-z0-9]{1,60}$")]
     pub stripe_customer_id: Option<Option<String>>,
+}
+
+/// A top-up: whole units, 1–`MAX_UNITS`; null is none.
+fn added_units<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    match present_units(d)? {
+        Some(Some(0)) => Err(D::Error::custom(format!("must be a whole number of units, 1–{MAX_UNITS}"))),
+        units => Ok(units.flatten()),
+    }
 }
 
 fn present_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {

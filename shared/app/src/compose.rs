@@ -10,6 +10,7 @@
 //! | --- | --- | --- |
 //! | store | SQLite file (or any `GOVIRAL_DATABASE_URL`) | PostgreSQL via RDS Proxy |
 //! | counters | the SQL store | DynamoDB (`GOVIRAL_COUNTERS_TABLE` + `_IDEMPOTENCY_TABLE`) |
+//! | usage totals (admission) | the SQL store, in the admission's transaction | DynamoDB (`GOVIRAL_USAGE_TABLE`); the ledger stays in PostgreSQL |
 //! | blobs, signed URLs | files under the data dir, HMAC-signed `/blobs` URLs | S3 (`GOVIRAL_BLOB_BUCKET`) |
 //! | pipeline | the in-process runner over the same ASL | Step Functions (`GOVIRAL_STATE_MACHINE_ARN`) |
 //! | moderation, scoring, webhooks | on-device lexicon, on-device model (+ OpenAI when keyed), guarded HTTP sender | the same |
@@ -108,13 +109,13 @@ pub struct Composition {
     wake: Arc<Notify>,
 }
 
-async fn connect(config: &Config) -> Result<Arc<SqlStore>, domain::Error> {
+async fn connect(config: &Config) -> Result<SqlStore, domain::Error> {
     let pool = PoolSettings { max_connections: config.db_max_connections, acquire_timeout: config.db_acquire_timeout };
     let store = SqlStore::connect(&config.database_url, &pool).await?;
     if config.migrate {
         store.migrate().await?;
     }
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 impl Composition {
@@ -172,8 +173,22 @@ impl Composition {
     /// `GOVIRAL_DB_MAX_CONNECTIONS`, giving up on a connection after
     /// `GOVIRAL_DB_ACQUIRE_TIMEOUT_MS`. Migrates when configured.
     pub async fn store(&self) -> Result<Arc<SqlStore>, InitError> {
-        let store = self.store.get_or_try_init(|| connect(&self.config)).await?;
+        let store =
+            self.store.get_or_try_init(|| async { Ok::<_, InitError>(Arc::new(self.metered(connect(&self.config).await?)?)) }).await?;
         Ok(store.clone())
+    }
+
+    /// The store, checking admission against DynamoDB's usage totals where configured.
+    fn metered(&self, store: SqlStore) -> Result<SqlStore, InitError> {
+        match (&self.config.aws.usage_table, &self.config.aws.dynamo_tables) {
+            #[cfg(feature = "aws")]
+            (Some(usage), Some((_, keys))) => {
+                Ok(store.with_usage_totals(Arc::new(goviral_aws::DynamoUsageTotals::new(self.sdk()?, usage.clone(), keys.clone()))))
+            }
+            #[cfg(not(feature = "aws"))]
+            (Some(_), _) => Err("DynamoDB usage totals need the AWS build".into()),
+            _ => Ok(store),
+        }
     }
 
     pub async fn counters(&self) -> Result<Arc<dyn Counters>, InitError> {

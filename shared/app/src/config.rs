@@ -32,6 +32,9 @@ pub struct AwsResources {
     pub state_machine_arn: Option<String>,
     /// `GOVIRAL_COUNTERS_TABLE` + `GOVIRAL_IDEMPOTENCY_TABLE`: hot counters in DynamoDB.
     pub dynamo_tables: Option<(String, String)>,
+    /// `GOVIRAL_USAGE_TABLE`: admission checks the per-period usage totals in DynamoDB
+    /// (markers go to the idempotency table, so it needs the two above).
+    pub usage_table: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,11 +150,16 @@ impl Config {
             (None, None) => None,
             _ => return Err(ConfigError("set both GOVIRAL_COUNTERS_TABLE and GOVIRAL_IDEMPOTENCY_TABLE, or neither".into())),
         };
+        let usage_table = lookup("GOVIRAL_USAGE_TABLE");
+        if usage_table.is_some() && dynamo_tables.is_none() {
+            return Err(ConfigError("GOVIRAL_USAGE_TABLE needs GOVIRAL_COUNTERS_TABLE and GOVIRAL_IDEMPOTENCY_TABLE".into()));
+        }
         let aws = AwsResources {
             blob_bucket: lookup("GOVIRAL_BLOB_BUCKET"),
             s3_path_style: parse(&lookup, "GOVIRAL_S3_PATH_STYLE", false)?,
             state_machine_arn: lookup("GOVIRAL_STATE_MACHINE_ARN"),
             dynamo_tables,
+            usage_table,
         };
         if profile == Profile::Embedded && aws != AwsResources::default() {
             return Err(ConfigError("AWS resources (GOVIRAL_BLOB_BUCKET, …) are for the AWS profile".into()));
@@ -328,5 +336,7 @@ mod tests {
         assert!(config(Profile::Aws, &[("GOVIRAL_DATABASE_URL", "postgres://x")]).unwrap().settings.auth.jwt_secret.is_empty());
         let e = config(Profile::Aws, &[("GOVIRAL_DATABASE_URL", "postgres://x"), ("GOVIRAL_COUNTERS_TABLE", "c")]).unwrap_err();
         assert!(e.0.contains("GOVIRAL_IDEMPOTENCY_TABLE"));
+        let e = config(Profile::Aws, &[("GOVIRAL_DATABASE_URL", "postgres://x"), ("GOVIRAL_USAGE_TABLE", "u")]).unwrap_err();
+        assert!(e.0.contains("GOVIRAL_COUNTERS_TABLE"));
     }
 }

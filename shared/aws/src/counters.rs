@@ -31,22 +31,22 @@ pub struct DynamoCounters {
     idempotency_table: String,
 }
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
 /// The TTL attribute: whole seconds, rounded up so DynamoDB never deletes a live item.
-fn ttl_secs(expires_at_us: i64) -> AttributeValue {
+pub(crate) fn ttl_secs(expires_at_us: i64) -> AttributeValue {
     n(expires_at_us.div_euclid(1_000_000) + 1)
 }
 
-fn get_n(item: &Item, name: &str) -> Result<i64> {
+pub(crate) fn get_n(item: &Item, name: &str) -> Result<i64> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v.parse().map_err(|_| Error::Internal(format!("dynamodb: {name}={v:?} is not an integer"))),
         _ => Err(Error::Internal(format!("dynamodb: item has no number {name}"))),
@@ -61,14 +61,14 @@ fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str> {
 }
 
 /// True when the request failed only because its condition did not hold.
-fn condition_failed<E, R>(e: &SdkError<E, R>) -> bool
+pub(crate) fn condition_failed<E, R>(e: &SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {
     e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException")
 }
 
-fn dynamo_error<E, R>(op: &str, e: SdkError<E, R>) -> Error
+pub(crate) fn dynamo_error<E, R>(op: &str, e: SdkError<E, R>) -> Error
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,

@@ -6,11 +6,13 @@ pub mod callbacks;
 pub mod counters;
 pub mod pipeline;
 pub mod secrets;
+pub mod usage;
 
 pub use blobs::S3BlobStore;
 pub use callbacks::{CallbackOutcome, SfnCallbacks, StageMessage, TaskCallbacks};
 pub use counters::DynamoCounters;
 pub use pipeline::StepFunctionsPipeline;
+pub use usage::DynamoUsageTotals;
 
 use domain::Error;
 

@@ -50,7 +50,18 @@ pub trait Store: Send + Sync {
     async fn admit_submission_and_job(&self, s: &Submission, j: &Job, charge: &crate::usage::Charge) -> Result<crate::usage::Admitted>;
     /// An account's operator-set usage terms (the defaults when none were set).
     async fn usage_account(&self, user_id: Uuid) -> Result<crate::usage::UsageAccount>;
-    async fn set_usage_account(&self, user_id: Uuid, account: &crate::usage::UsageAccount, now: OffsetDateTime) -> Result<()>;
+    /// Applies an operator's change to the account's terms as they are at that moment (one
+    /// transaction, the row locked): the terms (before, after).
+    async fn change_usage_account(
+        &self,
+        user_id: Uuid,
+        change: &crate::usage::AccountChange,
+        now: OffsetDateTime,
+    ) -> Result<(crate::usage::UsageAccount, crate::usage::UsageAccount)>;
+    /// Sets every field of the account's terms.
+    async fn set_usage_account(&self, user_id: Uuid, account: &crate::usage::UsageAccount, now: OffsetDateTime) -> Result<()> {
+        self.change_usage_account(user_id, &crate::usage::AccountChange::set_all(account), now).await.map(|_| ())
+    }
     /// Credits back everything charged for the job (a reversal entry; usage and credits
     /// returned); false when nothing was charged or it was reversed already.
     async fn reverse_charge(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool>;
@@ -201,6 +212,47 @@ pub trait Counters: Send + Sync {
     async fn release_idempotency(&self, user_id: Uuid, key: &str, job_id: Uuid) -> Result<()>;
     /// Deletes what has expired; returns how many. (DynamoDB's TTL does this by itself.)
     async fn purge_expired(&self, now_us: i64) -> Result<u64>;
+}
+
+/// An account's running total for one period, as a `UsageTotals` keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodTotal {
+    pub user_id: Uuid,
+    pub used: i64,
+    /// When it last changed (microseconds since the epoch): reconciliation leaves a total that
+    /// changed within `usage::QUIET` alone, since an admission may be between its two writes.
+    pub changed_at_us: i64,
+}
+
+/// How a `UsageTotals::take` went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Added; the account's total is now `used`.
+    Taken { used: u64 },
+    /// The cap would be passed: nothing was added.
+    Refused { used: u64 },
+    /// This job was charged before: nothing was added again.
+    Already { used: u64 },
+}
+
+/// The per-period usage totals admission is checked against, where they live outside the
+/// relational store (DynamoDB on AWS; the embedded default keeps them in the store, in the
+/// admission's own transaction). The ledger stays the truth; every change names the job and
+/// ledger entry it is for, so a retried change is applied once.
+#[async_trait]
+pub trait UsageTotals: Send + Sync {
+    /// Adds the charge's units to the account's total for its period, unless that would pass
+    /// `cap` (one conditional write: concurrent takes never pass it together).
+    async fn take(&self, charge: &crate::usage::Charge, cap: Option<u64>) -> Result<Take>;
+    /// Adds `units` (negative: given back) for the job's ledger `entry`, once per entry.
+    async fn adjust(&self, user_id: Uuid, period: &str, job_id: Uuid, entry: &str, units: i64, at: OffsetDateTime) -> Result<()>;
+    /// The account's total in `period` (0 when it has none).
+    async fn used(&self, user_id: Uuid, period: &str) -> Result<u64>;
+    /// Every account's total in `period`.
+    async fn period_totals(&self, period: &str) -> Result<Vec<PeriodTotal>>;
+    /// Sets a total to `value`, only if it is still `seen` (None: only if it does not exist);
+    /// false when it changed meanwhile.
+    async fn repair(&self, user_id: Uuid, period: &str, seen: Option<&PeriodTotal>, value: i64, at: OffsetDateTime) -> Result<bool>;
 }
 
 /// A request a client makes straight to the blob store, signed so the store accepts it

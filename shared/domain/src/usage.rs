@@ -1,8 +1,13 @@
 //! Pay-per-use metering: what a submission costs, what each plan allows, and the ledger
 //! entries that record it. The ledger (in the relational store) is the truth and is only ever
-//! appended to; admission and its charge are one transaction, so an account at the edge of
-//! its allowance is never admitted past it. The account's own terms (allowance override,
-//! prepaid credits) are read in that same transaction.
+//! appended to. Each account has a running total per period that admission is checked
+//! against, so an account at the edge of its allowance is never admitted past it:
+//! - embedded (and any SQL-only deployment): the total is a row updated conditionally in the
+//!   admission's own transaction, with the ledger entry and the account's terms;
+//! - AWS: the total is a DynamoDB item (`ports::UsageTotals`) taken by one conditional write
+//!   before the transaction, and given back if the transaction fails. Between the two writes
+//!   the total may run ahead of the ledger for a moment; reconciliation (which waits for
+//!   `QUIET`) repairs whatever a crash left, in either direction.
 //!
 //! Units: a text or a post is 1 unit; a video is 1 unit per started minute of media. A
 //! video's length is known only once it is measured, so admission reserves the most a video
@@ -122,6 +127,44 @@ pub struct UsageAccount {
     pub stripe_customer_id: Option<String>,
 }
 
+/// An operator's change to an account's terms: `None` leaves a field as it is; `Some(None)`
+/// clears it. Applied by the store in one transaction against the row as it is then, so a
+/// prepaid debit committed meanwhile is never undone by a change to another field.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccountChange {
+    pub allowance_override: Option<Option<u64>>,
+    /// Sets the prepaid balance (None: not prepaid).
+    pub credits: Option<Option<u64>>,
+    /// Adds to the prepaid balance after any set (a top-up; an account not prepaid starts at 0).
+    pub add_credits: Option<u64>,
+    pub stripe_customer_id: Option<Option<String>>,
+}
+
+impl AccountChange {
+    /// Every field set to `account`'s.
+    pub fn set_all(account: &UsageAccount) -> Self {
+        AccountChange {
+            allowance_override: Some(account.allowance_override),
+            credits: Some(account.credits),
+            add_credits: None,
+            stripe_customer_id: Some(account.stripe_customer_id.clone()),
+        }
+    }
+
+    /// The account after this change; None when a top-up would overflow.
+    pub fn apply(&self, before: &UsageAccount) -> Option<UsageAccount> {
+        let mut credits = self.credits.unwrap_or(before.credits);
+        if let Some(add) = self.add_credits {
+            credits = Some(credits.unwrap_or(0).checked_add(add)?);
+        }
+        Some(UsageAccount {
+            allowance_override: self.allowance_override.unwrap_or(before.allowance_override),
+            credits,
+            stripe_customer_id: self.stripe_customer_id.clone().unwrap_or_else(|| before.stripe_customer_id.clone()),
+        })
+    }
+}
+
 /// The charge written with an admitted submission.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Charge {
@@ -173,6 +216,11 @@ pub struct Drift {
     /// Set to the ledger's sum (false: it changed meanwhile; the next run looks again).
     pub repaired: bool,
 }
+
+/// Reconciliation leaves alone a total kept outside the store (DynamoDB) that changed this
+/// recently: an admission takes its units there before its ledger entry commits, so for a
+/// moment the two differ without having drifted.
+pub const QUIET: time::Duration = time::Duration::minutes(2);
 
 /// What the scheduled quota job found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -307,6 +355,48 @@ pub async fn notify_thresholds(
         store.record_usage_notice(&notice, status, error.as_deref(), at).await?;
     }
     Ok(report)
+}
+
+/// The scheduled quota job's parts (`cron-quota` on AWS, a timer in `goviral serve`).
+pub struct QuotaJob<'a> {
+    pub store: &'a dyn crate::ports::Store,
+    pub webhooks: &'a dyn crate::ports::WebhookSender,
+    /// Stripe's Meters API, where configured.
+    pub sink: Option<&'a dyn crate::billing::MeterSink>,
+    pub terms: &'a UsageTerms,
+}
+
+/// What one run of the quota job did; each step runs whether or not another failed.
+#[derive(Debug)]
+pub struct QuotaRun {
+    pub notices: crate::Result<NoticeReport>,
+    /// None where no billing export is configured.
+    pub export: Option<crate::Result<crate::billing::DrainReport>>,
+    /// None when the run was not asked to reconcile.
+    pub reconciled: Option<crate::Result<QuotaReport>>,
+}
+
+impl QuotaJob<'_> {
+    /// Threshold notices, the billing export, and (with `reconcile`) the totals checked
+    /// against the ledger.
+    pub async fn run(&self, at: OffsetDateTime, reconcile: bool) -> QuotaRun {
+        let notices = notify_thresholds(self.store, self.webhooks, self.terms, at).await;
+        let export = match self.sink {
+            Some(sink) => Some(crate::billing::drain(self.store, sink, at).await),
+            None => None,
+        };
+        let reconciled = if reconcile { Some(self::reconcile(self.store, at).await) } else { None };
+        QuotaRun { notices, export, reconciled }
+    }
+}
+
+impl QuotaRun {
+    /// The first step that failed, if one did.
+    pub fn error(&self) -> Option<&crate::Error> {
+        let export = self.export.as_ref().and_then(|r| r.as_ref().err());
+        let reconciled = self.reconciled.as_ref().and_then(|r| r.as_ref().err());
+        self.notices.as_ref().err().or(export).or(reconciled)
+    }
 }
 
 /// Whether a failed job is credited back: yes when it failed for our reasons (a stage that

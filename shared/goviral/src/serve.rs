@@ -40,20 +40,11 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
         let (webhooks, terms) = (composition.webhook_sender(), composition.usage_terms());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
+            let job = domain::usage::QuotaJob { store: store.as_ref(), webhooks: webhooks.as_ref(), sink: sink.as_deref(), terms: &terms };
             for minute in 0u64.. {
                 every.tick().await;
-                if let Err(e) = domain::usage::notify_thresholds(store.as_ref(), webhooks.as_ref(), &terms, domain::model::now()).await {
-                    tracing::warn!(error = %e, "usage notices failed; they are tried again in a minute");
-                }
-                if let Some(sink) = &sink {
-                    if let Err(e) = domain::billing::drain(store.as_ref(), sink.as_ref(), domain::model::now()).await {
-                        tracing::warn!(error = %e, "the billing export failed; it runs again in a minute");
-                    }
-                }
-                if minute % 60 == 0 {
-                    if let Err(e) = domain::usage::reconcile(store.as_ref(), domain::model::now()).await {
-                        tracing::warn!(error = %e, "the quota job failed; it runs again in an hour");
-                    }
+                if let Some(e) = job.run(domain::model::now(), minute % 60 == 0).await.error() {
+                    tracing::warn!(error = %e, "a step of the quota job failed; it runs again in a minute");
                 }
             }
         })

@@ -124,37 +124,28 @@ pub async fn run_quota_job() -> Result<(), InitError> {
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ScheduledEvent>| {
         let (store, sink, webhooks) = (store.clone(), sink.clone(), webhooks.clone());
         async move {
-            let parts = QuotaParts { store: store.as_ref(), sink: sink.as_deref(), webhooks: webhooks.as_ref(), terms: &terms };
-            Ok::<_, lambda_runtime::Error>(quota(&parts, event.payload).await?)
+            let job = domain::usage::QuotaJob { store: store.as_ref(), sink: sink.as_deref(), webhooks: webhooks.as_ref(), terms: &terms };
+            Ok::<_, lambda_runtime::Error>(quota(&job, event.payload).await?)
         }
     }))
     .await
 }
 
-/// What the quota job works with.
-pub struct QuotaParts<'a> {
-    pub store: &'a dyn domain::ports::Store,
-    /// Stripe's Meters API, where configured.
-    pub sink: Option<&'a dyn domain::billing::MeterSink>,
-    pub webhooks: &'a dyn domain::ports::WebhookSender,
-    pub terms: &'a domain::usage::UsageTerms,
-}
-
-/// One run of the quota job; answers with what it found, repaired, exported and notified.
-pub async fn quota(parts: &QuotaParts<'_>, event: ScheduledEvent) -> domain::Result<serde_json::Value> {
+/// One run of the quota job; answers with what it found, repaired, exported and notified
+/// (every step runs; the invocation fails, after them all, if one did).
+pub async fn quota(job: &domain::usage::QuotaJob<'_>, event: ScheduledEvent) -> domain::Result<serde_json::Value> {
     let span = tracing::info_span!("quota", event_id = event.id.as_deref().unwrap_or(""));
-    let (store, sink) = (parts.store, parts.sink);
     async move {
-        let n = domain::usage::notify_thresholds(store, parts.webhooks, parts.terms, domain::model::now()).await?;
+        let run = job.run(domain::model::now(), true).await;
+        if let Some(e) = run.error() {
+            return Err(e.clone());
+        }
+        let (Ok(n), Some(Ok(report))) = (&run.notices, &run.reconciled) else { unreachable!("no step failed, and it reconciled") };
         let notices = serde_json::json!({"crossed": n.crossed, "delivered": n.delivered, "retrying": n.retrying, "dead": n.dead});
-        let exported = match sink {
-            Some(sink) => {
-                let d = domain::billing::drain(store, sink, domain::model::now()).await?;
-                serde_json::json!({"sent": d.sent, "cancelled": d.cancelled, "retrying": d.retrying, "refused": d.refused})
-            }
-            None => serde_json::Value::Null,
+        let exported = match &run.export {
+            Some(Ok(d)) => serde_json::json!({"sent": d.sent, "cancelled": d.cancelled, "retrying": d.retrying, "refused": d.refused}),
+            _ => serde_json::Value::Null,
         };
-        let report = domain::usage::reconcile(store, domain::model::now()).await?;
         tracing::info!(accounts = report.accounts_checked, drifted = report.drifted.len(), "reconciled usage with the ledger");
         Ok(serde_json::json!({
             "periods": report.periods,

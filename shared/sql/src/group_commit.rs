@@ -17,13 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::file_guard::FileGuard;
 
 use crate::db_error;
+use crate::usage::Total;
 
 const MAX_BATCH: usize = 128;
 
 struct Pending {
     submission: Submission,
     job: Job,
-    charge: Option<Charge>,
+    charge: Option<(Charge, Total)>,
     done: oneshot::Sender<Result<Option<Admitted>>>,
 }
 
@@ -40,9 +41,9 @@ impl JobWriter {
         JobWriter { queue }
     }
 
-    pub(crate) async fn write(&self, submission: &Submission, job: &Job, charge: Option<&Charge>) -> Result<Option<Admitted>> {
+    pub(crate) async fn write(&self, submission: &Submission, job: &Job, charge: Option<(&Charge, Total)>) -> Result<Option<Admitted>> {
         let (done, result) = oneshot::channel();
-        let pending = Pending { submission: submission.clone(), job: job.clone(), charge: charge.cloned(), done };
+        let pending = Pending { submission: submission.clone(), job: job.clone(), charge: charge.map(|(c, t)| (c.clone(), t)), done };
         let stopped = || domain::Error::Unavailable("the SQLite writer has stopped".into());
         self.queue.send(pending).await.map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
@@ -83,7 +84,7 @@ async fn write_all(pool: &SqlitePool, batch: &[Pending]) -> Result<Vec<Option<Ad
     let mut admitted = Vec::with_capacity(batch.len());
     for p in batch {
         admitted.push(match &p.charge {
-            Some(c) => Some(crate::usage::apply_charge(&mut tx, c, crate::dialect::to_sqlite).await?),
+            Some((c, total)) => Some(crate::usage::apply_charge(&mut tx, c, *total, crate::dialect::to_sqlite).await?),
             None => None,
         });
         crate::store::insert_submission_and_job(&mut tx, &p.submission, &p.job, crate::dialect::to_sqlite).await?;

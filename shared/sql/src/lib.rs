@@ -70,6 +70,9 @@ enum Backend {
 #[derive(Clone)]
 pub struct SqlStore {
     backend: Backend,
+    /// Usage totals kept outside (DynamoDB on AWS); None: in `usage_periods`, in the
+    /// admission's transaction.
+    totals: Option<std::sync::Arc<dyn domain::ports::UsageTotals>>,
 }
 
 impl SqlStore {
@@ -114,7 +117,14 @@ impl SqlStore {
         } else {
             return Err(Error::Internal("database URL must start with sqlite: or postgres:".into()));
         };
-        Ok(SqlStore { backend })
+        Ok(SqlStore { backend, totals: None })
+    }
+
+    /// Checks admission against `totals` instead of the store's own `usage_periods` (the AWS
+    /// profile: DynamoDB). The ledger and prepaid credits stay here.
+    pub fn with_usage_totals(mut self, totals: std::sync::Arc<dyn domain::ports::UsageTotals>) -> Self {
+        self.totals = Some(totals);
+        self
     }
 
     pub fn is_postgres(&self) -> bool {

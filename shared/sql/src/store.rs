@@ -208,28 +208,32 @@ impl Store for SqlStore {
     }
 
     async fn admit_submission_and_job(&self, s: &Submission, j: &Job, charge: &domain::usage::Charge) -> Result<domain::usage::Admitted> {
-        let admitted = self.write_submission(s, j, Some(charge)).await?;
-        admitted.ok_or_else(|| Error::Internal("a charge was written without its totals".into()))
+        self.admit(s, j, charge).await
     }
 
     async fn usage_account(&self, user_id: Uuid) -> Result<domain::usage::UsageAccount> {
         self.read_usage_account(user_id).await
     }
 
-    async fn set_usage_account(&self, user_id: Uuid, account: &domain::usage::UsageAccount, now: OffsetDateTime) -> Result<()> {
-        self.write_usage_account(user_id, account, now).await
+    async fn change_usage_account(
+        &self,
+        user_id: Uuid,
+        change: &domain::usage::AccountChange,
+        now: OffsetDateTime,
+    ) -> Result<(domain::usage::UsageAccount, domain::usage::UsageAccount)> {
+        self.write_account_change(user_id, change, now).await
     }
 
     async fn reverse_charge(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool> {
-        self.write_reversal(job_id, reason, now).await
+        self.reverse(job_id, reason, now).await
     }
 
     async fn settle_charge(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<bool> {
-        self.write_settlement(job_id, units, now).await
+        self.settle(job_id, units, now).await
     }
 
     async fn period_usage(&self, user_id: Uuid, period: &str) -> Result<u64> {
-        self.read_period_usage(user_id, period).await
+        self.period_total(user_id, period).await
     }
 
     async fn usage_by_day(&self, user_id: Uuid, from_day: i64, to_day: i64) -> Result<Vec<domain::usage::UsageDay>> {
@@ -237,11 +241,11 @@ impl Store for SqlStore {
     }
 
     async fn heaviest_accounts(&self, period: &str, limit: u32) -> Result<Vec<(Uuid, u64)>> {
-        self.read_heaviest_accounts(period, limit).await
+        self.heaviest(period, limit).await
     }
 
     async fn reconcile_usage(&self, period: &str) -> Result<(u64, Vec<domain::usage::Drift>)> {
-        self.reconcile_period(period).await
+        self.reconcile(period).await
     }
 
     async fn claim_usage_notice(
@@ -759,18 +763,18 @@ impl Store for SqlStore {
 impl SqlStore {
     /// The submission and its job, with the charge where there is one, in one transaction
     /// (on SQLite, the group-commit writer's).
-    async fn write_submission(
+    pub(crate) async fn write_submission(
         &self,
         s: &Submission,
         j: &Job,
-        charge: Option<&domain::usage::Charge>,
+        charge: Option<(&domain::usage::Charge, crate::usage::Total)>,
     ) -> Result<Option<domain::usage::Admitted>> {
         match &self.backend {
             crate::Backend::Sqlite { jobs, .. } => jobs.write(s, j, charge).await,
             crate::Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(db_error)?;
                 let admitted = match charge {
-                    Some(c) => Some(crate::usage::apply_charge(&mut tx, c, |q| q.to_string()).await?),
+                    Some((c, total)) => Some(crate::usage::apply_charge(&mut tx, c, total, |q| q.to_string()).await?),
                     None => None,
                 };
                 insert_submission_and_job(&mut tx, s, j, |q| q.to_string()).await?;

@@ -2,9 +2,13 @@
 //! the transaction that creates the job, so admission and its ledger entry stand or fall
 //! together. Every change to a total is a conditional update of one row, which both backends
 //! serialise (SQLite has one writer; PostgreSQL locks the row and re-checks the condition), so
-//! concurrent submissions at the edge of an allowance are never admitted past it.
+//! concurrent submissions at the edge of an allowance are never admitted past it. With
+//! `UsageTotals` outside (DynamoDB), the total is taken there first and given back if the
+//! transaction fails; the ledger and credits stay here either way.
 
 use domain::model::to_micros;
+use domain::model::{Job, Submission};
+use domain::ports::Take;
 use domain::usage::{Admitted, Charge, UsageAccount};
 use domain::{Error, Result};
 use time::OffsetDateTime;
@@ -17,11 +21,21 @@ pub(crate) fn day_of(t: OffsetDateTime) -> i64 {
     t.unix_timestamp().div_euclid(86_400)
 }
 
-/// Applies `c` in `tx`: the period's total (refused past the cap), prepaid credits (refused
-/// when short), and the charge entry.
+/// Where a charge's period total is kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Total {
+    /// In `usage_periods`, raised in the admission's transaction.
+    InTx,
+    /// Outside the store (`UsageTotals`), already taken: the allowance and usage it answered.
+    Taken { allowance: u64, used: u64 },
+}
+
+/// Applies `c` in `tx`: the period's total (refused past the cap) unless it was `Taken`
+/// outside, prepaid credits (refused when short), and the charge entry.
 pub(crate) async fn apply_charge<DB: sqlx::Database>(
     tx: &mut sqlx::Transaction<'_, DB>,
     c: &Charge,
+    total: Total,
     sql: impl Fn(&str) -> String,
 ) -> Result<Admitted>
 where
@@ -42,35 +56,13 @@ where
             .await
             .map_err(db_error)?;
     let (allowance_override, prepaid) = terms.unwrap_or_default();
-    let allowance = allowance_override.map_or(c.plan_allowance, |a| a.max(0) as u64);
-    let cap = c.hard_cap.then_some(allowance);
     let from_credits = prepaid.is_some();
-    // One statement: the period's row is created or raised, under the cap where there is one;
-    // RETURNING answers whether it took (no row: the cap refused it).
-    let upsert = match cap {
-        Some(_) => sql("INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, $3) ON CONFLICT (user_id, period) \
-                        DO UPDATE SET used = usage_periods.used + excluded.used WHERE usage_periods.used + excluded.used <= $4 RETURNING used"),
-        None => sql("INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, $3) ON CONFLICT (user_id, period) \
-                     DO UPDATE SET used = usage_periods.used + excluded.used RETURNING used"),
-    };
-    let added: Option<i64> = if cap.is_some_and(|cap| c.units > cap) {
-        None // more than the whole allowance: refused without writing
-    } else {
-        let mut update = sqlx::query_scalar(&upsert).bind(user.clone()).bind(c.period.key.clone()).bind(units);
-        if let Some(cap) = cap {
-            update = update.bind(cap as i64);
+    let (allowance, used) = match total {
+        Total::Taken { allowance, used } => (allowance, used),
+        Total::InTx => {
+            let allowance = allowance_override.map_or(c.plan_allowance, |a| a.max(0) as u64);
+            (allowance, raise_total(tx, c, allowance, &sql).await?)
         }
-        update.fetch_optional(&mut **tx).await.map_err(db_error)?
-    };
-    let Some(used) = added else {
-        let used: i64 = sqlx::query_scalar(&sql("SELECT used FROM usage_periods WHERE user_id = $1::uuid AND period = $2"))
-            .bind(user.clone())
-            .bind(c.period.key.clone())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_error)?
-            .unwrap_or(0);
-        return Err(Error::QuotaExceeded { allowance, used: used.max(0) as u64, required: c.units, resets_at: c.period.resets_at });
     };
     let mut credits = None;
     if from_credits {
@@ -108,7 +100,54 @@ where
     .execute(&mut **tx)
     .await
     .map_err(db_error)?;
-    Ok(Admitted { allowance, used: used.max(0) as u64, credits })
+    Ok(Admitted { allowance, used, credits })
+}
+
+/// Raises the period's row by the charge's units, under the cap where there is one; the
+/// total after it, or `QuotaExceeded`.
+async fn raise_total<DB: sqlx::Database>(
+    tx: &mut sqlx::Transaction<'_, DB>,
+    c: &Charge,
+    allowance: u64,
+    sql: &impl Fn(&str) -> String,
+) -> Result<u64>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let (user, units) = (c.user_id.to_string(), c.units as i64);
+    let cap = c.hard_cap.then_some(allowance);
+    // One statement: the period's row is created or raised, under the cap where there is one;
+    // RETURNING answers whether it took (no row: the cap refused it).
+    let upsert = match cap {
+        Some(_) => sql("INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, $3) ON CONFLICT (user_id, period) \
+                        DO UPDATE SET used = usage_periods.used + excluded.used WHERE usage_periods.used + excluded.used <= $4 RETURNING used"),
+        None => sql("INSERT INTO usage_periods (user_id, period, used) VALUES ($1::uuid, $2, $3) ON CONFLICT (user_id, period) \
+                     DO UPDATE SET used = usage_periods.used + excluded.used RETURNING used"),
+    };
+    let added: Option<i64> = if cap.is_some_and(|cap| c.units > cap) {
+        None // more than the whole allowance: refused without writing
+    } else {
+        let mut update = sqlx::query_scalar(&upsert).bind(user.clone()).bind(c.period.key.clone()).bind(units);
+        if let Some(cap) = cap {
+            update = update.bind(cap as i64);
+        }
+        update.fetch_optional(&mut **tx).await.map_err(db_error)?
+    };
+    let Some(used) = added else {
+        let used: i64 = sqlx::query_scalar(&sql("SELECT used FROM usage_periods WHERE user_id = $1::uuid AND period = $2"))
+            .bind(user.clone())
+            .bind(c.period.key.clone())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?
+            .unwrap_or(0);
+        return Err(Error::QuotaExceeded { allowance, used: used.max(0) as u64, required: c.units, resets_at: c.period.resets_at });
+    };
+    Ok(used.max(0) as u64)
 }
 
 impl SqlStore {
@@ -270,7 +309,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(crate) async fn reconcile_period(&self, period: &str) -> Result<(u64, Vec<domain::usage::Drift>)> {
+    async fn reconcile_in_store(&self, period: &str) -> Result<(u64, Vec<domain::usage::Drift>)> {
         let count = "SELECT COUNT(*) FROM usage_periods WHERE period = $1";
         let drifted = "SELECT p.user_id::text, p.used, COALESCE(l.total, 0)::bigint FROM usage_periods p \
                        LEFT JOIN (SELECT user_id, SUM(units) AS total FROM usage_ledger WHERE period = $1 GROUP BY user_id) l \
@@ -301,7 +340,7 @@ impl SqlStore {
         Ok((checked.max(0) as u64, out))
     }
 
-    pub(crate) async fn read_period_usage(&self, user_id: Uuid, period: &str) -> Result<u64> {
+    async fn read_period_usage(&self, user_id: Uuid, period: &str) -> Result<u64> {
         let q = "SELECT used FROM usage_periods WHERE user_id = $1::uuid AND period = $2";
         let used: Option<i64> = on_pool!(self, read, |pool, sql| {
             sqlx::query_scalar(&sql(q)).bind(user_id.to_string()).bind(period).fetch_optional(pool).await.map_err(db_error)?
@@ -324,7 +363,7 @@ impl SqlStore {
             .collect()
     }
 
-    pub(crate) async fn read_heaviest_accounts(&self, period: &str, limit: u32) -> Result<Vec<(Uuid, u64)>> {
+    async fn read_heaviest_accounts(&self, period: &str, limit: u32) -> Result<Vec<(Uuid, u64)>> {
         let q = "SELECT user_id::text, used FROM usage_periods WHERE period = $1 AND used > 0 ORDER BY used DESC, user_id LIMIT $2";
         let rows: Vec<(String, i64)> = on_pool!(self, read, |pool, sql| {
             sqlx::query_as(&sql(q)).bind(period).bind(i64::from(limit)).fetch_all(pool).await.map_err(db_error)?
@@ -347,38 +386,64 @@ impl SqlStore {
         })
     }
 
-    pub(crate) async fn write_usage_account(&self, user_id: Uuid, account: &UsageAccount, now: OffsetDateTime) -> Result<()> {
-        let q = "INSERT INTO usage_accounts (user_id, allowance_override, credits, stripe_customer_id, updated_at) \
-                 VALUES ($1::uuid, $2, $3, $5, gv_ts($4)) \
-                 ON CONFLICT (user_id) DO UPDATE SET allowance_override = $2, credits = $3, stripe_customer_id = $5, updated_at = gv_ts($4)";
+    pub(crate) async fn write_account_change(
+        &self,
+        user_id: Uuid,
+        change: &domain::usage::AccountChange,
+        now: OffsetDateTime,
+    ) -> Result<(UsageAccount, UsageAccount)> {
+        let ensure = "INSERT INTO usage_accounts (user_id, updated_at) VALUES ($1::uuid, gv_ts($2)) ON CONFLICT (user_id) DO NOTHING";
+        // PostgreSQL locks the row until the change commits, so a debit waits for it (and
+        // vice versa); SQLite's one writer does the same for the whole database.
+        let read = if self.is_postgres() {
+            "SELECT allowance_override, credits, stripe_customer_id FROM usage_accounts WHERE user_id = $1::uuid FOR UPDATE"
+        } else {
+            "SELECT allowance_override, credits, stripe_customer_id FROM usage_accounts WHERE user_id = $1::uuid"
+        };
+        let write = "UPDATE usage_accounts SET allowance_override = $2, credits = $3, stripe_customer_id = $4, updated_at = gv_ts($5) \
+                     WHERE user_id = $1::uuid";
         on_pool!(self, write, |pool, sql| {
-            sqlx::query(&sql(q))
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            sqlx::query(&sql(ensure)).bind(user_id.to_string()).bind(to_micros(now)).execute(&mut *tx).await.map_err(db_error)?;
+            let (allowance_override, credits, stripe_customer_id): (Option<i64>, Option<i64>, Option<String>) =
+                sqlx::query_as(&sql(read)).bind(user_id.to_string()).fetch_one(&mut *tx).await.map_err(db_error)?;
+            let before = UsageAccount {
+                allowance_override: allowance_override.map(|a| a.max(0) as u64),
+                credits: credits.map(|c| c.max(0) as u64),
+                stripe_customer_id,
+            };
+            let after = change
+                .apply(&before)
+                .filter(|a| a.credits.is_none_or(|c| c <= i64::MAX as u64))
+                .ok_or_else(|| Error::validation("add_credits", "the balance would overflow"))?;
+            sqlx::query(&sql(write))
                 .bind(user_id.to_string())
-                .bind(account.allowance_override.map(|a| a as i64))
-                .bind(account.credits.map(|c| c as i64))
+                .bind(after.allowance_override.map(|a| a as i64))
+                .bind(after.credits.map(|c| c as i64))
+                .bind(after.stripe_customer_id.clone())
                 .bind(to_micros(now))
-                .bind(account.stripe_customer_id.clone())
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
-        });
-        Ok(())
+            tx.commit().await.map_err(db_error)?;
+            Ok((before, after))
+        })
     }
 
     /// Settles a job charged a reservation at `units` (a measured video's started minutes):
     /// an adjustment entry returns the difference to the period's usage and to prepaid
     /// credits. Once per job ((job, entry) key); false when there was nothing to settle.
-    pub(crate) async fn write_settlement(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<bool> {
+    async fn write_settlement(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<Option<Returned>> {
         let read = "SELECT user_id::text, kind, period, units, credit_units FROM usage_ledger WHERE job_id = $1::uuid AND entry = 'charge'";
         on_pool!(self, write, |pool, sql| {
             let mut tx = pool.begin().await.map_err(db_error)?;
             let charge: Option<(String, String, String, i64, i64)> =
                 sqlx::query_as(&sql(read)).bind(job_id.to_string()).fetch_optional(&mut *tx).await.map_err(db_error)?;
-            let Some((user, kind, period, charged, credited)) = charge else { return Ok(false) };
+            let Some((user, kind, period, charged, credited)) = charge else { return Ok(None) };
             // Only ever down: a reservation is the most a job may cost.
             let delta = (units as i64).min(charged) - charged;
             if delta == 0 {
-                return Ok(false);
+                return Ok(None);
             }
             let entry = Return {
                 job_id,
@@ -391,19 +456,19 @@ impl SqlStore {
                 reason: format!("measured: {units} units of {charged} reserved"),
                 at: now,
             };
-            if !append_return(&mut tx, &entry, sql).await? {
-                return Ok(false);
+            if !append_return(&mut tx, &entry, self.totals.is_none(), sql).await? {
+                return Ok(None);
             }
             tx.commit().await.map_err(db_error)?;
-        });
-        Ok(true)
+            Ok(Some(Returned { user: entry.user, period: entry.period, entry: entry.entry, units: entry.units }))
+        })
     }
 
     /// Appends the reversal of everything charged for `job_id` and returns the units and
     /// credits to the account, in one transaction; false when the job has not failed, nothing
     /// was charged, or it was reversed already (the (job, entry) key makes a second reversal
     /// impossible).
-    pub(crate) async fn write_reversal(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool> {
+    async fn write_reversal(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<Option<Returned>> {
         let read = "SELECT user_id::text, kind, period, units, credit_units, entry FROM usage_ledger WHERE job_id = $1::uuid";
         on_pool!(self, write, |pool, sql| {
             let mut tx = pool.begin().await.map_err(db_error)?;
@@ -414,13 +479,13 @@ impl SqlStore {
                 .await
                 .map_err(db_error)?;
             if status.as_deref() != Some("failed") {
-                return Ok(false);
+                return Ok(None);
             }
             let entries: Vec<(String, String, String, i64, i64, String)> =
                 sqlx::query_as(&sql(read)).bind(job_id.to_string()).fetch_all(&mut *tx).await.map_err(db_error)?;
-            let Some(charge) = entries.iter().find(|e| e.5 == "charge") else { return Ok(false) };
+            let Some(charge) = entries.iter().find(|e| e.5 == "charge") else { return Ok(None) };
             if entries.iter().any(|e| e.5 == "reversal") {
-                return Ok(false);
+                return Ok(None);
             }
             let entry = Return {
                 job_id,
@@ -433,12 +498,122 @@ impl SqlStore {
                 reason: reason.to_string(),
                 at: now,
             };
-            if !append_return(&mut tx, &entry, sql).await? {
-                return Ok(false);
+            if !append_return(&mut tx, &entry, self.totals.is_none(), sql).await? {
+                return Ok(None);
             }
             tx.commit().await.map_err(db_error)?;
-        });
-        Ok(true)
+            Ok(Some(Returned { user: entry.user, period: entry.period, entry: entry.entry, units: entry.units }))
+        })
+    }
+}
+
+/// Where the period totals live decides how each usage operation runs: in `usage_periods`
+/// (in the ledger's transaction) or in the `UsageTotals` outside.
+impl SqlStore {
+    pub(crate) async fn admit(&self, s: &Submission, j: &Job, c: &Charge) -> Result<Admitted> {
+        let missing = || Error::Internal("a charge was written without its totals".into());
+        let Some(totals) = &self.totals else {
+            return self.write_submission(s, j, Some((c, Total::InTx))).await?.ok_or_else(missing);
+        };
+        // The terms are read before the take (outside the transaction): an operator's change
+        // racing a submission applies from the next one.
+        let allowance = self.read_usage_account(c.user_id).await?.allowance_override.unwrap_or(c.plan_allowance);
+        let cap = c.hard_cap.then_some(allowance);
+        let refused = |used| Error::QuotaExceeded { allowance, used, required: c.units, resets_at: c.period.resets_at };
+        if cap.is_some_and(|cap| c.units > cap) {
+            return Err(refused(totals.used(c.user_id, &c.period.key).await?));
+        }
+        let (used, fresh) = match totals.take(c, cap).await? {
+            Take::Refused { used } => return Err(refused(used)),
+            Take::Taken { used } => (used, true),
+            Take::Already { used } => (used, false),
+        };
+        let written = self.write_submission(s, j, Some((c, Total::Taken { allowance, used }))).await;
+        if written.is_err() && fresh {
+            // Not admitted after all: give the units back (a failure here leaves the total
+            // ahead of the ledger, which reconciliation repairs).
+            if let Err(e) = totals.adjust(c.user_id, &c.period.key, c.job_id, "undo", -(c.units as i64), c.at).await {
+                tracing::warn!(job_id = %c.job_id, error = %e, "could not give back the units of a refused admission");
+            }
+        }
+        written?.ok_or_else(missing)
+    }
+
+    pub(crate) async fn reverse(&self, job_id: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool> {
+        let returned = self.write_reversal(job_id, reason, now).await?;
+        self.give_back(job_id, returned.as_ref(), now).await;
+        Ok(returned.is_some())
+    }
+
+    pub(crate) async fn settle(&self, job_id: Uuid, units: u64, now: OffsetDateTime) -> Result<bool> {
+        let returned = self.write_settlement(job_id, units, now).await?;
+        self.give_back(job_id, returned.as_ref(), now).await;
+        Ok(returned.is_some())
+    }
+
+    /// Applies a committed return to the totals outside; a failure is left to reconciliation
+    /// (the ledger entry is written, and the total is only behind it).
+    async fn give_back(&self, job_id: Uuid, returned: Option<&Returned>, now: OffsetDateTime) {
+        let (Some(totals), Some(r)) = (&self.totals, returned) else { return };
+        let Ok(user_id) = r.user.parse::<Uuid>() else { return };
+        if let Err(e) = totals.adjust(user_id, &r.period, job_id, r.entry, r.units, now).await {
+            tracing::warn!(%job_id, entry = r.entry, error = %e, "usage total not given back; reconciliation will repair it");
+        }
+    }
+
+    pub(crate) async fn period_total(&self, user_id: Uuid, period: &str) -> Result<u64> {
+        match &self.totals {
+            Some(totals) => totals.used(user_id, period).await,
+            None => self.read_period_usage(user_id, period).await,
+        }
+    }
+
+    pub(crate) async fn heaviest(&self, period: &str, limit: u32) -> Result<Vec<(Uuid, u64)>> {
+        let Some(totals) = &self.totals else { return self.read_heaviest_accounts(period, limit).await };
+        let mut all: Vec<(Uuid, u64)> =
+            totals.period_totals(period).await?.into_iter().filter(|t| t.used > 0).map(|t| (t.user_id, t.used as u64)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(limit as usize);
+        Ok(all)
+    }
+
+    pub(crate) async fn reconcile(&self, period: &str) -> Result<(u64, Vec<domain::usage::Drift>)> {
+        let Some(totals) = &self.totals else { return self.reconcile_in_store(period).await };
+        // The totals first, then the ledger: a total quiet since before it was read has every
+        // admission it counts committed (or given back) by the time the ledger is summed.
+        let counted = totals.period_totals(period).await?;
+        let sums = "SELECT user_id::text, SUM(units)::bigint FROM usage_ledger WHERE period = $1 GROUP BY user_id";
+        let rows: Vec<(String, i64)> =
+            on_pool!(self, read, |pool, sql| sqlx::query_as(&sql(sums)).bind(period).fetch_all(pool).await.map_err(db_error)?);
+        let mut ledger = std::collections::HashMap::with_capacity(rows.len());
+        for (user, sum) in rows {
+            ledger.insert(user.parse::<Uuid>().map_err(|_| Error::Internal(format!("user id {user}")))?, sum);
+        }
+        let now = OffsetDateTime::now_utc();
+        let settled_before = to_micros(now - domain::usage::QUIET);
+        let mut drifted = Vec::new();
+        let mut checked = 0u64;
+        for t in &counted {
+            checked += 1;
+            let sum = ledger.remove(&t.user_id).unwrap_or(0);
+            if t.used != sum && t.changed_at_us < settled_before {
+                let repaired = totals.repair(t.user_id, period, Some(t), sum, now).await?;
+                drifted.push(domain::usage::Drift {
+                    user_id: t.user_id,
+                    period: period.to_string(),
+                    counter: t.used,
+                    ledger: sum,
+                    repaired,
+                });
+            }
+        }
+        // Ledger entries with no total at all (one lost, or expired early).
+        for (user_id, sum) in ledger.into_iter().filter(|(_, sum)| *sum != 0) {
+            checked += 1;
+            let repaired = totals.repair(user_id, period, None, sum, now).await?;
+            drifted.push(domain::usage::Drift { user_id, period: period.to_string(), counter: 0, ledger: sum, repaired });
+        }
+        Ok((checked, drifted))
     }
 }
 
@@ -455,9 +630,22 @@ struct Return {
     at: OffsetDateTime,
 }
 
-/// Appends `r` and applies it to the period's total and the prepaid credits, in `tx`; false
-/// when the job already has such an entry.
-async fn append_return<DB: sqlx::Database>(tx: &mut sqlx::Transaction<'_, DB>, r: &Return, sql: impl Fn(&str) -> String) -> Result<bool>
+/// A return that was written: what the period's total must give back.
+struct Returned {
+    user: String,
+    period: String,
+    entry: &'static str,
+    units: i64,
+}
+
+/// Appends `r` and applies it to the prepaid credits and (`in_tx_total`) the period's total,
+/// in `tx`; false when the job already has such an entry.
+async fn append_return<DB: sqlx::Database>(
+    tx: &mut sqlx::Transaction<'_, DB>,
+    r: &Return,
+    in_tx_total: bool,
+    sql: impl Fn(&str) -> String,
+) -> Result<bool>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
@@ -486,13 +674,15 @@ where
     if written.is_none() {
         return Ok(false);
     }
-    sqlx::query(&sql("UPDATE usage_periods SET used = used + $3 WHERE user_id = $1::uuid AND period = $2"))
-        .bind(r.user.clone())
-        .bind(r.period.clone())
-        .bind(r.units)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error)?;
+    if in_tx_total {
+        sqlx::query(&sql("UPDATE usage_periods SET used = used + $3 WHERE user_id = $1::uuid AND period = $2"))
+            .bind(r.user.clone())
+            .bind(r.period.clone())
+            .bind(r.units)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    }
     if r.credit_units != 0 {
         sqlx::query(&sql("UPDATE usage_accounts SET credits = credits - $2, updated_at = gv_ts($3) WHERE user_id = $1::uuid"))
             .bind(r.user.clone())

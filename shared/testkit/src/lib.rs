@@ -1,6 +1,8 @@
 //! Test helpers shared by the suites under tests/: a fresh, migrated database per test on
-//! SQLite (a temp file) or on the real PostgreSQL (a new database, dropped afterwards).
+//! SQLite (a temp file) or on the real PostgreSQL (a new database, dropped afterwards), with
+//! the usage totals in DynamoDB on moto where a suite asks for the AWS profile's metering.
 
+pub mod aws;
 pub mod fixtures;
 mod http;
 pub mod media;
@@ -22,12 +24,17 @@ pub fn postgres_admin_url() -> String {
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// PostgreSQL with admission checked against DynamoDB usage totals (moto): the AWS
+    /// profile's metering.
+    PostgresDynamo,
 }
 
 /// A fresh, migrated database. Dropping it removes the file or the PostgreSQL database.
 pub struct TestDb {
     pub url: String,
     pub store: SqlStore,
+    /// The DynamoDB usage totals table (PostgresDynamo only).
+    pub usage_table: Option<String>,
     _dir: Option<tempfile::TempDir>,
     pg_database: Option<String>,
 }
@@ -47,6 +54,13 @@ impl TestDb {
         match backend {
             Backend::Sqlite => Self::sqlite().await,
             Backend::Postgres => Self::postgres().await,
+            Backend::PostgresDynamo => {
+                let mut db = Self::postgres().await;
+                let (totals, table) = aws::usage_totals().await;
+                db.store = db.store.clone().with_usage_totals(std::sync::Arc::new(totals));
+                db.usage_table = Some(table);
+                db
+            }
         }
     }
 
@@ -54,7 +68,7 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("goviral.db").display());
         let store = connect(&url).await;
-        TestDb { url, store, _dir: Some(dir), pg_database: None }
+        TestDb { url, store, usage_table: None, _dir: Some(dir), pg_database: None }
     }
 
     /// Fails the test (never skips it) when PostgreSQL is not reachable.
@@ -67,7 +81,7 @@ impl TestDb {
         conn.close().await.ok();
         let url = replace_database(&admin, &name);
         let store = connect(&url).await;
-        TestDb { url, store, _dir: None, pg_database: Some(name) }
+        TestDb { url, store, usage_table: None, _dir: None, pg_database: Some(name) }
     }
 }
 

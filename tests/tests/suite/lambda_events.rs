@@ -388,8 +388,8 @@ async fn the_quota_job_answers_its_schedule_event() {
     let scheduled: goviral_lambda::ScheduledEvent = serde_json::from_str(&event("schedule-quota.json", &[])).expect("a scheduled event");
     let webhooks = goviral_adapters::webhook::HttpWebhookSender::new(std::time::Duration::from_secs(2), true);
     let terms = t.config.settings.usage;
-    let parts = goviral_lambda::QuotaParts { store: t.app.store.as_ref(), sink: None, webhooks: &webhooks, terms: &terms };
-    let report = goviral_lambda::quota(&parts, scheduled).await.unwrap();
+    let job = domain::usage::QuotaJob { store: t.app.store.as_ref(), sink: None, webhooks: &webhooks, terms: &terms };
+    let report = goviral_lambda::quota(&job, scheduled).await.unwrap();
     assert_eq!((report["accounts_checked"].as_u64(), report["drifted"].as_array().map(Vec::len)), (Some(1), Some(0)), "{report}");
     assert_eq!(report["periods"][0].as_str(), Some(domain::usage::Period::of(domain::model::now()).key.as_str()));
 }

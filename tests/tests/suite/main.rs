@@ -3,6 +3,13 @@
 /// Declares each test `$name` once per backend, `sqlite::$name` and `postgres::$name`,
 /// calling the suite's `async fn $name(backend: Backend)` (the contract suites).
 macro_rules! contract {
+    // `with_dynamodb:` adds `dynamodb::$name`: PostgreSQL with the usage totals in DynamoDB.
+    (with_dynamodb: $($name:ident),* $(,)?) => {
+        contract!($($name),*);
+        mod dynamodb {
+            $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::PostgresDynamo).await })*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test] async fn $name() { super::$name(goviral_testkit::Backend::Sqlite).await })*

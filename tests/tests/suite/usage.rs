@@ -15,8 +15,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 contract!(
+    with_dynamodb:
     admission_at_the_edge_of_an_allowance_is_exact,
     prepaid_credits_run_out_with_insufficient_credits,
+    a_top_up_never_undoes_a_debit_made_meanwhile,
     our_failures_are_credited_back_once_and_completed_jobs_never,
     a_measured_video_settles_its_reservation_once,
     quota_over_http_headers_errors_and_replays,
@@ -126,6 +128,34 @@ async fn prepaid_credits_run_out_with_insufficient_credits(backend: Backend) {
     }
     assert!(s.job(j.id).await.unwrap().is_none());
     assert_eq!(s.usage_account(u.id).await.unwrap().credits, Some(0));
+    // The refused submission used nothing (with the totals in DynamoDB: taken, then given back).
+    assert_eq!(s.period_usage(u.id, &Period::of(now()).key).await.unwrap(), 3);
+}
+
+/// 100 prepaid submissions and 10 operator top-ups of 5 at once: the balance ends at exactly
+/// what was there, plus the top-ups, less the submissions.
+async fn a_top_up_never_undoes_a_debit_made_meanwhile(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let u = owner(&db, Plan::Pro).await;
+    let store: Arc<dyn Store> = Arc::new(db.store.clone());
+    store.set_usage_account(u.id, &UsageAccount { credits: Some(1_000), ..Default::default() }, now()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..110 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 11 == 0 {
+                let top_up = domain::usage::AccountChange { add_credits: Some(5), ..Default::default() };
+                store.change_usage_account(u.id, &top_up, now()).await.map(|_| ())
+            } else {
+                let (s, j) = job_for(u.id);
+                store.admit_submission_and_job(&s, &j, &charge(u.id, j.id, None)).await.map(|_| ())
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(store.usage_account(u.id).await.unwrap().credits, Some(1_000 + 50 - 100));
 }
 
 async fn our_failures_are_credited_back_once_and_completed_jobs_never(backend: Backend) {
@@ -337,6 +367,20 @@ async fn the_usage_api_reports_the_ledger_and_operators_set_terms(backend: Backe
         .send()
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    // A top-up adds to the balance as it stands; it is whole units, at least one.
+    let put_terms = |body: serde_json::Value| {
+        t.call(http::Method::PUT, &format!("/api/v1/admin/users/{}/usage", ann.user.id)).api_key(&ops.api_key).json(&body).send()
+    };
+    let topped = put_terms(json!({"add_credits": 5})).await;
+    assert_eq!((topped.status, topped.body["credits"].as_u64()), (StatusCode::OK, Some(15)), "{:?}", topped.body);
+    for bad in [json!({"add_credits": 0}), json!({"add_credits": -2}), json!({"add_credits": 1.5}), json!({"add_credits": "5"})] {
+        let r = put_terms(bad.clone()).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {:?}", r.body);
+    }
+    let nothing_added = put_terms(json!({"add_credits": null})).await;
+    assert_eq!(nothing_added.body["credits"].as_u64(), Some(15), "{:?}", nothing_added.body);
+    let reset_and_top = put_terms(json!({"credits": null, "add_credits": 2})).await;
+    assert_eq!(reset_and_top.body["credits"].as_u64(), Some(2), "a set applies first, then the top-up: {:?}", reset_and_top.body);
     // Customers cannot do either.
     let r = t.get("/api/v1/admin/usage").api_key(&ann.api_key).send().await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -370,6 +414,8 @@ async fn the_quota_job_repairs_a_drifted_total_from_the_ledger(backend: Backend)
             let drift = "UPDATE usage_periods SET used = 10 WHERE user_id = $1::uuid AND period = $2";
             sqlx::query(drift).bind(ann.id.to_string()).bind(&period).execute(&mut c).await.unwrap();
         }
+        // Drifted long enough ago for reconciliation to trust it (see usage::QUIET).
+        Backend::PostgresDynamo => put_total(&db, ann.id, &period, 10, now() - time::Duration::minutes(10)).await,
     }
     assert_eq!(db.store.period_usage(ann.id, &period).await.unwrap(), 10);
     let report = domain::usage::reconcile(&db.store, now()).await.unwrap();
@@ -379,6 +425,22 @@ async fn the_quota_job_repairs_a_drifted_total_from_the_ledger(backend: Backend)
     assert_eq!((d.user_id, d.counter, d.ledger, d.repaired), (ann.id, 10, 3, true));
     assert_eq!(db.store.period_usage(ann.id, &period).await.unwrap(), 3);
     assert!(domain::usage::reconcile(&db.store, now()).await.unwrap().drifted.is_empty());
+}
+
+/// Sets an account's DynamoDB total by hand (PostgresDynamo only).
+async fn put_total(db: &TestDb, user_id: Uuid, period: &str, used: i64, changed_at: time::OffsetDateTime) {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let dynamo = aws_sdk_dynamodb::Client::new(&crate::aws::config().await);
+    dynamo
+        .put_item()
+        .table_name(db.usage_table.as_deref().expect("a PostgresDynamo database"))
+        .item("user_id", S(user_id.to_string()))
+        .item("period", S(period.to_string()))
+        .item("used", N(used.to_string()))
+        .item("changed_at_us", N(to_micros(changed_at).to_string()))
+        .send()
+        .await
+        .unwrap();
 }
 
 /// Sends to Stripe, then loses the answer (a crash between the send and its record).
@@ -532,4 +594,72 @@ async fn threshold_notices_are_sent_once_per_period_and_retried(backend: Backend
     assert_eq!(hits.len(), 3);
     assert_eq!(hits[1].headers["x-gvn-delivery"], hits[2].headers["x-gvn-delivery"]);
     assert!(deaf.hits().is_empty(), "a subscription to job events hears no usage notices");
+}
+
+/// The DynamoDB totals themselves: each change applies once per (job, entry), a refusal
+/// writes nothing, and a repair only lands on the total it was computed from.
+#[tokio::test]
+async fn dynamodb_totals_apply_each_change_once() {
+    use domain::ports::{Take, UsageTotals};
+    let (totals, _) = crate::aws::usage_totals().await;
+    let user = Uuid::now_v7();
+    let at = now();
+    let period = Period::of(at).key;
+    let first = charge(user, Uuid::now_v7(), Some(2));
+    assert_eq!(totals.take(&first, Some(2)).await.unwrap(), Take::Taken { used: 1 });
+    assert_eq!(totals.take(&first, Some(2)).await.unwrap(), Take::Already { used: 1 }, "a replay is not charged again");
+    assert_eq!(totals.take(&charge(user, Uuid::now_v7(), Some(2)), Some(2)).await.unwrap(), Take::Taken { used: 2 });
+    let over = charge(user, Uuid::now_v7(), Some(2));
+    assert_eq!(totals.take(&over, Some(2)).await.unwrap(), Take::Refused { used: 2 });
+    // A refusal leaves no marker: the same job taken under a larger cap is charged.
+    assert_eq!(totals.take(&over, Some(5)).await.unwrap(), Take::Taken { used: 3 });
+    for _ in 0..2 {
+        totals.adjust(user, &period, first.job_id, "reversal", -1, at).await.unwrap();
+    }
+    assert_eq!(totals.used(user, &period).await.unwrap(), 2, "a reversal applies once");
+    let listed = totals.period_totals(&period).await.unwrap();
+    let mine = *listed.iter().find(|t| t.user_id == user).expect("the account's total is listed");
+    assert_eq!(mine.used, 2);
+    assert!(totals.period_totals("1999-01").await.unwrap().iter().all(|t| t.user_id != user));
+    let stale = domain::ports::PeriodTotal { used: 1, ..mine };
+    assert!(!totals.repair(user, &period, Some(&stale), 7, at).await.unwrap(), "a total that moved is not overwritten");
+    assert!(!totals.repair(user, &period, None, 7, at).await.unwrap(), "nor is an existing one taken for missing");
+    assert!(totals.repair(user, &period, Some(&mine), 7, at).await.unwrap());
+    assert_eq!(totals.used(user, &period).await.unwrap(), 7);
+    let other = Uuid::now_v7();
+    assert!(totals.repair(other, &period, None, 4, at).await.unwrap(), "a missing total is created");
+    assert_eq!(totals.used(other, &period).await.unwrap(), 4);
+}
+
+/// With the totals in DynamoDB, a total that changed within `usage::QUIET` may belong to an
+/// admission between its two writes: reconciliation leaves it for the next run. A total that
+/// went missing is rebuilt from the ledger.
+#[tokio::test]
+async fn reconciliation_waits_for_a_quiet_dynamodb_total() {
+    let db = TestDb::new(Backend::PostgresDynamo).await;
+    let (ann, bo) = (owner(&db, Plan::Pro).await, owner(&db, Plan::Pro).await);
+    for u in [&ann, &ann, &bo] {
+        let (sub, j) = job_for(u.id);
+        db.store.admit_submission_and_job(&sub, &j, &charge(u.id, j.id, None)).await.unwrap();
+    }
+    let period = Period::of(now()).key;
+    put_total(&db, ann.id, &period, 9, now()).await;
+    let report = domain::usage::reconcile(&db.store, now()).await.unwrap();
+    assert!(report.drifted.is_empty(), "{report:?}");
+    assert_eq!(db.store.period_usage(ann.id, &period).await.unwrap(), 9);
+    put_total(&db, ann.id, &period, 9, now() - domain::usage::QUIET - time::Duration::seconds(1)).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&crate::aws::config().await);
+    dynamo
+        .delete_item()
+        .table_name(db.usage_table.as_deref().unwrap())
+        .key("user_id", aws_sdk_dynamodb::types::AttributeValue::S(bo.id.to_string()))
+        .key("period", aws_sdk_dynamodb::types::AttributeValue::S(period.clone()))
+        .send()
+        .await
+        .unwrap();
+    let mut drifted = domain::usage::reconcile(&db.store, now()).await.unwrap().drifted;
+    drifted.sort_by_key(|d| d.counter);
+    let seen: Vec<_> = drifted.iter().map(|d| (d.user_id, d.counter, d.ledger, d.repaired)).collect();
+    assert_eq!(seen, vec![(bo.id, 0, 1, true), (ann.id, 9, 2, true)]);
+    assert_eq!((db.store.period_usage(ann.id, &period).await.unwrap(), db.store.period_usage(bo.id, &period).await.unwrap()), (2, 1));
 }

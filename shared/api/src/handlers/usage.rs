@@ -105,7 +105,7 @@ pub async fn admin_usage(
     Ok(Json(AdminUsageResponse { accounts: accounts.into_iter().map(current).collect() }))
 }
 
-/// Sets an account's plan, allowance and prepaid credits (admin role; audited).
+/// Sets an account's plan, allowance and prepaid credits, or tops the credits up (admin role; audited).
 #[utoipa::path(put, path = "/api/v1/admin/users/{user_id}/usage", tag = "admin", request_body = UsageTermsRequest,
     params(("user_id" = uuid::Uuid, Path)),
     responses((status = 200, body = UsageCurrentResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -118,11 +118,12 @@ pub async fn set_terms(
     Path(user_id): Path<String>,
     JsonBody(body): JsonBody<UsageTermsRequest>,
 ) -> ApiResult<Json<UsageCurrentResponse>> {
-    let change = UsageChange {
-        plan: body.plan,
+    let terms = domain::usage::AccountChange {
         allowance_override: body.allowance_override,
         credits: body.credits,
+        add_credits: body.add_credits,
         stripe_customer_id: body.stripe_customer_id,
     };
+    let change = UsageChange { plan: body.plan, terms };
     Ok(Json(current(app.set_usage_terms(&principal, path_id(&user_id, "user")?, change, &origin).await?)))
 }

@@ -44,16 +44,11 @@ pub struct UsageBucket {
     pub reversed: u64,
 }
 
-/// An operator's change to an account's terms; a field left out stays as it is.
+/// An operator's change to an account's plan and terms; a field left out stays as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsageChange {
     pub plan: Option<Plan>,
-    /// `Some(None)` returns the account to its plan's allowance.
-    pub allowance_override: Option<Option<u64>>,
-    /// `Some(None)` stops prepaying.
-    pub credits: Option<Option<u64>>,
-    /// `Some(None)` stops exporting the account's usage to Stripe.
-    pub stripe_customer_id: Option<Option<String>>,
+    pub terms: crate::usage::AccountChange,
 }
 
 fn day_start(day: i64) -> OffsetDateTime {
@@ -186,7 +181,7 @@ impl App {
     ) -> Result<CurrentUsage> {
         principal.require_admin()?;
         let user = self.store.user_by_id(user_id).await?.ok_or(Error::NotFound("user"))?;
-        if let Some(Some(id)) = &change.stripe_customer_id {
+        if let Some(Some(id)) = &change.terms.stripe_customer_id {
             // Stripe's customer ids: `cus_` and letters or digits.
             let valid =
                 id.len() <= 64 && id.strip_prefix("cus_").is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()));
@@ -194,17 +189,11 @@ impl App {
                 return Err(Error::validation("stripe_customer_id", "must be a Stripe customer id, `cus_` then letters and digits"));
             }
         }
-        let before = self.store.usage_account(user_id).await?;
-        let after = UsageAccount {
-            allowance_override: change.allowance_override.unwrap_or(before.allowance_override),
-            credits: change.credits.unwrap_or(before.credits),
-            stripe_customer_id: change.stripe_customer_id.clone().unwrap_or_else(|| before.stripe_customer_id.clone()),
-        };
         let at = now();
         if let Some(plan) = change.plan {
             self.store.set_user_plan(user_id, plan, at).await?;
         }
-        self.store.set_usage_account(user_id, &after, at).await?;
+        let (before, after) = self.store.change_usage_account(user_id, &change.terms, at).await?;
         let payload = serde_json::json!({
             "user_id": user_id,
             "plan": {"before": user.plan.as_str(), "after": change.plan.unwrap_or(user.plan).as_str()},
