@@ -83,11 +83,11 @@ async fn write_all(pool: &SqlitePool, batch: &[Pending]) -> Result<Vec<Option<Ad
     let mut tx = pool.begin().await.map_err(db_error)?;
     let mut admitted = Vec::with_capacity(batch.len());
     for p in batch {
+        crate::store::insert_submission_and_job(&mut tx, &p.submission, &p.job, crate::dialect::to_sqlite).await?;
         admitted.push(match &p.charge {
             Some((c, total)) => Some(crate::usage::apply_charge(&mut tx, c, *total, crate::dialect::to_sqlite).await?),
             None => None,
         });
-        crate::store::insert_submission_and_job(&mut tx, &p.submission, &p.job, crate::dialect::to_sqlite).await?;
     }
     tx.commit().await.map_err(db_error)?;
     Ok(admitted)

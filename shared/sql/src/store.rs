@@ -773,11 +773,11 @@ impl SqlStore {
             crate::Backend::Sqlite { jobs, .. } => jobs.write(s, j, charge).await,
             crate::Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(db_error)?;
+                insert_submission_and_job(&mut tx, s, j, |q| q.to_string()).await?;
                 let admitted = match charge {
                     Some((c, total)) => Some(crate::usage::apply_charge(&mut tx, c, total, |q| q.to_string()).await?),
                     None => None,
                 };
-                insert_submission_and_job(&mut tx, s, j, |q| q.to_string()).await?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(admitted)
             }

@@ -30,8 +30,9 @@ pub(crate) enum Total {
     Taken { allowance: u64, used: u64 },
 }
 
-/// Applies `c` in `tx`: the period's total (refused past the cap) unless it was `Taken`
-/// outside, prepaid credits (refused when short), and the charge entry.
+/// Applies `c` in `tx`, after the submission's own rows: the charge entry, the period's
+/// total (refused past the cap) unless it was `Taken` outside, and prepaid credits (refused
+/// when short).
 pub(crate) async fn apply_charge<DB: sqlx::Database>(
     tx: &mut sqlx::Transaction<'_, DB>,
     c: &Charge,
@@ -57,6 +58,23 @@ where
             .map_err(db_error)?;
     let (allowance_override, prepaid) = terms.unwrap_or_default();
     let from_credits = prepaid.is_some();
+    // The account's rows are locked (PostgreSQL) from their update to the commit, and every
+    // submission of the account waits for them: they are updated last, after the inserts, and
+    // in the order returns update them (total, then credits), so the two never deadlock.
+    sqlx::query(&sql("INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at, day) \
+         VALUES ($1::uuid, $2::uuid, $3::uuid, 'charge', $4, $5, $6, $7, NULL, gv_ts($8), $9)"))
+    .bind(c.entry_id.to_string())
+    .bind(user.clone())
+    .bind(c.job_id.to_string())
+    .bind(c.content_type.as_str().to_string())
+    .bind(units)
+    .bind(if from_credits { units } else { 0 })
+    .bind(c.period.key.clone())
+    .bind(to_micros(c.at))
+    .bind(day_of(c.at))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
     let (allowance, used) = match total {
         Total::Taken { allowance, used } => (allowance, used),
         Total::InTx => {
@@ -86,20 +104,6 @@ where
         };
         credits = Some(left.max(0) as u64);
     }
-    sqlx::query(&sql("INSERT INTO usage_ledger (id, user_id, job_id, entry, kind, units, credit_units, period, reason, created_at, day) \
-         VALUES ($1::uuid, $2::uuid, $3::uuid, 'charge', $4, $5, $6, $7, NULL, gv_ts($8), $9)"))
-    .bind(c.entry_id.to_string())
-    .bind(user)
-    .bind(c.job_id.to_string())
-    .bind(c.content_type.as_str().to_string())
-    .bind(units)
-    .bind(if from_credits { units } else { 0 })
-    .bind(c.period.key.clone())
-    .bind(to_micros(c.at))
-    .bind(day_of(c.at))
-    .execute(&mut **tx)
-    .await
-    .map_err(db_error)?;
     Ok(Admitted { allowance, used, credits })
 }
 
