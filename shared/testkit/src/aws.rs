@@ -24,73 +24,39 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
 
-fn key(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap()
-}
-
-fn string_attribute(name: &str) -> AttributeDefinition {
-    AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().unwrap()
-}
-
-/// The two counter tables exactly as template.yaml declares them (keys and TTL attribute).
-pub async fn counter_tables(config: &aws_config::SdkConfig) -> (String, String) {
+/// A table named `prefix-…` keyed by string attributes (partition key, then an optional sort
+/// key), billed per request, with TTL on `ttl`: how template.yaml declares each of ours.
+async fn table(config: &aws_config::SdkConfig, prefix: &str, keys: &[&str]) -> String {
     let dynamo = aws_sdk_dynamodb::Client::new(config);
-    let (counters, keys) = (unique("counters"), unique("idempotency"));
-    dynamo
-        .create_table()
-        .table_name(&counters)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string_attribute("key"))
-        .key_schema(key("key", KeyType::Hash))
-        .send()
-        .await
-        .unwrap();
-    dynamo
-        .create_table()
-        .table_name(&keys)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string_attribute("user_id"))
-        .attribute_definitions(string_attribute("key"))
-        .key_schema(key("user_id", KeyType::Hash))
-        .key_schema(key("key", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
-    for table in [&counters, &keys] {
-        dynamo
-            .update_time_to_live()
-            .table_name(table)
-            .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("ttl").enabled(true).build().unwrap())
-            .send()
-            .await
-            .unwrap();
+    let name = unique(prefix);
+    let mut create = dynamo.create_table().table_name(&name).billing_mode(BillingMode::PayPerRequest);
+    for (i, attribute) in keys.iter().enumerate() {
+        let kind = if i == 0 { KeyType::Hash } else { KeyType::Range };
+        create = create
+            .attribute_definitions(
+                AttributeDefinition::builder().attribute_name(*attribute).attribute_type(ScalarAttributeType::S).build().unwrap(),
+            )
+            .key_schema(KeySchemaElement::builder().attribute_name(*attribute).key_type(kind).build().unwrap());
     }
-    (counters, keys)
-}
-
-/// The usage totals table exactly as template.yaml declares it (keys and TTL attribute).
-pub async fn usage_table(config: &aws_config::SdkConfig) -> String {
-    let dynamo = aws_sdk_dynamodb::Client::new(config);
-    let table = unique("usage");
-    dynamo
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string_attribute("user_id"))
-        .attribute_definitions(string_attribute("period"))
-        .key_schema(key("user_id", KeyType::Hash))
-        .key_schema(key("period", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
+    create.send().await.unwrap();
     dynamo
         .update_time_to_live()
-        .table_name(&table)
+        .table_name(&name)
         .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("ttl").enabled(true).build().unwrap())
         .send()
         .await
         .unwrap();
-    table
+    name
+}
+
+/// The two counter tables as template.yaml declares them: (counters, idempotency keys).
+pub async fn counter_tables(config: &aws_config::SdkConfig) -> (String, String) {
+    (table(config, "counters", &["key"]).await, table(config, "idempotency", &["user_id", "key"]).await)
+}
+
+/// The usage totals table as template.yaml declares it.
+pub async fn usage_table(config: &aws_config::SdkConfig) -> String {
+    table(config, "usage", &["user_id", "period"]).await
 }
 
 /// Usage totals in DynamoDB on moto, with fresh tables: (the adapter, its totals table).
