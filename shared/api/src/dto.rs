@@ -90,6 +90,28 @@ pub struct JobQuery {
     pub expand: Option<String>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// A token from `POST /api/v1/analyze/{job_id}/stream-token`, for clients that cannot
+    /// send headers (a browser's EventSource).
+    #[param(max_length = 2048)]
+    pub stream_token: Option<String>,
+}
+
+/// Opens one job's live stream for five minutes (a stream opened in time stays open).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamTokenResponse {
+    pub stream_token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    /// The stream's URL with the token in it, for `new EventSource(url)` (relative to the API,
+    /// or absolute where streams are served elsewhere).
+    pub url: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobResponse {
     pub job_id: Uuid,

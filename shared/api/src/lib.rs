@@ -34,6 +34,8 @@ pub enum Endpoint {
     AuthToken,
     Analyze,
     AnalyzeStatus,
+    /// The live stream: a response-streaming Lambda behind a function URL on AWS.
+    AnalyzeEvents,
     UserHistory,
     InsightTemplates,
     AdminJobs,
@@ -53,6 +55,7 @@ impl Endpoint {
         Endpoint::AuthToken,
         Endpoint::Analyze,
         Endpoint::AnalyzeStatus,
+        Endpoint::AnalyzeEvents,
         Endpoint::UserHistory,
         Endpoint::InsightTemplates,
         Endpoint::AdminJobs,
@@ -73,6 +76,7 @@ impl Endpoint {
             Endpoint::AuthToken => "api-auth-token",
             Endpoint::Analyze => "api-analyze",
             Endpoint::AnalyzeStatus => "api-analyze-status",
+            Endpoint::AnalyzeEvents => "api-analyze-events",
             Endpoint::UserHistory => "api-user-history",
             Endpoint::InsightTemplates => "api-insight-templates",
             Endpoint::AdminJobs => "api-admin-jobs",
@@ -97,7 +101,12 @@ impl Endpoint {
         match self {
             Endpoint::AuthToken => &[("POST", "/api/v1/auth/token")],
             Endpoint::Analyze => &[("POST", "/api/v1/analyze")],
-            Endpoint::AnalyzeStatus => &[("GET", "/api/v1/analyze/{job_id}"), ("DELETE", "/api/v1/analyze/{job_id}")],
+            Endpoint::AnalyzeStatus => &[
+                ("GET", "/api/v1/analyze/{job_id}"),
+                ("DELETE", "/api/v1/analyze/{job_id}"),
+                ("POST", "/api/v1/analyze/{job_id}/stream-token"),
+            ],
+            Endpoint::AnalyzeEvents => &[("GET", "/api/v1/analyze/{job_id}/events")],
             Endpoint::UserHistory => &[("GET", "/api/v1/users/{user_id}/history")],
             Endpoint::InsightTemplates => &[("GET", "/api/v1/insights/templates")],
             Endpoint::AdminJobs => &[("GET", "/api/v1/admin/jobs")],
@@ -128,7 +137,10 @@ impl Endpoint {
         match self {
             Endpoint::AuthToken => r.route("/api/v1/auth/token", post(auth::token)),
             Endpoint::Analyze => r.route("/api/v1/analyze", post(analyze::submit)),
-            Endpoint::AnalyzeStatus => r.route("/api/v1/analyze/{job_id}", get(analyze::status).delete(analyze::archive)),
+            Endpoint::AnalyzeStatus => r
+                .route("/api/v1/analyze/{job_id}", get(analyze::status).delete(analyze::archive))
+                .route("/api/v1/analyze/{job_id}/stream-token", post(events::stream_token)),
+            Endpoint::AnalyzeEvents => r.route("/api/v1/analyze/{job_id}/events", get(events::events)),
             Endpoint::UserHistory => r.route("/api/v1/users/{user_id}/history", get(users::history)),
             Endpoint::InsightTemplates => r.route("/api/v1/insights/templates", get(insights::templates)),
             Endpoint::AdminJobs => r.route("/api/v1/admin/jobs", get(admin::jobs)),

@@ -97,6 +97,55 @@ impl AuthConfig {
     }
 }
 
+/// A stream token's audience: it opens one job's live stream, and nothing else.
+const STREAM_AUDIENCE: &str = "goviral-stream";
+/// How long a stream token opens the stream for (a connection made in time may outlive it).
+pub const STREAM_TOKEN_TTL_SECS: i64 = 300;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StreamClaims {
+    sub: String,
+    job: String,
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+}
+
+impl AuthConfig {
+    /// A short-lived token that opens the live stream of `job_id` for `user_id` (browsers'
+    /// EventSource cannot send headers, and an API key must never sit in a URL).
+    pub fn issue_stream_token(&self, user_id: uuid::Uuid, job_id: uuid::Uuid, now_unix: i64) -> Result<String> {
+        let claims = StreamClaims {
+            sub: user_id.to_string(),
+            job: job_id.to_string(),
+            iss: JWT_ISSUER.into(),
+            aud: STREAM_AUDIENCE.into(),
+            iat: now_unix,
+            exp: now_unix + STREAM_TOKEN_TTL_SECS,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.jwt_secret))
+            .map_err(|e| Error::Internal(format!("signing token: {e}")))
+    }
+
+    /// The user a stream token was issued to, if it is valid, unexpired and for `job_id`.
+    pub fn verify_stream_token(&self, token: &str, job_id: uuid::Uuid) -> Result<uuid::Uuid> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[JWT_ISSUER]);
+        validation.set_audience(&[STREAM_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.leeway = 5;
+        let data = jsonwebtoken::decode::<StreamClaims>(token, &DecodingKey::from_secret(&self.jwt_secret), &validation).map_err(|e| {
+            let expired = matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature);
+            Error::Unauthorized(if expired { "stream token expired: ask for a new one" } else { "stream token invalid" }.into())
+        })?;
+        if data.claims.job != job_id.to_string() {
+            return Err(Error::Unauthorized("this stream token is for another job".into()));
+        }
+        data.claims.sub.parse().map_err(|_| Error::Unauthorized("stream token invalid".into()))
+    }
+}
+
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenSubject {

@@ -76,6 +76,14 @@ string_enum!(JobStatus {
     Queued => "queued", Processing => "processing", Complete => "complete", Failed => "failed", Archived => "archived"
 });
 string_enum!(
+    /// A step of a job's progress, as its live stream tells it: queued, each stage as it
+    /// starts, media progress during extraction, and how it ended.
+    JobEventKind {
+        Queued => "queued", Moderation => "moderation", Extraction => "extraction", Progress => "progress",
+        Inference => "inference", Complete => "complete", Failed => "failed"
+    }
+);
+string_enum!(
     /// The five insight categories every analysis reports on.
     InsightCategory { Hook => "hook", Pacing => "pacing", Emotion => "emotion", Storytelling => "storytelling", Cta => "cta" }
 );
@@ -312,4 +320,28 @@ pub fn from_micros(us: i64) -> OffsetDateTime {
 /// Now, truncated to microseconds so it survives a round trip through any store.
 pub fn now() -> OffsetDateTime {
     from_micros(to_micros(OffsetDateTime::now_utc()))
+}
+
+impl JobStatus {
+    /// Complete or failed: the pipeline is done with it.
+    pub fn is_ended(self) -> bool {
+        matches!(self, JobStatus::Complete | JobStatus::Failed)
+    }
+}
+
+impl JobEventKind {
+    /// The job has ended: nothing follows this event.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobEventKind::Complete | JobEventKind::Failed)
+    }
+}
+
+/// One event of a job's live stream; `seq` numbers them from 1 per job (the stream's ids).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobEvent {
+    pub job_id: Uuid,
+    pub seq: u32,
+    pub kind: JobEventKind,
+    pub data: serde_json::Value,
+    pub at: OffsetDateTime,
 }

@@ -171,6 +171,15 @@ pub async fn run_stage(ctx: &StageContext, stage: Stage, input: Value) -> StageR
     // on this thread meanwhile with this job's id.
     let span = tracing::info_span!("stage", stage = stage.as_str(), job_id = %state.job_id);
     async {
+        let started = match stage {
+            Stage::Moderation => Some(JobEventKind::Moderation),
+            Stage::Extraction => Some(JobEventKind::Extraction),
+            Stage::Inference => Some(JobEventKind::Inference),
+            Stage::Webhook | Stage::Failure => None,
+        };
+        if let Some(kind) = started {
+            tell(ctx, state.job_id, kind, json!({})).await;
+        }
         Ok(match stage {
             Stage::Moderation => to_value(moderate(ctx, &state).await?),
             Stage::Extraction => to_value(extract(ctx, &state).await?),
@@ -181,6 +190,24 @@ pub async fn run_stage(ctx: &StageContext, stage: Stage, input: Value) -> StageR
     }
     .instrument(span)
     .await
+}
+
+/// Adds a step to the job's live stream. Best effort: a stream that misses a step still ends
+/// with the job (the events route reads the job's own state for that), so a failure here
+/// never fails the stage.
+pub async fn tell(ctx: &StageContext, job_id: Uuid, kind: JobEventKind, data: Value) {
+    if let Err(e) = ctx.store.append_job_event(job_id, kind, &data, now()).await {
+        tracing::warn!(%job_id, kind = kind.as_str(), error = %e, "job event not recorded");
+    }
+}
+
+/// Fails the job with `errors` (and moderation `flags`) and tells its stream.
+pub async fn fail_job(ctx: &StageContext, job_id: Uuid, errors: &Value, flags: Option<&Value>) -> crate::Result<bool> {
+    let failed = ctx.store.fail_job(job_id, errors, flags, now()).await?;
+    if failed {
+        tell(ctx, job_id, JobEventKind::Failed, json!({"errors": errors})).await;
+    }
+    Ok(failed)
 }
 
 fn to_value<T: Serialize>(v: T) -> Value {
@@ -230,7 +257,7 @@ pub async fn moderate(ctx: &StageContext, state: &PipelineState) -> StageResult<
     if verdict.flagged {
         let errors = json!([{"stage": "moderation", "error": "content_flagged", "reason": verdict.reasons.join("; ")}]);
         let flags = json!({"categories": verdict.categories, "reasons": verdict.reasons, "model": verdict.model});
-        ctx.store.fail_job(job.id, &errors, Some(&flags), now()).await?;
+        fail_job(ctx, job.id, &errors, Some(&flags)).await?;
         tracing::info!("content flagged by moderation");
     }
     if verdict.flagged {
@@ -307,7 +334,7 @@ async fn moderate_media(ctx: &StageContext, job_id: Uuid, media: &Value) -> Stag
     let errors = json!([{"stage": "moderation", "error": "content_flagged", "reason": reason}]);
     let source = if stills.is_empty() { "video speech and on-screen text" } else { "video speech, on-screen text and frames" };
     let flags = json!({"categories": verdict.categories, "reasons": verdict.reasons, "model": verdict.model, "source": source});
-    ctx.store.fail_job(job_id, &errors, Some(&flags), now()).await?;
+    fail_job(ctx, job_id, &errors, Some(&flags)).await?;
     tracing::info!("video flagged by moderation");
     // The job is failed already; the Catch path only notifies.
     Err(StageError::Permanent(reason))
@@ -555,7 +582,9 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
         prompt_hash: out.prompt_hash.clone().or_else(|| Some(auth::sha256_hex(request.text.as_bytes()))),
         created_at: now(),
     };
-    ctx.store.complete_job(job.id, &result, Some(&run), now()).await?;
+    if ctx.store.complete_job(job.id, &result, Some(&run), now()).await? {
+        tell(ctx, job.id, JobEventKind::Complete, json!({"score": result.score, "confidence": result.confidence})).await;
+    }
     Ok(InferenceResult { score: out.score })
 }
 
@@ -563,7 +592,7 @@ pub async fn mark_failed(ctx: &StageContext, state: &PipelineState) -> StageResu
     let caught = state.error.clone().unwrap_or(CaughtError { error: "States.Unknown".into(), cause: String::new() });
     let stage = state.failed_stage.clone().unwrap_or_else(|| "unknown".into());
     let errors = json!([{"stage": stage, "error": caught.error, "reason": caught.cause}]);
-    ctx.store.fail_job(state.job_id, &errors, None, now()).await?;
+    fail_job(ctx, state.job_id, &errors, None).await?;
     // A failure of ours is credited back; one the content caused is not (idempotent: a
     // retried failure stage never reverses twice).
     if crate::usage::refunded(&caught.error) {

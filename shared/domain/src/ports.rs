@@ -109,6 +109,11 @@ pub trait Store: Send + Sync {
         outcome: &crate::billing::MeterOutcome,
         now: OffsetDateTime,
     ) -> Result<()>;
+    /// Appends a step to the job's live stream, numbered after the last; a step other than
+    /// `progress` is kept once per job (a second one is dropped). The number, or None if dropped.
+    async fn append_job_event(&self, job_id: Uuid, kind: JobEventKind, data: &Value, at: OffsetDateTime) -> Result<Option<u32>>;
+    /// The job's stream after event `after`, oldest first, at most `limit`.
+    async fn job_events(&self, job_id: Uuid, after: u32, limit: u32) -> Result<Vec<JobEvent>>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;

@@ -57,6 +57,10 @@ pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
     let uses = goviral_app::AppUses { submissions: endpoint == Endpoint::Analyze, signed_urls: endpoint == Endpoint::Uploads };
     let app = Arc::new(composition.app(uses).await?);
     tracing::info!(function = endpoint.function_name(), "initialised");
+    if endpoint == Endpoint::AnalyzeEvents {
+        // Server-Sent Events are written as they happen (a function URL in RESPONSE_STREAM mode).
+        return lambda_http::run_with_streaming_response(endpoint_router(app, endpoint)).await;
+    }
     lambda_http::run(endpoint_router(app, endpoint)).await
 }
 

@@ -330,7 +330,7 @@ impl Runner {
     /// already credited it back or not.
     async fn fail_job(&self, job_id: Uuid, stage: &str, error: &str, cause: &str) -> domain::Result<()> {
         let errors = json!([{"stage": stage, "error": error, "reason": cause}]);
-        self.ctx.store.fail_job(job_id, &errors, None, now()).await?;
+        domain::pipeline::fail_job(&self.ctx, job_id, &errors, None).await?;
         if stage != "pipeline" && domain::usage::refunded(error) {
             self.ctx.store.reverse_charge(job_id, &format!("{stage}: {error}"), now()).await?;
         }

@@ -26,6 +26,7 @@ macro_rules! on_pool {
 
 mod counters;
 pub mod dialect;
+mod events;
 mod file_guard;
 mod group_commit;
 mod migrate;

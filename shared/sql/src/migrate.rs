@@ -41,6 +41,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0005_usage.sql"),
         sqlite: include_str!("../migrations/sqlite/0005_usage.sql"),
     },
+    Migration {
+        version: 6,
+        name: "job_events",
+        postgres: include_str!("../migrations/postgres/0006_job_events.sql"),
+        sqlite: include_str!("../migrations/sqlite/0006_job_events.sql"),
+    },
 ];
 
 const LEDGER: &str =

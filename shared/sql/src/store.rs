@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use domain::model::*;
 use domain::ports::{ReceivedUpload, Store};
 use domain::{Error, Result};
+use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -299,6 +300,14 @@ impl Store for SqlStore {
                 .rows_affected()
         });
         Ok(done == 1)
+    }
+
+    async fn append_job_event(&self, job_id: Uuid, kind: JobEventKind, data: &Value, at: OffsetDateTime) -> Result<Option<u32>> {
+        self.write_job_event(job_id, kind, data, at).await
+    }
+
+    async fn job_events(&self, job_id: Uuid, after: u32, limit: u32) -> Result<Vec<JobEvent>> {
+        self.read_job_events(job_id, after, limit).await
     }
 
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>> {
@@ -829,6 +838,8 @@ where
         .execute(&mut **tx)
         .await
         .map_err(db_error)?;
+    // The job's live stream starts with it.
+    sqlx::query(&sql(crate::events::QUEUED)).bind(j.id.to_string()).bind(us(j.created_at)).execute(&mut **tx).await.map_err(db_error)?;
     Ok(())
 }
 

@@ -38,6 +38,8 @@ pub fn test_config(database_url: &str, data_dir: &std::path::Path, rate_limits: 
         ("GOVIRAL_MEDIA_FETCH_TIMEOUT_MS", "3000".to_string()),
         // Retry delays 1000× shorter: a test waits milliseconds where production waits seconds.
         ("GOVIRAL_PIPELINE_RETRY_SCALE", "0.001".to_string()),
+        // A live stream's heartbeat every 200 ms, so a test sees one quickly.
+        ("GOVIRAL_STREAM_HEARTBEAT_MS", "200".to_string()),
         // The test database is migrated already.
         ("GOVIRAL_MIGRATE", "false".to_string()),
     ];

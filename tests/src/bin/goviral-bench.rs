@@ -149,10 +149,15 @@ async fn main() {
         scorer_bench(&binary, args.get(3).map_or(20_000, |s| s.parse().expect("count")));
         return;
     }
+    if mode == "streams" {
+        let report = streams_bench(&binary, args.get(3).map_or(1_000, |s| s.parse().expect("streams"))).await;
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
     let pipeline_mode = match mode.as_str() {
         "api" | "attack" | "reconcile" => false,
         "pipeline" => true,
-        other => panic!("unknown mode {other}: api, pipeline, attack, reconcile or scorer"),
+        other => panic!("unknown mode {other}: api, pipeline, attack, reconcile, streams or scorer"),
     };
     let default_total = match mode.as_str() {
         "pipeline" => 1_000,
@@ -284,8 +289,13 @@ async fn main() {
 
 /// Starts `goviral serve` with `env` (its data dir among it) and returns the process and its base URL.
 fn start_server(binary: &str, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    start_server_with(binary, env, &[])
+}
+
+fn start_server_with(binary: &str, env: &[(&str, &str)], extra: &[&str]) -> (std::process::Child, String) {
     let mut server = Command::new(binary)
         .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(extra)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -496,6 +506,93 @@ async fn reliability_bench(binary: &str, mode: &str, total: usize, clients: usiz
         "jobs_per_sec_end_to_end": (ids.len() as f64 / (submitted + drained).as_secs_f64()).round(),
         "server_peak_rss_mib": mib(peak.load(std::sync::atomic::Ordering::Relaxed)),
         "audit": audit,
+    })
+}
+
+/// `n` live streams held open at once on `n` waiting jobs (the server runs no pipeline, so
+/// every stream stays open on heartbeats): the server's memory idle and with them all open,
+/// and whether each stream got its job's first event and heartbeats.
+async fn streams_bench(binary: &str, n: usize) -> Value {
+    let data_dir = std::env::temp_dir().join(format!("goviral-bench-streams-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let env = [
+        ("GOVIRAL_DATA_DIR", data_dir.to_str().unwrap()),
+        ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000000"),
+        ("GOVIRAL_HTTP_MAX_CONNECTIONS", "4096"),
+        ("GOVIRAL_STREAM_HEARTBEAT_MS", "1000"),
+        ("RUST_LOG", "warn"),
+    ];
+    let created = Command::new(binary)
+        .args(["users", "create", "--email", "streams@example.com", "--plan", "enterprise"])
+        .envs(env)
+        .output()
+        .expect("run goviral");
+    assert!(created.status.success(), "users create failed: {}", String::from_utf8_lossy(&created.stderr));
+    let user: Value = serde_json::from_slice(&created.stdout).expect("user json");
+    let (mut server, base) = start_server_with(binary, &env, &["--no-pipeline"]);
+    let pid = server.id();
+    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(n + 8).build_http();
+    let key = user["api_key"].as_str().unwrap().to_string();
+    let mut jobs = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = json!({"content_type": "text", "caption": format!("Stream {i}: 3 habits"), "user_id": user["user_id"]}).to_string();
+        let (status, bytes) = request(
+            &client,
+            "POST",
+            &format!("{base}/api/v1/analyze"),
+            &[("x-api-key", &key), ("content-type", "application/json")],
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
+        jobs.push(serde_json::from_slice::<Value>(&bytes).unwrap()["job_id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid).unwrap_or(0);
+    let hold = Duration::from_secs(5);
+    let opened = Instant::now();
+    let streams: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            let (client, key, url) = (client.clone(), key.clone(), format!("{base}/api/v1/analyze/{job}/events"));
+            tokio::spawn(async move {
+                let req = http::Request::builder().uri(url).header("x-api-key", key).body(Full::new(Bytes::new())).unwrap();
+                let Ok(resp) = client.request(req).await else { return (0u16, String::new()) };
+                let status = resp.status().as_u16();
+                let mut body = resp.into_body();
+                let mut text = String::new();
+                let deadline = tokio::time::Instant::now() + hold;
+                while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+                    if let Some(data) = frame.data_ref() {
+                        text.push_str(&String::from_utf8_lossy(data));
+                    }
+                }
+                (status, text)
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    while opened.elapsed() < hold {
+        peak = peak.max(rss_kib(pid).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut ok = 0;
+    for s in streams {
+        let (status, text) = s.await.expect("stream task");
+        if status == 200 && text.starts_with("id: 1\nevent: queued\n") && text.contains(": heartbeat") {
+            ok += 1;
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    json!({
+        "streams": n,
+        "held_secs": hold.as_secs(),
+        "streams_with_their_event_and_heartbeats": ok,
+        "server_rss_idle_mib": mib(idle),
+        "server_rss_with_streams_open_mib": mib(peak),
+        "per_stream_kib": ((peak.saturating_sub(idle)) as f64 / n.max(1) as f64 * 10.0).round() / 10.0,
     })
 }
 

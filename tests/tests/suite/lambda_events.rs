@@ -31,6 +31,26 @@ async fn invoke(app: &Arc<domain::service::App>, endpoint: Endpoint, event: &str
     (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+/// The live stream's function URL event runs through its router: an ended job's stream is
+/// its history, then the end, and closes (so a buffered read of it finishes).
+#[tokio::test]
+async fn the_live_stream_answers_its_function_url_event() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let body = serde_json::json!({"content_type": "text", "caption": "Streamed", "user_id": ann.user.id});
+    let job = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string();
+    let errors = serde_json::json!([{"stage": "inference", "error": "States.Timeout", "reason": "test"}]);
+    t.app.store.fail_job(job.parse().unwrap(), &errors, None, domain::model::now()).await.unwrap();
+    let subs = [("REPLACE_WITH_API_KEY", ann.api_key.as_str()), ("REPLACE_WITH_JOB_ID", job.as_str())];
+    let request = lambda_http::request::from_str(&event("apigw-analyze-events.json", &subs)).expect("a function URL event");
+    let response = goviral_lambda::endpoint_router(t.app.clone(), Endpoint::AnalyzeEvents).oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.starts_with("id: 1\nevent: queued\n"), "{text}");
+    assert!(text.contains("id: 2\nevent: failed\n") && text.contains("States.Timeout"), "{text}");
+}
+
 #[tokio::test]
 async fn sample_events_run_through_the_lambda_routers() {
     let t = TestApp::spawn(Backend::Sqlite).await;
@@ -145,6 +165,11 @@ fn template_declares_every_function_and_route() {
         assert!(packages.contains(&endpoint.function_name().to_string()), "{endpoint:?} has no package");
         let block = template.split(&format!("Binary: {}\n", endpoint.function_name())).nth(1).unwrap();
         let block = block.split("Type: AWS::Serverless::Function").next().unwrap();
+        if *endpoint == Endpoint::AnalyzeEvents {
+            // A response-streaming function URL: no API route.
+            assert!(block.contains("InvokeMode: RESPONSE_STREAM"), "the live stream does not stream");
+            continue;
+        }
         for (method, path) in endpoint.routes() {
             assert!(
                 block.contains(&format!("Method: {method}\n            Path: {path}\n")),

@@ -26,6 +26,7 @@ mod api_resources;
 mod aws;
 mod blob_contract;
 mod counters_contract;
+mod events;
 mod faces;
 mod hardening;
 mod lambda_events;

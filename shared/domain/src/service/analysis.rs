@@ -211,6 +211,43 @@ impl App {
         Ok(JobView { job, insights })
     }
 
+    /// A token that opens the job's live stream for five minutes (for browsers' EventSource).
+    pub async fn stream_token(&self, principal: &Principal, job_id: Uuid) -> Result<(String, OffsetDateTime)> {
+        let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
+        job.ok_or(Error::NotFound("job"))?;
+        let at = now();
+        let token = self.settings.auth.issue_stream_token(principal.user.id, job_id, at.unix_timestamp())?;
+        Ok((token, at + time::Duration::seconds(crate::auth::STREAM_TOKEN_TTL_SECS)))
+    }
+
+    /// Who a stream token lets read the job's stream (as a principal for `job_events`).
+    pub async fn stream_principal(&self, token: &str, job_id: Uuid) -> Result<Principal> {
+        let user_id = self.settings.auth.verify_stream_token(token, job_id)?;
+        let user = self.store.user_by_id(user_id).await?.filter(|u| u.is_active);
+        let user = user.ok_or_else(|| Error::Unauthorized("the stream token's account is inactive".into()))?;
+        Ok(Principal { user, method: AuthMethod::Token })
+    }
+
+    /// The job and its live stream after event `after`. When the job has ended but its stream
+    /// has no last event (a crash between the two writes), one is made from the job itself,
+    /// numbered after the stored ones.
+    pub async fn job_events(&self, principal: &Principal, job_id: Uuid, after: u32) -> Result<(Job, Vec<JobEvent>)> {
+        let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
+        let job = job.ok_or(Error::NotFound("job"))?;
+        // A stream is short (queued, three stages, a few progress steps, the end).
+        let mut events = self.store.job_events(job_id, 0, JOB_EVENTS_MAX).await?;
+        if job.status.is_ended() && !events.iter().any(|e| e.kind.is_terminal()) {
+            let (kind, data) = match job.status {
+                JobStatus::Complete => (JobEventKind::Complete, serde_json::json!({"score": job.score, "confidence": job.confidence})),
+                _ => (JobEventKind::Failed, serde_json::json!({"errors": job.errors})),
+            };
+            let seq = events.last().map_or(1, |e| e.seq + 1);
+            events.push(JobEvent { job_id, seq, kind, data, at: job.updated_at });
+        }
+        events.retain(|e| e.seq > after);
+        Ok((job, events))
+    }
+
     pub async fn archive_job(&self, principal: &Principal, job_id: Uuid, origin: &Origin) -> Result<()> {
         let owner = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id)).ok_or(Error::NotFound("job"))?.user_id;
         if !self.store.archive_job(owner, job_id, now()).await? {
@@ -339,6 +376,9 @@ mod tests {
             usage: crate::usage::UsageTerms::default(),
             allow_loopback_webhooks: loopback_webhooks,
             allow_loopback_media: loopback_media,
+            stream_heartbeat: std::time::Duration::from_secs(15),
+            stream_max: std::time::Duration::from_secs(1_800),
+            stream_base_url: None,
         }
     }
 

@@ -32,6 +32,8 @@ pub const HISTORY_DEFAULT_LIMIT: u32 = 20;
 pub const HISTORY_MAX_LIMIT: u32 = 100;
 pub const ADMIN_MAX_LIMIT: u32 = 500;
 pub const WEBHOOKS_PER_USER_MAX: usize = 20;
+/// The most events one job's live stream is read with (a stream holds about ten).
+pub const JOB_EVENTS_MAX: u32 = 1_000;
 const KEY_TOUCH_INTERVAL_SECS: i64 = 60;
 const VERIFIED_KEY_CACHE_SECS: i64 = 300;
 const VERIFIED_KEY_CACHE_MAX: usize = 10_000;
@@ -71,6 +73,14 @@ pub struct Settings {
     pub allow_loopback_webhooks: bool,
     /// Local development only: a video's `source_url` may be http:// on loopback.
     pub allow_loopback_media: bool,
+    /// How often a quiet live stream sends a heartbeat comment.
+    pub stream_heartbeat: std::time::Duration,
+    /// How long one live stream stays open (the client then resumes with Last-Event-ID); under
+    /// the function's timeout on AWS.
+    pub stream_max: std::time::Duration,
+    /// Where live streams are served when not beside the API (AWS: the streaming function's
+    /// URL); None: the same origin.
+    pub stream_base_url: Option<String>,
 }
 
 /// How the caller proved who they are.
