@@ -380,9 +380,18 @@ async fn measure_media(ctx: &StageContext, job_id: Uuid, submission: &Submission
     if !video_to_file(ctx, job_id, submission, &file).await? {
         return Ok(Value::Null);
     }
+    let bytes = tokio::fs::metadata(&file).await.map(|m| m.len()).unwrap_or(0);
+    progress(ctx, job_id, MediaStep::Received, json!({"bytes": bytes})).await;
     match ctx.media.analyze(&file).await {
         Ok(mut report) => {
+            let measured = json!({
+                "duration_s": report["duration_s"],
+                "cuts": report["scenes"]["cuts_s"].as_array().map_or(0, Vec::len),
+                "speech": report["speech"]["transcript"].as_str().is_some_and(|t| !t.trim().is_empty()),
+            });
+            progress(ctx, job_id, MediaStep::Measured, measured).await;
             let thumbnails = store_thumbnails(ctx, job_id, &file, &report).await;
+            progress(ctx, job_id, MediaStep::Thumbnails, json!({"count": thumbnails.len()})).await;
             report["thumbnails"] = json!(thumbnails);
             Ok(report)
         }
@@ -396,6 +405,37 @@ async fn measure_media(ctx: &StageContext, job_id: Uuid, submission: &Submission
         ))),
         Err(other) => Err(StageError::from(other)),
     }
+}
+
+/// What extraction has done with a video, told to the job's stream as `progress` events
+/// (`{"step", "done", "of", …}`, so a client can draw a bar).
+#[derive(Debug, Clone, Copy)]
+enum MediaStep {
+    /// The video is here, whole (uploaded, or fetched from its URL).
+    Received,
+    /// Cuts, loudness, speech, on-screen text and faces are measured.
+    Measured,
+    /// Stills for the timeline are stored.
+    Thumbnails,
+}
+
+impl MediaStep {
+    const COUNT: usize = 3;
+
+    fn name(self) -> &'static str {
+        match self {
+            MediaStep::Received => "received",
+            MediaStep::Measured => "measured",
+            MediaStep::Thumbnails => "thumbnails",
+        }
+    }
+}
+
+async fn progress(ctx: &StageContext, job_id: Uuid, step: MediaStep, mut data: Value) {
+    data["step"] = step.name().into();
+    data["done"] = (step as usize + 1).into();
+    data["of"] = MediaStep::COUNT.into();
+    tell(ctx, job_id, JobEventKind::Progress, data).await;
 }
 
 /// The most thumbnails kept per video: the opening and the first shots after it.

@@ -122,6 +122,16 @@ async fn a_video_url_is_fetched_once_measured_and_scored() {
     // The one immutable copy every later stage reads.
     let stored = t.blobs.get(&domain::media::fetched_key(job.parse().unwrap())).await.unwrap().expect("the fetched copy is stored");
     assert!(stored == video, "the stored copy is the served file, byte for byte");
+    // The job's live stream told each media step as extraction did it.
+    let events = t.app.store.job_events(job.parse().unwrap(), 0, 100).await.unwrap();
+    let told: Vec<(&str, Value)> = events.iter().map(|e| (e.kind.as_str(), e.data.clone())).collect();
+    let kinds: Vec<&str> = told.iter().map(|e| e.0).collect();
+    assert_eq!(kinds, ["queued", "moderation", "extraction", "progress", "progress", "progress", "inference", "complete"], "{told:?}");
+    let steps: Vec<(&str, u64, u64)> =
+        told[3..6].iter().map(|(_, d)| (d["step"].as_str().unwrap(), d["done"].as_u64().unwrap(), d["of"].as_u64().unwrap())).collect();
+    assert_eq!(steps, [("received", 1, 3), ("measured", 2, 3), ("thumbnails", 3, 3)]);
+    assert_eq!(told[3].1["bytes"].as_u64(), Some(video.len() as u64));
+    assert_eq!(told[4].1["cuts"].as_u64(), Some(1));
     pipeline.stop().await;
 }
 
