@@ -170,13 +170,7 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&data_dir);
     let env = [("GOVIRAL_DATA_DIR", data_dir.to_str().unwrap()), ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000000"), ("RUST_LOG", "warn")];
 
-    let created = Command::new(&binary)
-        .args(["users", "create", "--email", "bench@example.com", "--plan", "enterprise"])
-        .envs(env)
-        .output()
-        .expect("run goviral");
-    assert!(created.status.success(), "users create failed: {}", String::from_utf8_lossy(&created.stderr));
-    let user: Value = serde_json::from_slice(&created.stdout).expect("user json");
+    let user = create_user(&binary, &env, "bench@example.com");
 
     let (mut server, base) = start_server(&binary, &env);
     let pid = server.id();
@@ -288,6 +282,17 @@ async fn main() {
 }
 
 /// Starts `goviral serve` with `env` (its data dir among it) and returns the process and its base URL.
+/// An enterprise account made with `goviral users create`: its ids and keys as JSON.
+fn create_user(binary: &str, env: &[(&str, &str)], email: &str) -> Value {
+    let created = Command::new(binary)
+        .args(["users", "create", "--email", email, "--plan", "enterprise"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run goviral users create");
+    assert!(created.status.success(), "users create failed: {}", String::from_utf8_lossy(&created.stderr));
+    serde_json::from_slice(&created.stdout).expect("the new user as JSON")
+}
+
 fn start_server(binary: &str, env: &[(&str, &str)]) -> (std::process::Child, String) {
     start_server_with(binary, env, &[])
 }
@@ -369,13 +374,7 @@ async fn reliability_bench(binary: &str, mode: &str, total: usize, clients: usiz
     let _ = std::fs::remove_dir_all(&data_dir);
     let dir = data_dir.to_str().unwrap().to_string();
     let env = [("GOVIRAL_DATA_DIR", dir.as_str()), ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000000"), ("RUST_LOG", "warn")];
-    let created = Command::new(binary)
-        .args(["users", "create", "--email", "load@example.com", "--plan", "enterprise"])
-        .envs(env)
-        .output()
-        .expect("users create");
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let user: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let user = create_user(binary, &env, "load@example.com");
     let (server, base) = start_server(binary, &env);
     let server = Arc::new(std::sync::Mutex::new(server));
     let base = Arc::new(std::sync::Mutex::new(base));
@@ -522,13 +521,7 @@ async fn streams_bench(binary: &str, n: usize) -> Value {
         ("GOVIRAL_STREAM_HEARTBEAT_MS", "1000"),
         ("RUST_LOG", "warn"),
     ];
-    let created = Command::new(binary)
-        .args(["users", "create", "--email", "streams@example.com", "--plan", "enterprise"])
-        .envs(env)
-        .output()
-        .expect("run goviral");
-    assert!(created.status.success(), "users create failed: {}", String::from_utf8_lossy(&created.stderr));
-    let user: Value = serde_json::from_slice(&created.stdout).expect("user json");
+    let user = create_user(binary, &env, "streams@example.com");
     let (mut server, base) = start_server_with(binary, &env, &["--no-pipeline"]);
     let pid = server.id();
     let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(n + 8).build_http();
@@ -881,10 +874,7 @@ async fn media_bench(binary: &str, runs: usize) -> Value {
         ("GOVIRAL_FACE_MODEL", faces.as_str()),
         ("RUST_LOG", "warn"),
     ];
-    let created =
-        Command::new(binary).args(["users", "create", "--email", "bench@example.com", "--plan", "enterprise"]).envs(env).output().unwrap();
-    assert!(created.status.success(), "users create: {}", String::from_utf8_lossy(&created.stderr));
-    let user: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let user = create_user(binary, &env, "bench@example.com");
     // Made once per machine (a minute of encoding), then reused.
     let clips = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/goviral/bench-clips");
     std::fs::create_dir_all(&clips).unwrap();
