@@ -2,7 +2,8 @@
 //! order with increasing ids, resumed after `Last-Event-ID`, a heartbeat while nothing
 //! happens, closed at the end; a finished job answers its history and closes; another
 //! user's job, no credentials, a bad `Last-Event-ID` and stream tokens that are expired, for
-//! another job or forged are refused.
+//! another job or forged are refused. And the AWS function itself, served by `cargo lambda
+//! watch` behind a function URL, streams the same events as they happen.
 
 use std::time::Duration;
 
@@ -33,6 +34,10 @@ impl Stream {
         }
         let response = request.send().await.expect("the stream answers");
         Stream { response, text: String::new() }
+    }
+
+    async fn open_url(url: &str) -> Stream {
+        Stream { response: reqwest::Client::new().get(url).send().await.expect("the stream answers"), text: String::new() }
     }
 
     /// Reads until the server closes the stream (failing after `limit`).
@@ -179,4 +184,52 @@ async fn browsers_open_the_stream_with_a_short_lived_job_token(backend: Backend)
     // Only the job's owner gets a token for it.
     let r = t.post(&format!("/api/v1/analyze/{job}/stream-token")).api_key(&bo.api_key).send().await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// The response-streaming Lambda (api-analyze-events) under `cargo lambda watch`, reached
+/// through its function URL: the first event and heartbeats arrive while the job waits (so
+/// the response is streamed, not buffered), and the end arrives when the job fails, which
+/// closes the stream. A stream token opens it too.
+#[tokio::test]
+async fn the_streaming_function_streams_through_its_function_url() {
+    let t = TestApp::spawn(Backend::Postgres).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let job = submit(&t, &ann.api_key, ann.user.id).await;
+    let env: Vec<(String, String)> = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("GOVIRAL_DATABASE_URL", t.db.url.as_str()),
+        ("GOVIRAL_JWT_SECRET", "test-secret-test-secret-test-secret!"),
+        ("GOVIRAL_STREAM_HEARTBEAT_MS", "300"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let watch = crate::state_machine::LambdaWatch::start(&env).await;
+    let url = format!("{}/lambda-url/api-analyze-events/api/v1/analyze/{job}/events", watch.base_url);
+    // The first request also starts the function (cargo run of the prebuilt binary).
+    let mut response = None;
+    for _ in 0..60 {
+        match reqwest::Client::new().get(&url).header("x-api-key", &ann.api_key).send().await {
+            Ok(r) if r.status() == StatusCode::OK => {
+                response = Some(r);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    let mut stream = Stream { response: response.expect("the function answers through its URL"), text: String::new() };
+    assert!(stream.read_for(Duration::from_millis(1_500)).await, "the stream stays open while the job waits");
+    assert_eq!(kinds(&events(&stream.text)), ["queued"], "{}", stream.text);
+    assert!(stream.text.matches(": heartbeat\n\n").count() >= 2, "streamed as it happens: {:?}", stream.text);
+    let errors = json!([{"stage": "inference", "error": "States.Timeout", "reason": "test"}]);
+    t.app.store.fail_job(job.parse().unwrap(), &errors, None, domain::model::now()).await.unwrap();
+    let all = events(&stream.until_closed(Duration::from_secs(10)).await);
+    assert_eq!(kinds(&all), ["queued", "failed"], "{all:?}");
+
+    let issued = t.post(&format!("/api/v1/analyze/{job}/stream-token")).api_key(&ann.api_key).send().await;
+    let token = issued.body["stream_token"].as_str().unwrap();
+    let by_token = Stream::open_url(&format!("{url}?stream_token={token}")).await;
+    assert_eq!(kinds(&events(&by_token.until_closed(Duration::from_secs(10)).await)), ["queued", "failed"]);
 }

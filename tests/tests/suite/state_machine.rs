@@ -46,13 +46,15 @@ struct StageQueue {
 }
 
 /// `cargo lambda watch` serving the workspace's functions on a loopback port; killed on drop.
-struct LambdaWatch {
+pub(crate) struct LambdaWatch {
     child: tokio::process::Child,
     invoke_url: String,
+    /// Where function URLs are served: `{base}/lambda-url/<function>/<path>`.
+    pub(crate) base_url: String,
 }
 
 impl LambdaWatch {
-    async fn start(env: &[(String, String)]) -> LambdaWatch {
+    pub(crate) async fn start(env: &[(String, String)]) -> LambdaWatch {
         let bin = std::env::var("GOVIRAL_CARGO_LAMBDA").expect("GOVIRAL_CARGO_LAMBDA: run the suite through scripts/test");
         let port = free_port();
         let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -72,7 +74,11 @@ impl LambdaWatch {
             assert!(Instant::now() < deadline, "cargo lambda watch did not listen on {port}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        LambdaWatch { child, invoke_url: format!("http://127.0.0.1:{port}/2015-03-31/functions") }
+        LambdaWatch {
+            child,
+            invoke_url: format!("http://127.0.0.1:{port}/2015-03-31/functions"),
+            base_url: format!("http://127.0.0.1:{port}"),
+        }
     }
 }
 
