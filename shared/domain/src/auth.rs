@@ -75,26 +75,33 @@ impl AuthConfig {
     /// Verifies signature (HS256 only: `none` and every other algorithm are refused),
     /// expiry, issuer and audience; returns whom (and which key) it was issued to.
     pub fn verify_token(&self, token: &str) -> Result<TokenSubject> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[JWT_ISSUER]);
-        validation.set_audience(&[JWT_AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        validation.leeway = 5;
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.jwt_secret), &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            let reason = match e.kind() {
-                ErrorKind::ExpiredSignature => "token expired",
-                ErrorKind::InvalidSignature => "token signature invalid",
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "token algorithm not accepted",
-                _ => "token invalid",
-            };
-            Error::Unauthorized(reason.into())
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.jwt_secret), &validation(JWT_AUDIENCE)).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                let reason = match e.kind() {
+                    ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::InvalidSignature => "token signature invalid",
+                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "token algorithm not accepted",
+                    _ => "token invalid",
+                };
+                Error::Unauthorized(reason.into())
+            })?;
         let invalid = || Error::Unauthorized("token invalid".into());
         let user_id = data.claims.sub.parse().map_err(|_| invalid())?;
         let key_id = data.claims.kid.as_deref().map(str::parse).transpose().map_err(|_| invalid())?;
         Ok(TokenSubject { user_id, key_id })
     }
+}
+
+/// What every token of ours must be: HS256 only (`none` and every other algorithm are
+/// refused), ours, for `audience`, unexpired (5 s of clock skew allowed).
+fn validation(audience: &str) -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[JWT_ISSUER]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+    validation.leeway = 5;
+    validation
 }
 
 /// A stream token's audience: it opens one job's live stream, and nothing else.
@@ -130,12 +137,8 @@ impl AuthConfig {
 
     /// The user a stream token was issued to, if it is valid, unexpired and for `job_id`.
     pub fn verify_stream_token(&self, token: &str, job_id: uuid::Uuid) -> Result<uuid::Uuid> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[JWT_ISSUER]);
-        validation.set_audience(&[STREAM_AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        validation.leeway = 5;
-        let data = jsonwebtoken::decode::<StreamClaims>(token, &DecodingKey::from_secret(&self.jwt_secret), &validation).map_err(|e| {
+        let key = DecodingKey::from_secret(&self.jwt_secret);
+        let data = jsonwebtoken::decode::<StreamClaims>(token, &key, &validation(STREAM_AUDIENCE)).map_err(|e| {
             let expired = matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature);
             Error::Unauthorized(if expired { "stream token expired: ask for a new one" } else { "stream token invalid" }.into())
         })?;
