@@ -235,13 +235,16 @@ impl Moto {
             definition = definition.replace(&placeholder, &q.url);
         }
         assert!(!definition.contains("${"), "every substitution is applied");
-        // One change to the file's policy: Extract may retry 8 times instead of 3, so the test
-        // can notice the first S3 failure and bring S3 back before full-jitter retries (which
-        // may come at once) run out on a loaded machine.
+        // One change to the file's policy: the stages that write to S3 first (Moderate keeps
+        // the text it passed; Extract the features) may retry 8 times instead of 3, so the
+        // test can notice the first S3 failure and bring S3 back before full-jitter retries
+        // (which may come at once) run out on a loaded machine.
         let mut parsed: Value = serde_json::from_str(&definition).unwrap();
-        let retry = &mut parsed["States"]["Extract"]["Retry"][0]["MaxAttempts"];
-        assert_eq!(*retry, json!(3), "the retry policy this test relaxes");
-        *retry = json!(8);
+        for state in ["Moderate", "Extract"] {
+            let retry = &mut parsed["States"][state]["Retry"][0]["MaxAttempts"];
+            assert_eq!(*retry, json!(3), "the retry policy this test relaxes");
+            *retry = json!(8);
+        }
         let definition = parsed.to_string();
         self.sfn
             .create_state_machine()
