@@ -140,6 +140,10 @@ impl DynamoUsageTotals {
 impl UsageTotals for DynamoUsageTotals {
     async fn take(&self, c: &Charge, cap: Option<u64>) -> Result<Take> {
         let period = &c.period.key;
+        // More than the whole allowance: refused without writing anything.
+        if cap.is_some_and(|cap| c.units > cap) {
+            return Ok(Take::Refused { used: self.used(c.user_id, period).await? });
+        }
         if !self.mark(c.user_id, period, c.job_id, "charge", c.units as i64, c.at).await? {
             return Ok(Take::Already { used: self.used(c.user_id, period).await? });
         }

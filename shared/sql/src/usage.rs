@@ -523,12 +523,10 @@ impl SqlStore {
         // racing a submission applies from the next one.
         let allowance = self.read_usage_account(c.user_id).await?.allowance_override.unwrap_or(c.plan_allowance);
         let cap = c.hard_cap.then_some(allowance);
-        let refused = |used| Error::QuotaExceeded { allowance, used, required: c.units, resets_at: c.period.resets_at };
-        if cap.is_some_and(|cap| c.units > cap) {
-            return Err(refused(totals.used(c.user_id, &c.period.key).await?));
-        }
         let (used, fresh) = match totals.take(c, cap).await? {
-            Take::Refused { used } => return Err(refused(used)),
+            Take::Refused { used } => {
+                return Err(Error::QuotaExceeded { allowance, used, required: c.units, resets_at: c.period.resets_at });
+            }
             Take::Taken { used } => (used, true),
             Take::Already { used } => (used, false),
         };

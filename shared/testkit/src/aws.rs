@@ -62,7 +62,8 @@ pub async fn usage_table(config: &aws_config::SdkConfig) -> String {
 /// Usage totals in DynamoDB on moto, with fresh tables: (the adapter, its totals table).
 pub async fn usage_totals() -> (goviral_aws::DynamoUsageTotals, String) {
     let config = config().await;
-    let (_, keys) = counter_tables(&config).await;
-    let table = usage_table(&config).await;
-    (goviral_aws::DynamoUsageTotals::new(&config, table.clone(), keys), table)
+    // The markers go to the idempotency-keys table; the counters table is not needed.
+    let keys = table(&config, "idempotency", &["user_id", "key"]).await;
+    let totals = usage_table(&config).await;
+    (goviral_aws::DynamoUsageTotals::new(&config, totals.clone(), keys), totals)
 }
