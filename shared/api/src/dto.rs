@@ -61,6 +61,48 @@ impl From<AnalyzeRequest> for domain::service::AnalyzeInput {
     }
 }
 
+/// Variants of one caption or headline to rank against each other.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompareRequest {
+    /// 2 to 10 distinct variants (captions, headlines, hooks), each at most 10,000 characters.
+    #[schema(min_items = 2, max_items = 10)]
+    pub variants: Vec<String>,
+    /// Where they will be posted. The ranking does not depend on it today.
+    pub platform_hint: Option<Platform>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RankedVariantItem {
+    /// 1 is the strongest.
+    pub rank: u32,
+    /// Its position in `variants` (0-based).
+    pub index: u32,
+    pub text: String,
+    /// The score 0–100 an analysis would give it.
+    pub score: f64,
+    /// Calibrated probability that it beats the variant ranked just below (null for the last).
+    pub p_beats_next: Option<f64>,
+    /// Why it leads the variant ranked just below (empty for the last).
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompareResponse {
+    /// The comparison's id (its usage ledger entry).
+    pub comparison_id: Uuid,
+    /// Strongest first.
+    pub ranking: Vec<RankedVariantItem>,
+    /// `pairwise[i][j]`: calibrated probability that `variants[i]` beats `variants[j]` (0.5 on
+    /// the diagonal).
+    pub pairwise: Vec<Vec<f64>>,
+    /// Probability that the top variant beats the runner-up.
+    pub confidence: f64,
+    pub platform_hint: Option<Platform>,
+    /// The model that ranked them.
+    pub model: String,
+}
+
 /// The body of a completion webhook, as the webhook stage sends it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CompletionNoticeBody {
@@ -671,10 +713,10 @@ pub struct UsageBucketItem {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub end: OffsetDateTime,
-    pub kind: ContentType,
+    pub kind: UsageKind,
     /// Net units: charges less what was given back (unused video minutes, our failures).
     pub units: i64,
-    /// Analyses admitted, and of them credited back.
+    /// Analyses (or comparisons) admitted, and of them credited back.
     pub analyses: u64,
     pub reversed: u64,
 }

@@ -33,6 +33,7 @@ pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
 pub enum Endpoint {
     AuthToken,
     Analyze,
+    Compare,
     AnalyzeStatus,
     /// The live stream: a response-streaming Lambda behind a function URL on AWS.
     AnalyzeEvents,
@@ -54,6 +55,7 @@ impl Endpoint {
     pub const ALL: &'static [Endpoint] = &[
         Endpoint::AuthToken,
         Endpoint::Analyze,
+        Endpoint::Compare,
         Endpoint::AnalyzeStatus,
         Endpoint::AnalyzeEvents,
         Endpoint::UserHistory,
@@ -75,6 +77,7 @@ impl Endpoint {
         match self {
             Endpoint::AuthToken => "api-auth-token",
             Endpoint::Analyze => "api-analyze",
+            Endpoint::Compare => "api-compare",
             Endpoint::AnalyzeStatus => "api-analyze-status",
             Endpoint::AnalyzeEvents => "api-analyze-events",
             Endpoint::UserHistory => "api-user-history",
@@ -101,6 +104,7 @@ impl Endpoint {
         match self {
             Endpoint::AuthToken => &[("POST", "/api/v1/auth/token")],
             Endpoint::Analyze => &[("POST", "/api/v1/analyze")],
+            Endpoint::Compare => &[("POST", "/api/v1/compare")],
             Endpoint::AnalyzeStatus => &[
                 ("GET", "/api/v1/analyze/{job_id}"),
                 ("DELETE", "/api/v1/analyze/{job_id}"),
@@ -137,6 +141,7 @@ impl Endpoint {
         match self {
             Endpoint::AuthToken => r.route("/api/v1/auth/token", post(auth::token)),
             Endpoint::Analyze => r.route("/api/v1/analyze", post(analyze::submit)),
+            Endpoint::Compare => r.route("/api/v1/compare", post(compare::compare)),
             Endpoint::AnalyzeStatus => r
                 .route("/api/v1/analyze/{job_id}", get(analyze::status).delete(analyze::archive))
                 .route("/api/v1/analyze/{job_id}/stream-token", post(events::stream_token)),

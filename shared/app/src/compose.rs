@@ -39,10 +39,12 @@ pub struct AppUses {
     pub submissions: bool,
     /// Issues upload and download URLs (on AWS only the uploads function may).
     pub signed_urls: bool,
+    /// Ranks variants (the on-device model).
+    pub comparisons: bool,
 }
 
 impl AppUses {
-    pub const ALL: AppUses = AppUses { submissions: true, signed_urls: true };
+    pub const ALL: AppUses = AppUses { submissions: true, signed_urls: true, comparisons: true };
 }
 
 /// A model file or directory loaded once per process and shared by every runner and stage
@@ -281,6 +283,9 @@ impl Composition {
         }
         if uses.signed_urls {
             app = app.with_url_signer(self.url_signer()?);
+        }
+        if uses.comparisons {
+            app = app.with_ranker(Arc::new(goviral_scoring::ModelScorer::embedded()));
         }
         Ok(app)
     }

@@ -68,6 +68,21 @@ string_enum!(
     Role { User => "user", Admin => "admin" }
 );
 string_enum!(ContentType { Video => "video", Post => "post", Text => "text" });
+string_enum!(
+    /// What a usage ledger entry metered: an analysis of one kind of content, or a comparison
+    /// of variants.
+    UsageKind { Video => "video", Post => "post", Text => "text", Compare => "compare" }
+);
+
+impl From<ContentType> for UsageKind {
+    fn from(c: ContentType) -> UsageKind {
+        match c {
+            ContentType::Video => UsageKind::Video,
+            ContentType::Post => UsageKind::Post,
+            ContentType::Text => UsageKind::Text,
+        }
+    }
+}
 string_enum!(Platform { Tiktok => "tiktok", Youtube => "youtube", Instagram => "instagram", X => "x" });
 string_enum!(SubmissionStatus {
     Draft => "draft", Queued => "queued", Processing => "processing", Complete => "complete", Failed => "failed"

@@ -48,6 +48,9 @@ pub trait Store: Send + Sync {
     /// usage rises by its units (`QuotaExceeded` past its cap), prepaid credits fall
     /// (`InsufficientCredits` when short), and the ledger gets the charge entry.
     async fn admit_submission_and_job(&self, s: &Submission, j: &Job, charge: &crate::usage::Charge) -> Result<crate::usage::Admitted>;
+    /// Admits a charge that has no job (a comparison): the same ledger entry, total and
+    /// credits as a submission's, refused the same way.
+    async fn admit_charge(&self, charge: &crate::usage::Charge) -> Result<crate::usage::Admitted>;
     /// An account's operator-set usage terms (the defaults when none were set).
     async fn usage_account(&self, user_id: Uuid) -> Result<crate::usage::UsageAccount>;
     /// Applies an operator's change to the account's terms as they are at that moment (one
@@ -574,4 +577,38 @@ pub fn signed_delivery_headers(
 #[async_trait]
 pub trait WebhookSender: Send + Sync {
     async fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> DeliveryOutcome;
+}
+
+/// One variant's place in a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankedVariant {
+    /// 1 is the strongest.
+    pub rank: u32,
+    /// Its position in the request (0-based).
+    pub index: u32,
+    pub text: String,
+    /// The variant's score 0–100 (as an analysis would give it).
+    pub score: f64,
+    /// Calibrated probability that it beats the variant ranked just below (None for the last).
+    pub p_beats_next: Option<f64>,
+    /// Why it leads the variant ranked just below it (empty for the last).
+    pub reasons: Vec<String>,
+}
+
+/// Variants ranked by the scorer, with calibrated pairwise probabilities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranking {
+    pub ranking: Vec<RankedVariant>,
+    /// `pairwise[i][j]`: calibrated probability that variant i (request order) beats variant j.
+    pub pairwise: Vec<Vec<f64>>,
+    /// Probability that the top variant beats the runner-up.
+    pub confidence: f64,
+    /// The model that ranked them.
+    pub model: String,
+}
+
+/// Ranks variants of one piece of content. Pure computation (milliseconds), so the API
+/// answers synchronously.
+pub trait Ranker: Send + Sync {
+    fn rank(&self, variants: &[String], platform: Option<Platform>) -> Ranking;
 }

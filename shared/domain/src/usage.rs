@@ -17,7 +17,7 @@
 use time::{Date, Month, OffsetDateTime, Time};
 use uuid::Uuid;
 
-use crate::model::{ContentType, Plan};
+use crate::model::{Plan, UsageKind};
 
 /// What one plan includes each period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +60,11 @@ impl UsageTerms {
         }
     }
 
-    /// Units reserved when a submission of this type is admitted.
-    pub fn admission_units(&self, content_type: ContentType) -> u64 {
-        match content_type {
-            ContentType::Video => self.video_reserve_units,
-            ContentType::Post | ContentType::Text => 1,
+    /// Units reserved when a submission of this kind (or a comparison) is admitted.
+    pub fn admission_units(&self, kind: UsageKind) -> u64 {
+        match kind {
+            UsageKind::Video => self.video_reserve_units,
+            UsageKind::Post | UsageKind::Text | UsageKind::Compare => 1,
         }
     }
 
@@ -165,13 +165,14 @@ impl AccountChange {
     }
 }
 
-/// The charge written with an admitted submission.
+/// The charge written with an admitted submission (or a comparison, which has no job).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Charge {
     pub entry_id: Uuid,
     pub user_id: Uuid,
+    /// The job charged for; a comparison's own id (the ledger's key, with the entry).
     pub job_id: Uuid,
-    pub content_type: ContentType,
+    pub kind: UsageKind,
     pub units: u64,
     pub period: Period,
     /// The plan's allowance; the account's own override, read with the charge, wins.
@@ -192,12 +193,12 @@ pub struct Admitted {
     pub credits: Option<u64>,
 }
 
-/// One day's ledger for one kind of content.
+/// One day's ledger for one kind of content (or comparisons).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageDay {
     /// Days since 1970-01-01 (UTC).
     pub day: i64,
-    pub content_type: ContentType,
+    pub kind: UsageKind,
     /// Net units: charges less adjustments and reversals.
     pub units: i64,
     /// Analyses admitted, and of them credited back.
@@ -429,7 +430,7 @@ mod tests {
         assert_eq!((video_units(0.5), video_units(60.0), video_units(60.1), video_units(180.0)), (1, 1, 2, 3));
         assert_eq!(video_units(f64::NAN), 1);
         let terms = UsageTerms::default().with_video_cap(300.0);
-        assert_eq!((terms.admission_units(ContentType::Video), terms.admission_units(ContentType::Text)), (5, 1));
+        assert_eq!((terms.admission_units(UsageKind::Video), terms.admission_units(UsageKind::Text)), (5, 1));
     }
 
     #[test]

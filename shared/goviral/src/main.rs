@@ -242,7 +242,7 @@ async fn main() {
                     println!("start,end,kind,units,analyses,reversed");
                     for b in buckets {
                         let (start, end) = (b.starts_at.format(&rfc).unwrap_or_default(), b.ends_at.format(&rfc).unwrap_or_default());
-                        println!("{start},{end},{},{},{},{}", b.content_type.as_str(), b.units, b.analyses, b.reversed);
+                        println!("{start},{end},{},{},{},{}", b.kind.as_str(), b.units, b.analyses, b.reversed);
                     }
                 }
                 UsageCommand::Reconcile => {

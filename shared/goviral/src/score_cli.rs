@@ -79,18 +79,15 @@ fn score_line(model: &Model, line: &str) -> Result<Value, String> {
 
 fn compare_line(model: &Model, line: &str) -> Result<Value, String> {
     let input: CompareLine = serde_json::from_str(line).map_err(|e| format!("not a compare request: {e}"))?;
-    if !(2..=10).contains(&input.variants.len()) {
-        return Err(format!("give 2 to 10 variants (got {})", input.variants.len()));
-    }
-    for (i, v) in input.variants.iter().enumerate() {
-        checked_text(v, &format!("variant {}", i + 1))?;
-    }
     // The hint is checked like everywhere else, though the ranking does not depend on it.
-    platform(input.platform_hint.as_deref())?;
-    let comparison = goviral_scoring::compare(model, &input.variants);
-    let mut out = serde_json::to_value(comparison).unwrap();
-    out["model"] = model.header.name.clone().into();
-    Ok(out)
+    let platform_hint = platform(input.platform_hint.as_deref())?;
+    // The API's rules, word for word.
+    let input = domain::service::CompareInput { variants: input.variants, platform_hint };
+    domain::service::validate_compare(&input).map_err(|e| match e {
+        domain::Error::Validation(fields) => fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "),
+        other => other.to_string(),
+    })?;
+    Ok(serde_json::to_value(goviral_scoring::compare(model, &input.variants)).expect("a ranking serialises"))
 }
 
 /// Streams stdin to stdout; returns whether every line was valid.

@@ -53,6 +53,7 @@ fn compare_ranks_variants_and_says_why() {
     let ranking = lines[0]["ranking"].as_array().unwrap();
     assert_eq!((ranking[0]["index"].as_u64(), ranking[0]["rank"].as_u64()), (Some(1), Some(1)));
     assert!(ranking[0]["p_beats_next"].as_f64().unwrap() > 0.5);
-    assert!(!lines[0]["why"].as_array().unwrap().is_empty());
-    assert!(lines[1]["error"]["message"].as_str().unwrap().contains("2 to 10 variants"));
+    assert!(!ranking[0]["reasons"].as_array().unwrap().is_empty());
+    assert_eq!(lines[0]["pairwise"].as_array().unwrap().len(), 2);
+    assert!(lines[1]["error"]["message"].as_str().unwrap().contains("between 2 and 10 variants"), "{}", lines[1]);
 }

@@ -53,8 +53,12 @@ pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
     }
     let composition = compose().await?;
     // Each builds only what it uses: only analyze hands jobs to Step Functions, only the uploads
-    // function signs S3 URLs (its role may put uploads and get their copies).
-    let uses = goviral_app::AppUses { submissions: endpoint == Endpoint::Analyze, signed_urls: endpoint == Endpoint::Uploads };
+    // function signs S3 URLs (its role may put uploads and get their copies), only compare ranks.
+    let uses = goviral_app::AppUses {
+        submissions: endpoint == Endpoint::Analyze,
+        signed_urls: endpoint == Endpoint::Uploads,
+        comparisons: endpoint == Endpoint::Compare,
+    };
     let app = Arc::new(composition.app(uses).await?);
     tracing::info!(function = endpoint.function_name(), "initialised");
     if endpoint == Endpoint::AnalyzeEvents {

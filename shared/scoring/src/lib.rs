@@ -25,7 +25,7 @@ static EMBEDDED: &[u8] = include_bytes!("../model/headline.gvnm");
 
 pub mod score;
 
-pub use score::{Comparison, Scored, compare, score, score_with};
+pub use score::{Scored, compare, score, score_with};
 
 /// The scorer port on the committed model: what the inference stage calls.
 pub struct ModelScorer {
@@ -35,6 +35,12 @@ pub struct ModelScorer {
 impl ModelScorer {
     pub fn embedded() -> ModelScorer {
         ModelScorer { model: Model::embedded() }
+    }
+}
+
+impl domain::ports::Ranker for ModelScorer {
+    fn rank(&self, variants: &[String], _platform: Option<domain::model::Platform>) -> domain::ports::Ranking {
+        score::compare(self.model, variants)
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use domain::model::{Insight, InsightCategory, Platform};
+use domain::ports::{RankedVariant, Ranking};
 use serde::Serialize;
 
 use crate::model::Model;
@@ -361,48 +362,31 @@ fn cta_insight(s: &Signals, platform: Option<Platform>) -> Assessment {
     (25.0, "No call to action: viewers are not asked to do anything.".into(), vec![format!("End with one ask, e.g. {suggestion}.")])
 }
 
-/// A variant's place in a comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Ranked {
-    pub rank: usize,
-    /// Position in the input.
-    pub index: usize,
-    pub text: String,
-    pub score: f64,
-    /// Calibrated probability that this variant beats the next one down (absent for the last).
-    pub p_beats_next: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Comparison {
-    pub ranking: Vec<Ranked>,
-    /// Calibrated probability that the top variant beats the runner-up.
-    pub confidence: f64,
-    /// Why the winner leads the runner-up, from the signals and words that differ.
-    pub why: Vec<String>,
-}
-
-/// Ranks variants by the model's utility, which does not depend on the platform.
-pub fn compare(model: &Model, variants: &[String]) -> Comparison {
+/// Ranks variants by the model's utility, which does not depend on the platform: the order,
+/// the calibrated probability of every pair, and for each variant why it leads the next one.
+pub fn compare(model: &Model, variants: &[String]) -> Ranking {
     let scored: Vec<Assessed> = variants.iter().map(|v| assess(model, v)).collect();
     let mut order: Vec<usize> = (0..variants.len()).collect();
     order.sort_by(|a, b| scored[*b].utility.total_cmp(&scored[*a].utility).then(a.cmp(b)));
-    let ranking: Vec<Ranked> = order
+    let p = |i: usize, j: usize| if i == j { 0.5 } else { round(model.p_better(scored[i].utility, scored[j].utility), 3) };
+    let ranking: Vec<RankedVariant> = order
         .iter()
         .enumerate()
-        .map(|(rank, &i)| Ranked {
-            rank: rank + 1,
-            index: i,
-            text: variants[i].clone(),
-            score: scored[i].score,
-            p_beats_next: order.get(rank + 1).map(|&j| round(model.p_better(scored[i].utility, scored[j].utility), 2)),
+        .map(|(rank, &i)| {
+            let next = order.get(rank + 1).copied();
+            RankedVariant {
+                rank: rank as u32 + 1,
+                index: i as u32,
+                text: variants[i].clone(),
+                score: scored[i].score,
+                p_beats_next: next.map(|j| round(p(i, j), 2)),
+                reasons: next.map(|j| explain(&scored[i], &scored[j], i, j)).unwrap_or_default(),
+            }
         })
         .collect();
-    let (why, confidence) = match order.as_slice() {
-        [top, second, ..] => (explain(&scored[*top], &scored[*second], *top, *second), ranking[0].p_beats_next.unwrap_or(0.5)),
-        _ => (Vec::new(), 0.5),
-    };
-    Comparison { ranking, confidence, why }
+    let pairwise = (0..variants.len()).map(|i| (0..variants.len()).map(|j| p(i, j)).collect()).collect();
+    let confidence = ranking.first().and_then(|r| r.p_beats_next).unwrap_or(0.5);
+    Ranking { ranking, pairwise, confidence, model: model.header.name.clone() }
 }
 
 fn explain(winner: &Assessed, runner_up: &Assessed, wi: usize, ri: usize) -> Vec<String> {
@@ -466,7 +450,11 @@ mod tests {
             for variants in [vec![strong.to_string(), weak.to_string()], vec![weak.to_string(), strong.to_string()]] {
                 let c = compare(model(), &variants);
                 assert_eq!(c.ranking[0].text, strong, "{c:?}");
-                assert!(c.confidence > 0.5 && !c.why.is_empty(), "{c:?}");
+                assert!(c.confidence > 0.5 && !c.ranking[0].reasons.is_empty(), "{c:?}");
+                assert!(c.ranking[1].reasons.is_empty() && c.ranking[1].p_beats_next.is_none(), "the last leads nothing");
+                let (top, last) = (c.ranking[0].index as usize, c.ranking[1].index as usize);
+                assert!((c.pairwise[top][last] + c.pairwise[last][top] - 1.0).abs() <= 0.0011, "{:?}", c.pairwise);
+                assert_eq!(c.pairwise[top][top], 0.5);
             }
             assert!(score(model(), strong, None).score > score(model(), weak, None).score);
         }

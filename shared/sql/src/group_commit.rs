@@ -1,4 +1,5 @@
-//! Group commit for SQLite's hot write: submissions arriving together share one transaction.
+//! Group commit for SQLite's hot write: submissions (and comparisons' charges) arriving
+//! together share one transaction.
 //!
 //! SQLite has one writer, and every sqlx statement is a round trip to its worker thread, so
 //! BEGIN and COMMIT per submission dominate the cost under load. Here a writer task takes
@@ -22,8 +23,8 @@ use crate::usage::Total;
 const MAX_BATCH: usize = 128;
 
 struct Pending {
-    submission: Submission,
-    job: Job,
+    /// The submission and its job; None for a charge alone (a comparison).
+    rows: Option<(Submission, Job)>,
     charge: Option<(Charge, Total)>,
     done: oneshot::Sender<Result<Option<Admitted>>>,
 }
@@ -41,9 +42,9 @@ impl JobWriter {
         JobWriter { queue }
     }
 
-    pub(crate) async fn write(&self, submission: &Submission, job: &Job, charge: Option<(&Charge, Total)>) -> Result<Option<Admitted>> {
+    pub(crate) async fn write(&self, rows: Option<(&Submission, &Job)>, charge: Option<(&Charge, Total)>) -> Result<Option<Admitted>> {
         let (done, result) = oneshot::channel();
-        let pending = Pending { submission: submission.clone(), job: job.clone(), charge: charge.map(|(c, t)| (c.clone(), t)), done };
+        let pending = Pending { rows: rows.map(|(s, j)| (s.clone(), j.clone())), charge: charge.map(|(c, t)| (c.clone(), t)), done };
         let stopped = || domain::Error::Unavailable("the SQLite writer has stopped".into());
         self.queue.send(pending).await.map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())?
@@ -83,7 +84,9 @@ async fn write_all(pool: &SqlitePool, batch: &[Pending]) -> Result<Vec<Option<Ad
     let mut tx = pool.begin().await.map_err(db_error)?;
     let mut admitted = Vec::with_capacity(batch.len());
     for p in batch {
-        crate::store::insert_submission_and_job(&mut tx, &p.submission, &p.job, crate::dialect::to_sqlite).await?;
+        if let Some((submission, job)) = &p.rows {
+            crate::store::insert_submission_and_job(&mut tx, submission, job, crate::dialect::to_sqlite).await?;
+        }
         admitted.push(match &p.charge {
             Some((c, total)) => Some(crate::usage::apply_charge(&mut tx, c, *total, crate::dialect::to_sqlite).await?),
             None => None,

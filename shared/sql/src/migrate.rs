@@ -47,6 +47,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0006_job_events.sql"),
         sqlite: include_str!("../migrations/sqlite/0006_job_events.sql"),
     },
+    Migration {
+        version: 7,
+        name: "compare_usage",
+        postgres: include_str!("../migrations/postgres/0007_compare_usage.sql"),
+        sqlite: include_str!("../migrations/sqlite/0007_compare_usage.sql"),
+    },
 ];
 
 const LEDGER: &str =

@@ -205,11 +205,15 @@ impl Store for SqlStore {
     }
 
     async fn create_submission_and_job(&self, s: &Submission, j: &Job) -> Result<()> {
-        self.write_submission(s, j, None).await.map(|_| ())
+        self.write_admission(Some((s, j)), None).await.map(|_| ())
     }
 
     async fn admit_submission_and_job(&self, s: &Submission, j: &Job, charge: &domain::usage::Charge) -> Result<domain::usage::Admitted> {
-        self.admit(s, j, charge).await
+        self.admit(Some((s, j)), charge).await
+    }
+
+    async fn admit_charge(&self, charge: &domain::usage::Charge) -> Result<domain::usage::Admitted> {
+        self.admit(None, charge).await
     }
 
     async fn usage_account(&self, user_id: Uuid) -> Result<domain::usage::UsageAccount> {
@@ -772,17 +776,19 @@ impl Store for SqlStore {
 impl SqlStore {
     /// The submission and its job, with the charge where there is one, in one transaction
     /// (on SQLite, the group-commit writer's).
-    pub(crate) async fn write_submission(
+    /// A submission and its job, a charge, or both, in one transaction.
+    pub(crate) async fn write_admission(
         &self,
-        s: &Submission,
-        j: &Job,
+        rows: Option<(&Submission, &Job)>,
         charge: Option<(&domain::usage::Charge, crate::usage::Total)>,
     ) -> Result<Option<domain::usage::Admitted>> {
         match &self.backend {
-            crate::Backend::Sqlite { jobs, .. } => jobs.write(s, j, charge).await,
+            crate::Backend::Sqlite { jobs, .. } => jobs.write(rows, charge).await,
             crate::Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(db_error)?;
-                insert_submission_and_job(&mut tx, s, j, |q| q.to_string()).await?;
+                if let Some((s, j)) = rows {
+                    insert_submission_and_job(&mut tx, s, j, |q| q.to_string()).await?;
+                }
                 let admitted = match charge {
                     Some((c, total)) => Some(crate::usage::apply_charge(&mut tx, c, total, |q| q.to_string()).await?),
                     None => None,

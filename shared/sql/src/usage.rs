@@ -66,7 +66,7 @@ where
     .bind(c.entry_id.to_string())
     .bind(user.clone())
     .bind(c.job_id.to_string())
-    .bind(c.content_type.as_str().to_string())
+    .bind(c.kind.as_str().to_string())
     .bind(units)
     .bind(if from_credits { units } else { 0 })
     .bind(c.period.key.clone())
@@ -246,9 +246,10 @@ impl SqlStore {
         use domain::billing::{MeterAction, MeterItem};
         let events = "SELECT c.id::text, c.user_id::text, a.stripe_customer_id, gv_us(c.created_at), \
                       (SELECT SUM(x.units) FROM usage_ledger x WHERE x.job_id = c.job_id)::bigint, COALESCE(e.attempts, 0)::bigint \
-                      FROM usage_ledger c JOIN analysis_jobs j ON j.id = c.job_id JOIN usage_accounts a ON a.user_id = c.user_id \
+                      FROM usage_ledger c LEFT JOIN analysis_jobs j ON j.id = c.job_id JOIN usage_accounts a ON a.user_id = c.user_id \
                       LEFT JOIN meter_exports e ON e.identifier = c.id AND e.action = 'event' \
-                      WHERE c.entry = 'charge' AND j.status IN ('complete', 'failed', 'archived') AND a.stripe_customer_id IS NOT NULL \
+                      WHERE c.entry = 'charge' AND (c.kind = 'compare' OR j.status IN ('complete', 'failed', 'archived')) \
+                      AND a.stripe_customer_id IS NOT NULL \
                       AND (e.identifier IS NULL OR (e.status = 'pending' AND e.next_at_us <= $1)) ORDER BY c.created_at LIMIT $2";
         let cancels = "SELECT c.id::text, c.user_id::text, COALESCE(k.attempts, 0)::bigint FROM usage_ledger r \
                        JOIN usage_ledger c ON c.job_id = r.job_id AND c.entry = 'charge' \
@@ -361,8 +362,8 @@ impl SqlStore {
         });
         rows.into_iter()
             .map(|(day, kind, units, analyses, reversed)| {
-                let content_type = kind.parse().map_err(|_| Error::Internal(format!("ledger kind {kind}")))?;
-                Ok(domain::usage::UsageDay { day, content_type, units, analyses: analyses.max(0) as u64, reversed: reversed.max(0) as u64 })
+                let kind = kind.parse().map_err(|_| Error::Internal(format!("ledger kind {kind}")))?;
+                Ok(domain::usage::UsageDay { day, kind, units, analyses: analyses.max(0) as u64, reversed: reversed.max(0) as u64 })
             })
             .collect()
     }
@@ -514,10 +515,11 @@ impl SqlStore {
 /// Where the period totals live decides how each usage operation runs: in `usage_periods`
 /// (in the ledger's transaction) or in the `UsageTotals` outside.
 impl SqlStore {
-    pub(crate) async fn admit(&self, s: &Submission, j: &Job, c: &Charge) -> Result<Admitted> {
+    /// Admits `c`, with the submission and job it pays for where there are any.
+    pub(crate) async fn admit(&self, rows: Option<(&Submission, &Job)>, c: &Charge) -> Result<Admitted> {
         let missing = || Error::Internal("a charge was written without its totals".into());
         let Some(totals) = &self.totals else {
-            return self.write_submission(s, j, Some((c, Total::InTx))).await?.ok_or_else(missing);
+            return self.write_admission(rows, Some((c, Total::InTx))).await?.ok_or_else(missing);
         };
         // The terms are read before the take (outside the transaction): an operator's change
         // racing a submission applies from the next one.
@@ -530,7 +532,7 @@ impl SqlStore {
             Take::Taken { used } => (used, true),
             Take::Already { used } => (used, false),
         };
-        let written = self.write_submission(s, j, Some((c, Total::Taken { allowance, used }))).await;
+        let written = self.write_admission(rows, Some((c, Total::Taken { allowance, used }))).await;
         if written.is_err() && fresh {
             // Not admitted after all: give the units back (a failure here leaves the total
             // ahead of the ledger, which reconciliation repairs).

@@ -79,6 +79,43 @@ async fn invalid_submissions_name_every_bad_field() {
 }
 
 #[tokio::test]
+async fn invalid_comparisons_name_every_bad_variant_and_charge_nothing() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let eleven: Vec<String> = (0..11).map(|i| format!("variant {i}")).collect();
+    let cases = [
+        (json!({"variants": ["only one"]}), vec!["variants"]),
+        (json!({"variants": eleven}), vec!["variants"]),
+        (json!({"variants": ["a", " ", "x".repeat(10_001), "a"]}), vec!["variants[1]", "variants[2]", "variants[3]"]),
+        (json!({"variants": ["a", 5]}), vec!["variants[1]"]),
+        (json!({"variants": ["a", "b"], "platform_hint": "myspace"}), vec!["platform_hint"]),
+        (json!({"variants": ["a", "b"], "extra": 1}), vec!["extra"]),
+        (json!({}), vec!["body"]),
+    ];
+    for (body, fields) in cases {
+        let r = t.post("/api/v1/compare").api_key(&ann.api_key).json(&body).send().await;
+        assert_eq!((r.status, r.error_code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{body}: {:?}", r.body);
+        assert_eq!(r.error_fields(), fields, "{body}");
+        assert!(r.header("x-request-id").is_some());
+    }
+    let r = t.post("/api/v1/compare").api_key(&ann.api_key).raw("application/json", "{\"variants\":").send().await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::BAD_REQUEST, "malformed_json"));
+    let r = t.post("/api/v1/compare").json(&json!({"variants": ["a", "b"]})).send().await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let r = t
+        .post("/api/v1/compare")
+        .api_key(&ann.api_key)
+        .header("idempotency-key", &"k".repeat(256))
+        .json(&json!({"variants": ["a", "b"]}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    // None of it was charged.
+    let usage = t.get("/api/v1/usage/current").api_key(&ann.api_key).send().await;
+    assert_eq!(usage.body["used"].as_u64(), Some(0), "{:?}", usage.body);
+}
+
+#[tokio::test]
 async fn idempotency_key_replays_or_conflicts() {
     let t = TestApp::spawn(Backend::Sqlite).await;
     let ann = t.user("ann@example.com", Plan::Pro, false).await;

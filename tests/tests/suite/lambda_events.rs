@@ -79,6 +79,11 @@ async fn sample_events_run_through_the_lambda_routers() {
     let job_id: uuid::Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
     assert!(t.app.store.job(job_id).await.unwrap().is_some());
 
+    let (status, headers, body) = invoke(&t.app, Endpoint::Compare, &event("apigw-compare.json", &subs)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ranking"].as_array().map(Vec::len), Some(3));
+    assert!(headers["ratelimit"].to_str().unwrap().contains("\"monthly\""));
+
     let (status, _, body) = invoke(&t.app, Endpoint::Analyze, &event("apigw-analyze-malformed.json", &subs)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed_json")));
 

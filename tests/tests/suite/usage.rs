@@ -26,6 +26,7 @@ contract!(
     the_quota_job_repairs_a_drifted_total_from_the_ledger,
     usage_reaches_stripe_exactly_once,
     threshold_notices_are_sent_once_per_period_and_retried,
+    comparisons_are_metered_like_analyses,
 );
 
 async fn owner(db: &TestDb, plan: Plan) -> User {
@@ -57,7 +58,7 @@ fn charge(user_id: Uuid, job_id: Uuid, cap: Option<u64>) -> Charge {
         entry_id: Uuid::now_v7(),
         user_id,
         job_id,
-        content_type: ContentType::Text,
+        kind: UsageKind::Text,
         units: 1,
         period: Period::of(at),
         plan_allowance: cap.unwrap_or(1_000),
@@ -196,7 +197,7 @@ async fn a_measured_video_settles_its_reservation_once(backend: Backend) {
     s.set_usage_account(u.id, &UsageAccount { allowance_override: None, credits: Some(10), ..Default::default() }, now()).await.unwrap();
     let (mut sub, j) = job_for(u.id);
     sub.content_type = ContentType::Video;
-    let reserve = Charge { units: 3, content_type: ContentType::Video, ..charge(u.id, j.id, None) };
+    let reserve = Charge { units: 3, kind: UsageKind::Video, ..charge(u.id, j.id, None) };
     assert_eq!(s.admit_submission_and_job(&sub, &j, &reserve).await.unwrap().credits, Some(7));
     assert!(s.settle_charge(j.id, 1, now()).await.unwrap());
     assert!(!s.settle_charge(j.id, 1, now()).await.unwrap(), "once only");
@@ -204,7 +205,7 @@ async fn a_measured_video_settles_its_reservation_once(backend: Backend) {
     // Never up: a reservation is the most a job costs.
     let (mut sub, k) = job_for(u.id);
     sub.content_type = ContentType::Video;
-    s.admit_submission_and_job(&sub, &k, &Charge { units: 3, content_type: ContentType::Video, ..charge(u.id, k.id, None) }).await.unwrap();
+    s.admit_submission_and_job(&sub, &k, &Charge { units: 3, kind: UsageKind::Video, ..charge(u.id, k.id, None) }).await.unwrap();
     assert!(!s.settle_charge(k.id, 7, now()).await.unwrap());
     // A failed video is credited back what it still cost (1 unit), not the reservation.
     assert!(s.fail_job(j.id, &json!([]), None, now()).await.unwrap());
@@ -532,6 +533,76 @@ async fn usage_reaches_stripe_exactly_once(backend: Backend) {
     let before = stripe.requests();
     assert_eq!(drain(s, &meters(), later).await.unwrap(), DrainReport::default());
     assert_eq!(stripe.requests(), before);
+}
+
+/// `POST /api/v1/compare` is metered like an analysis: one unit under the same allowance,
+/// RateLimit fields and credits; a replay under its Idempotency-Key answers the same ranking
+/// without a second charge; a spent allowance refuses it with `quota_exceeded`; the usage API
+/// shows comparisons as their own kind; and a comparison (which has no job) is billed to
+/// Stripe at once, exactly once.
+async fn comparisons_are_metered_like_analyses(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    let ann = t.user("ann@example.com", Plan::Free, false).await;
+    t.app
+        .store
+        .set_usage_account(
+            ann.user.id,
+            &UsageAccount { allowance_override: Some(2), credits: None, stripe_customer_id: Some("cus_ann".into()) },
+            now(),
+        )
+        .await
+        .unwrap();
+    let body = json!({"variants": ["Dad gives a speech", "Why 3 million people watched this dad's 2-minute speech", "A dad's wedding speech"], "platform_hint": "youtube"});
+
+    let first = t.post("/api/v1/compare").api_key(&ann.api_key).header("idempotency-key", "cmp-1").json(&body).send().await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let ranking = first.body["ranking"].as_array().unwrap();
+    assert_eq!(ranking.len(), 3);
+    assert_eq!(ranking[0]["index"].as_u64(), Some(1), "the specific, curious headline wins: {:?}", first.body);
+    assert_eq!(ranking.iter().map(|r| r["rank"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(ranking.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()), "{ranking:?}");
+    assert!(ranking[0]["p_beats_next"].as_f64().unwrap() >= 0.5 && !ranking[0]["reasons"].as_array().unwrap().is_empty());
+    assert!(ranking[2]["p_beats_next"].is_null() && ranking[2]["reasons"].as_array().unwrap().is_empty());
+    let pairwise = first.body["pairwise"].as_array().unwrap();
+    assert_eq!(pairwise.len(), 3);
+    let p = |i: usize, j: usize| pairwise[i][j].as_f64().unwrap();
+    assert!((p(1, 0) + p(0, 1) - 1.0).abs() < 0.002 && p(1, 0) > 0.5 && p(2, 2) == 0.5, "{pairwise:?}");
+    assert_eq!(first.body["confidence"], ranking[0]["p_beats_next"]);
+    assert_eq!((first.body["platform_hint"].as_str(), first.body["model"].as_str().map(|m| !m.is_empty())), (Some("youtube"), Some(true)));
+    assert!(first.headers["ratelimit"].to_str().unwrap().contains("\"monthly\";r=1;t="), "{:?}", first.headers);
+
+    // The same request again: the same ranking, no second unit; another body under the key: 409.
+    let replay = t.post("/api/v1/compare").api_key(&ann.api_key).header("idempotency-key", "cmp-1").json(&body).send().await;
+    assert_eq!((replay.status, replay.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap())), (StatusCode::OK, Some("true")));
+    assert_eq!((&replay.body["ranking"], &replay.body["comparison_id"]), (&first.body["ranking"], &first.body["comparison_id"]));
+    let other = json!({"variants": ["one", "two"]});
+    let clash = t.post("/api/v1/compare").api_key(&ann.api_key).header("idempotency-key", "cmp-1").json(&other).send().await;
+    assert_eq!((clash.status, clash.error_code()), (StatusCode::CONFLICT, "conflict"), "{:?}", clash.body);
+
+    // The second unit, then the cap: comparisons and analyses draw on one allowance.
+    assert_eq!(t.post("/api/v1/compare").api_key(&ann.api_key).json(&other).send().await.status, StatusCode::OK);
+    let over = t.post("/api/v1/compare").api_key(&ann.api_key).json(&other).send().await;
+    assert_eq!((over.status, over.error_code()), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"), "{:?}", over.body);
+    let analysis = json!({"content_type": "text", "caption": "One more", "user_id": ann.user.id});
+    assert_eq!(t.post("/api/v1/analyze").api_key(&ann.api_key).json(&analysis).send().await.error_code(), "quota_exceeded");
+
+    let usage = t.get("/api/v1/usage").api_key(&ann.api_key).send().await;
+    let b = &usage.body["buckets"][0];
+    assert_eq!((b["kind"].as_str(), b["units"].as_i64(), b["analyses"].as_u64()), (Some("compare"), Some(2), Some(2)), "{:?}", usage.body);
+    let current = t.get("/api/v1/usage/current").api_key(&ann.api_key).send().await;
+    assert_eq!(current.body["used"].as_u64(), Some(2));
+
+    // Billed at once (a comparison has no job to wait for), once.
+    let stripe = goviral_testkit::stripe::FakeStripe::start().await;
+    let meters = goviral_adapters::stripe::StripeMeters::new(goviral_adapters::stripe::StripeSettings {
+        base_url: stripe.base_url.clone(),
+        api_key: goviral_testkit::stripe::API_KEY.into(),
+        event_name: "goviral_units".into(),
+        timeout: std::time::Duration::from_secs(5),
+    });
+    assert_eq!(domain::billing::drain(&*t.app.store, &meters, now()).await.unwrap().sent, 2);
+    assert_eq!(domain::billing::drain(&*t.app.store, &meters, now()).await.unwrap().sent, 0, "nothing twice");
+    assert!(stripe.events().iter().all(|e| e.customer_id == "cus_ann" && e.value == "1"));
 }
 
 /// An account at 80% and then 100% of its allowance gets one signed `usage.threshold` notice

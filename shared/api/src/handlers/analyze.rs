@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use domain::Error;
-use domain::service::{App, RateStatus};
+use domain::service::{App, QuotaStatus, RateStatus};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::path_id;
@@ -35,10 +35,7 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(body): JsonBody<AnalyzeRequest>,
 ) -> ApiResult<Response> {
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| Error::validation("Idempotency-Key", "must be visible ASCII"))?),
-    };
+    let idempotency_key = idempotency_key(&headers)?;
     let (submitted, rate) = app.submit(&principal, body.into(), idempotency_key).await?;
     let body = AnalyzeResponse {
         job_id: submitted.job_id,
@@ -48,30 +45,42 @@ pub async fn submit(
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
     let h = response.headers_mut();
     h.insert(header::LOCATION, HeaderValue::from_str(&format!("/api/v1/analyze/{}", submitted.job_id)).expect("uuid is ASCII"));
-    if submitted.replayed {
+    insert_metered_headers(h, submitted.replayed, rate.as_ref(), submitted.quota.as_ref());
+    Ok(response)
+}
+
+/// The request's `Idempotency-Key`, if any.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| Error::validation("Idempotency-Key", "must be visible ASCII")),
+    }
+}
+
+/// What every metered answer says: a replay, the per-minute limit and the monthly allowance
+/// as IETF RateLimit fields, and prepaid credits left.
+pub(crate) fn insert_metered_headers(h: &mut HeaderMap, replayed: bool, rate: Option<&RateStatus>, quota: Option<&QuotaStatus>) {
+    if replayed {
         h.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    if let Some(RateStatus { limit, remaining, reset_secs, window_secs }) = rate {
-        h.insert("x-ratelimit-limit", HeaderValue::from(limit));
-        h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-        let mut policies = vec![RatePolicy { name: "submissions", limit, window_secs, remaining, reset_secs }];
-        if let Some(q) = &submitted.quota {
-            // The monthly allowance, as a second policy of the same fields.
-            let monthly = RatePolicy {
-                name: "monthly",
-                limit: q.allowance,
-                window_secs: q.period_secs,
-                remaining: q.remaining(),
-                reset_secs: q.reset_secs,
-            };
-            policies.push(monthly);
-            if let Some(credits) = q.credits {
-                h.insert("x-credits-remaining", HeaderValue::from(credits));
-            }
+    let Some(&RateStatus { limit, remaining, reset_secs, window_secs }) = rate else { return };
+    h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    let mut policies = vec![RatePolicy { name: "submissions", limit, window_secs, remaining, reset_secs }];
+    if let Some(q) = quota {
+        // The monthly allowance, as a second policy of the same fields.
+        policies.push(RatePolicy {
+            name: "monthly",
+            limit: q.allowance,
+            window_secs: q.period_secs,
+            remaining: q.remaining(),
+            reset_secs: q.reset_secs,
+        });
+        if let Some(credits) = q.credits {
+            h.insert("x-credits-remaining", HeaderValue::from(credits));
         }
-        insert_rate_policies(h, &policies);
     }
-    Ok(response)
+    insert_rate_policies(h, &policies);
 }
 
 /// A job's status, and once complete its score, confidence and (on request) insights and metrics.

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod analyze;
 pub mod auth;
+pub mod compare;
 pub mod events;
 pub mod health;
 pub mod hooks;

@@ -82,7 +82,7 @@ pub async fn usage(
             .map(|b| UsageBucketItem {
                 start: b.starts_at,
                 end: b.ends_at,
-                kind: b.content_type,
+                kind: b.kind,
                 units: b.units,
                 analyses: b.analyses,
                 reversed: b.reversed,

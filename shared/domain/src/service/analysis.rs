@@ -175,28 +175,21 @@ impl App {
             completed_at: None,
             archived_at: None,
         };
-        let charge = self.charge_for(owner, input.content_type, job_id, at);
+        let charge = self.charge_for(owner, input.content_type.into(), job_id, at);
         let admitted = self.store.admit_submission_and_job(&submission, &job, &charge).await?;
-        let quota = QuotaStatus {
-            allowance: admitted.allowance,
-            used: admitted.used,
-            reset_secs: charge.period.seconds_left(at),
-            period_secs: (charge.period.resets_at - charge.period.starts_at).whole_seconds().max(1) as u64,
-            credits: admitted.credits,
-        };
-        Ok((rate, quota))
+        Ok((rate, QuotaStatus::after(&admitted, &charge)))
     }
 
-    /// What admitting a submission of `content_type` costs the owner's account this period
-    /// (the account's own terms are applied by the store, in the admission's transaction).
-    fn charge_for(&self, owner: &User, content_type: ContentType, job_id: Uuid, at: OffsetDateTime) -> crate::usage::Charge {
+    /// What admitting a submission (or a comparison) of `kind` costs the owner's account this
+    /// period (the account's own terms are applied by the store, in the admission's transaction).
+    pub(crate) fn charge_for(&self, owner: &User, kind: UsageKind, job_id: Uuid, at: OffsetDateTime) -> crate::usage::Charge {
         let terms = self.settings.usage.plan(owner.plan);
         crate::usage::Charge {
             entry_id: Uuid::now_v7(),
             user_id: owner.id,
             job_id,
-            content_type,
-            units: self.settings.usage.admission_units(content_type),
+            kind,
+            units: self.settings.usage.admission_units(kind),
             period: crate::usage::Period::of(at),
             plan_allowance: terms.monthly_units,
             hard_cap: terms.hard_cap,
@@ -280,7 +273,7 @@ impl App {
     }
 }
 
-fn validate_idempotency_key(key: &str) -> Result<()> {
+pub(super) fn validate_idempotency_key(key: &str) -> Result<()> {
     let ok = !key.is_empty() && key.len() <= IDEMPOTENCY_KEY_MAX && key.bytes().all(|b| b.is_ascii_graphic());
     if ok { Ok(()) } else { Err(Error::validation("Idempotency-Key", format!("1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"))) }
 }

@@ -5,11 +5,13 @@
 
 mod admin;
 mod analysis;
+mod compare;
 mod credentials;
 pub mod usage;
 mod webhooks;
 
 pub use analysis::validate_analyze;
+pub use compare::{COMPARE_MAX_VARIANTS, COMPARE_MIN_VARIANTS, CompareInput, Compared, validate_compare};
 pub use credentials::normalize_email;
 pub use webhooks::{CompletionNotice, notify_signing_id};
 
@@ -173,6 +175,17 @@ impl QuotaStatus {
     pub fn remaining(&self) -> u64 {
         self.allowance.saturating_sub(self.used)
     }
+
+    /// Where the account stands right after `charge` was admitted.
+    fn after(admitted: &crate::usage::Admitted, charge: &crate::usage::Charge) -> QuotaStatus {
+        QuotaStatus {
+            allowance: admitted.allowance,
+            used: admitted.used,
+            reset_secs: charge.period.seconds_left(charge.at),
+            period_secs: (charge.period.resets_at - charge.period.starts_at).whole_seconds().max(1) as u64,
+            credits: admitted.credits,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +238,8 @@ pub struct App {
     pub settings: Settings,
     /// Signs upload and download URLs; only the functions that issue them have one.
     pub(crate) url_signer: Option<Arc<dyn UrlSigner>>,
+    /// Ranks variants; only what serves comparisons has one.
+    pub(crate) ranker: Option<Arc<dyn crate::ports::Ranker>>,
     /// sha256(credential) → (key or user id, valid until µs): skips Argon2 on every request.
     /// The key row is still read each time, so revocation takes effect at once.
     verified: Mutex<HashMap<String, (Uuid, i64)>>,
@@ -249,6 +264,7 @@ impl App {
             pipeline: None,
             settings,
             url_signer: None,
+            ranker: None,
             verified: Mutex::new(HashMap::new()),
             live_keys: Mutex::new(HashMap::new()),
             hashing: HashPool::for_this_machine(),

@@ -38,7 +38,7 @@ pub enum Granularity {
 pub struct UsageBucket {
     pub starts_at: OffsetDateTime,
     pub ends_at: OffsetDateTime,
-    pub content_type: ContentType,
+    pub kind: UsageKind,
     pub units: i64,
     pub analyses: u64,
     pub reversed: u64,
@@ -134,7 +134,7 @@ impl App {
                 let mut months: Vec<UsageBucket> = Vec::new();
                 for d in days {
                     let p = Period::of(day_start(d.day));
-                    match months.iter_mut().find(|m| m.starts_at == p.starts_at && m.content_type == d.content_type) {
+                    match months.iter_mut().find(|m| m.starts_at == p.starts_at && m.kind == d.kind) {
                         Some(m) => {
                             m.units += d.units;
                             m.analyses += d.analyses;
@@ -143,7 +143,7 @@ impl App {
                         None => months.push(bucket(&d, p.starts_at, p.resets_at)),
                     }
                 }
-                months.sort_by_key(|m| (m.starts_at, m.content_type.as_str()));
+                months.sort_by_key(|m| (m.starts_at, m.kind.as_str()));
                 months
             }
         })
@@ -208,5 +208,5 @@ impl App {
 }
 
 fn bucket(d: &UsageDay, starts_at: OffsetDateTime, ends_at: OffsetDateTime) -> UsageBucket {
-    UsageBucket { starts_at, ends_at, content_type: d.content_type, units: d.units, analyses: d.analyses, reversed: d.reversed }
+    UsageBucket { starts_at, ends_at, kind: d.kind, units: d.units, analyses: d.analyses, reversed: d.reversed }
 }
