@@ -17,6 +17,29 @@ pub struct TokenRequest {
     pub api_key: Option<String>,
 }
 
+/// Opens a dashboard session with an API key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    pub api_key: String,
+}
+
+/// Who is signed in. The session itself is the HttpOnly `gv_session` cookie.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionResponse {
+    pub user_id: Uuid,
+    pub email: String,
+    pub plan: Plan,
+    pub roles: Vec<Role>,
+    /// Send it as `X-CSRF-Token` on every request that changes state (present for a cookie
+    /// session; null for a bearer token or an API key, which need none).
+    pub csrf_token: Option<String>,
+    /// When the session ends (null for a bearer token or an API key).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     pub access_token: String,

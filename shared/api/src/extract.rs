@@ -28,7 +28,24 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
     }
 }
 
-/// An authenticated caller: `Authorization: Bearer <jwt>` or `X-API-Key: <key>`.
+/// The dashboard's session cookie (HttpOnly; the browser sends it, page scripts cannot read it).
+pub const SESSION_COOKIE: &str = "gv_session";
+
+/// The session cookie's value, from any `Cookie` header.
+fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// An authenticated caller: `Authorization: Bearer <jwt>`, `X-API-Key: <key>`, or the
+/// dashboard's session cookie (with `X-CSRF-Token` on anything that changes state).
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<Arc<App>> for Auth {
@@ -50,9 +67,16 @@ impl FromRequestParts<Arc<App>> for Auth {
                 let origin = Origin { ip: parts.extensions.get::<ClientIp>().map(|c| c.0) };
                 app.authenticate_api_key(key.trim(), &origin).await?
             }
-            (None, None) => {
-                return Err(Error::Unauthorized("authenticate with `Authorization: Bearer <token>` or `X-API-Key`".into()).into());
-            }
+            (None, None) => match session_cookie(&parts.headers) {
+                Some(token) => {
+                    let changes_state = !matches!(parts.method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS);
+                    let csrf = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+                    app.authenticate_session(token, csrf, changes_state).await?
+                }
+                None => {
+                    return Err(Error::Unauthorized("authenticate with `Authorization: Bearer <token>` or `X-API-Key`".into()).into());
+                }
+            },
         };
         Ok(Auth(principal))
     }

@@ -1,6 +1,7 @@
 //! The public HTTP API. [`router`] mounts a set of [`Endpoint`]s on shared middleware:
 //! `goviral serve` mounts them all, each Lambda under functions/ mounts exactly one.
 
+pub mod dashboard;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -32,6 +33,7 @@ pub const BODY_LIMIT_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     AuthToken,
+    AuthSession,
     Analyze,
     Compare,
     AnalyzeStatus,
@@ -54,6 +56,7 @@ pub enum Endpoint {
 impl Endpoint {
     pub const ALL: &'static [Endpoint] = &[
         Endpoint::AuthToken,
+        Endpoint::AuthSession,
         Endpoint::Analyze,
         Endpoint::Compare,
         Endpoint::AnalyzeStatus,
@@ -76,6 +79,7 @@ impl Endpoint {
     pub fn function_name(self) -> &'static str {
         match self {
             Endpoint::AuthToken => "api-auth-token",
+            Endpoint::AuthSession => "api-auth-session",
             Endpoint::Analyze => "api-analyze",
             Endpoint::Compare => "api-compare",
             Endpoint::AnalyzeStatus => "api-analyze-status",
@@ -103,6 +107,9 @@ impl Endpoint {
     pub fn routes(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Endpoint::AuthToken => &[("POST", "/api/v1/auth/token")],
+            Endpoint::AuthSession => {
+                &[("POST", "/api/v1/auth/session"), ("GET", "/api/v1/auth/session"), ("DELETE", "/api/v1/auth/session")]
+            }
             Endpoint::Analyze => &[("POST", "/api/v1/analyze")],
             Endpoint::Compare => &[("POST", "/api/v1/compare")],
             Endpoint::AnalyzeStatus => &[
@@ -140,6 +147,9 @@ impl Endpoint {
     fn mount(self, r: Router<Arc<App>>) -> Router<Arc<App>> {
         match self {
             Endpoint::AuthToken => r.route("/api/v1/auth/token", post(auth::token)),
+            Endpoint::AuthSession => {
+                r.route("/api/v1/auth/session", post(auth::open_session).get(auth::session).delete(auth::close_session))
+            }
             Endpoint::Analyze => r.route("/api/v1/analyze", post(analyze::submit)),
             Endpoint::Compare => r.route("/api/v1/compare", post(compare::compare)),
             Endpoint::AnalyzeStatus => r
@@ -176,21 +186,31 @@ impl Endpoint {
 /// The given endpoints on the shared middleware: request ids, JSON errors for unknown routes,
 /// wrong methods, oversized bodies and panics.
 pub fn router(app: Arc<App>, endpoints: &[Endpoint]) -> Router {
-    with_middleware(mount(endpoints), app)
+    shared_middleware(with_404(mount(endpoints).with_state(app)))
+}
+
+fn with_404(routes: Router) -> Router {
+    routes.fallback(|uri: http::Uri| async move { ApiError::NoRoute(uri.path().to_string()) })
 }
 
 fn mount(endpoints: &[Endpoint]) -> Router<Arc<App>> {
     endpoints.iter().fold(Router::new(), |r, e| e.mount(r))
 }
 
-/// Everything the embedded default serves: every endpoint, and signed blob URLs in place of S3.
+/// Everything the embedded default serves: every endpoint, signed blob URLs in place of S3,
+/// and the web dashboard at `/` where one is built.
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the peer address is
 /// the client address (audit log, failed-authentication throttle).
-pub fn local_router(app: Arc<App>, blobs: LocalBlobs) -> Router {
+pub fn local_router(app: Arc<App>, blobs: LocalBlobs, dashboard: Option<Arc<dashboard::Dashboard>>) -> Router {
     let blob_routes = Router::new()
         .route(&format!("{}{{*key}}", goviral_local::signed_urls::ROUTE_PREFIX), axum::routing::put(local_blobs::put).get(local_blobs::get))
         .with_state(blobs);
-    with_middleware(mount(Endpoint::ALL).merge(blob_routes), app).layer(axum::middleware::from_fn(peer_ip))
+    let routes = mount(Endpoint::ALL).merge(blob_routes).with_state(app);
+    let routes = match dashboard {
+        Some(d) => routes.fallback(move |method: http::Method, uri: http::Uri| async move { d.respond(&method, &uri) }),
+        None => with_404(routes),
+    };
+    shared_middleware(routes).layer(axum::middleware::from_fn(peer_ip))
 }
 
 async fn peer_ip(mut request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
@@ -204,16 +224,13 @@ async fn peer_ip(mut request: axum::extract::Request, next: axum::middleware::Ne
 /// The OpenAPI document alone, on the shared middleware: a static document needs no App (its
 /// Lambda builds nothing).
 pub fn openapi_router() -> Router {
-    shared_middleware(Router::new().route("/api/v1/openapi.json", get(openapi::serve)))
+    shared_middleware(with_404(Router::new().route("/api/v1/openapi.json", get(openapi::serve))))
 }
 
-fn with_middleware(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
-    shared_middleware(routes.with_state(app))
-}
-
+/// The shared layers; unknown routes answer the standard 404 unless `routes` has its own
+/// fallback (the dashboard).
 fn shared_middleware(routes: Router) -> Router {
     routes
-        .fallback(|uri: http::Uri| async move { ApiError::NoRoute(uri.path().to_string()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {

@@ -10,7 +10,7 @@ use crate::handlers::*;
 #[openapi(
     info(title = "GoViralNow API", description = "Score content for virality, with explained, actionable insights."),
     paths(
-        auth::token, analyze::submit, compare::compare, analyze::status, analyze::archive, events::events, events::stream_token, users::history, insights::templates,
+        auth::token, auth::open_session, auth::session, auth::close_session, analyze::submit, compare::compare, analyze::status, analyze::archive, events::events, events::stream_token, users::history, insights::templates,
         admin::jobs, admin::dead_letters, hooks::completion, webhooks::create, webhooks::list, webhooks::delete,
         webhooks::signing_secret, webhooks::rotate_signing_secret,
         keys::create, keys::list, keys::rotate, keys::revoke, uploads::create, uploads::status,
@@ -128,6 +128,9 @@ impl Modify for Security {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
         components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        // The dashboard's session (POST /api/v1/auth/session): accepted wherever a bearer token
+        // is, with `X-CSRF-Token` on requests that change state.
+        components.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("gv_session"))));
     }
 }
 

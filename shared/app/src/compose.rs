@@ -390,6 +390,10 @@ impl Composition {
     pub async fn local_router(&self) -> Result<(Arc<App>, axum::Router), InitError> {
         let app = Arc::new(self.app(AppUses::ALL).await?);
         let blobs = goviral_api::LocalBlobs { signer: self.local_url_signer()?, blobs: self.blobs()?, store: self.store().await? };
-        Ok((app.clone(), goviral_api::local_router(app, blobs)))
+        let dashboard = match &self.config.dashboard_dir {
+            Some(dir) => Some(Arc::new(goviral_api::dashboard::Dashboard::load(dir)?)),
+            None => None,
+        };
+        Ok((app.clone(), goviral_api::local_router(app, blobs, dashboard)))
     }
 }

@@ -47,6 +47,9 @@ pub struct Config {
     pub bind: SocketAddr,
     /// How clients reach the local server (signed blob URLs point here); default: the bound address.
     pub public_url: Option<String>,
+    /// The built web dashboard (`shared/dashboard/dist`), served at `/` by `goviral serve`;
+    /// None: the API alone.
+    pub dashboard_dir: Option<PathBuf>,
     /// Apply migrations at start-up (the local server does; Lambdas leave it to deploys).
     pub migrate: bool,
     pub settings: Settings,
@@ -183,7 +186,15 @@ impl Config {
                 stream_heartbeat: Duration::from_millis(parse(&lookup, "GOVIRAL_STREAM_HEARTBEAT_MS", 15_000u64)?.max(100)),
                 stream_max: Duration::from_secs(parse(&lookup, "GOVIRAL_STREAM_MAX_SECS", 1_800u64)?.max(1)),
                 stream_base_url: lookup("GOVIRAL_STREAM_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
+                // Cookies marked Secure are sent over https only: always so on AWS, and on one
+                // machine when it is reached over https.
+                secure_cookies: parse(
+                    &lookup,
+                    "GOVIRAL_SECURE_COOKIES",
+                    mode == Profile::Aws || public_url(&lookup)?.is_some_and(|u| u.starts_with("https://")),
+                )?,
             },
+            dashboard_dir: lookup("GOVIRAL_DASHBOARD_DIR").map(PathBuf::from),
             log_json: parse(&lookup, "GOVIRAL_LOG_JSON", mode == Profile::Aws)?,
             pipeline_concurrency: parse(&lookup, "GOVIRAL_PIPELINE_CONCURRENCY", 16usize)?,
             webhook_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_WEBHOOK_TIMEOUT_MS", 10_000u64)?),

@@ -149,6 +149,64 @@ impl AuthConfig {
     }
 }
 
+/// A dashboard session's audience: it rides in an HttpOnly cookie, never in a header.
+const SESSION_AUDIENCE: &str = "goviral-session";
+/// How long a dashboard session lasts before the user signs in again.
+pub const SESSION_TTL_SECS: i64 = 12 * 3600;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SessionClaims {
+    sub: String,
+    /// The API key the session was opened with: the session ends with the key.
+    kid: String,
+    /// What every state-changing request of the session must send back in `X-CSRF-Token`.
+    csrf: String,
+    iss: String,
+    aud: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Who a verified session speaks for, and its CSRF token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSubject {
+    pub user_id: uuid::Uuid,
+    pub key_id: uuid::Uuid,
+    pub csrf: String,
+}
+
+impl AuthConfig {
+    /// A session for the dashboard, opened with an API key (which is then forgotten by the
+    /// browser): its own audience, so it is neither an access token nor a stream token.
+    pub fn issue_session_token(&self, user_id: uuid::Uuid, key_id: uuid::Uuid, csrf: &str, now_unix: i64) -> Result<String> {
+        let claims = SessionClaims {
+            sub: user_id.to_string(),
+            kid: key_id.to_string(),
+            csrf: csrf.to_string(),
+            iss: JWT_ISSUER.into(),
+            aud: SESSION_AUDIENCE.into(),
+            iat: now_unix,
+            exp: now_unix + SESSION_TTL_SECS,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.jwt_secret))
+            .map_err(|e| Error::Internal(format!("signing token: {e}")))
+    }
+
+    pub fn verify_session_token(&self, token: &str) -> Result<SessionSubject> {
+        let key = DecodingKey::from_secret(&self.jwt_secret);
+        let data = jsonwebtoken::decode::<SessionClaims>(token, &key, &validation(SESSION_AUDIENCE)).map_err(|e| {
+            let expired = matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature);
+            Error::Unauthorized(if expired { "the session has expired: sign in again" } else { "session invalid" }.into())
+        })?;
+        let invalid = || Error::Unauthorized("session invalid".into());
+        Ok(SessionSubject {
+            user_id: data.claims.sub.parse().map_err(|_| invalid())?,
+            key_id: data.claims.kid.parse().map_err(|_| invalid())?,
+            csrf: data.claims.csrf,
+        })
+    }
+}
+
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenSubject {
@@ -305,4 +363,10 @@ mod tests {
         assert!(verify_webhook_signature("whsec", "v1=zz", body, 1_000_000).is_err());
         assert!(verify_webhook_signature("whsec", "t=1000000", body, 1_000_000).is_err());
     }
+}
+
+/// Equality that takes as long whatever the first difference (a token compared with a
+/// header must not leak its prefix by timing).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

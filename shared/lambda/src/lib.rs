@@ -53,10 +53,11 @@ pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
     }
     let composition = compose().await?;
     // Each builds only what it uses: only analyze hands jobs to Step Functions, only the uploads
-    // function signs S3 URLs (its role may put uploads and get their copies), only compare ranks.
+    // and status functions sign S3 URLs (uploads may put uploads and get their copies; status may
+    // get a video's stills), only compare ranks.
     let uses = goviral_app::AppUses {
         submissions: endpoint == Endpoint::Analyze,
-        signed_urls: endpoint == Endpoint::Uploads,
+        signed_urls: matches!(endpoint, Endpoint::Uploads | Endpoint::AnalyzeStatus),
         comparisons: endpoint == Endpoint::Compare,
     };
     let app = Arc::new(composition.app(uses).await?);

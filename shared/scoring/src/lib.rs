@@ -59,6 +59,8 @@ impl domain::ports::Scorer for ModelScorer {
             "sub_scores": scored.sub_scores,
             "drivers": scored.drivers,
             "utility": scored.utility,
+            "score_band": self.model.score_band(scored.utility),
+            "score_band_basis": "scores whose content the model cannot tell apart from this one (it would pick either with 25–75% probability)",
             "score_basis": format!("percentile of the model's utility among {} A/B-tested headlines", self.model.header.training["headlines"]),
             "confidence_basis": "calibrated probability that the content beats (or trails) a typical alternative, as the score says",
         });

@@ -116,6 +116,15 @@ impl Model {
         sigmoid(self.header.temperature * (utility_a - utility_b))
     }
 
+    /// The range of scores (percentiles) whose utilities the model would rank against
+    /// `utility` with a probability between 25% and 75%: how precisely a score is known.
+    pub fn score_band(&self, utility: f64) -> [f64; 2] {
+        // logit(0.75) = ln 3: the utility gap at which p_better reaches 75%.
+        let gap = 3f64.ln() / self.header.temperature.max(f64::EPSILON);
+        let round1 = |x: f64| (x * 10.0).round() / 10.0;
+        [round1(self.percentile(utility - gap)), round1(self.percentile(utility + gap))]
+    }
+
     /// Where a utility falls among the training headlines, 0–100.
     pub fn percentile(&self, utility: f64) -> f64 {
         percentile(&self.header.quantiles, utility)

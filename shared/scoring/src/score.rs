@@ -497,6 +497,9 @@ mod tests {
         let a = score(model(), text, Some(Platform::Instagram));
         assert_eq!(a, score(model(), text, Some(Platform::Instagram)));
         assert!((0.0..=100.0).contains(&a.score) && (0.5..=1.0).contains(&a.confidence));
+        // The band holds the score, and is narrower for a clearly placed text than the whole scale.
+        let [lo, hi] = model().score_band(a.utility);
+        assert!(lo <= a.score && a.score <= hi && hi - lo < 100.0, "{lo}–{hi} around {}", a.score);
         for odd in ["", "!!!", "🔥🔥🔥", &"word ".repeat(3000)] {
             let s = score(model(), odd, None);
             assert!(s.score.is_finite() && (0.0..=100.0).contains(&s.score), "{odd:?}");

@@ -71,6 +71,58 @@ async fn revoked_keys_and_inactive_users_are_forbidden() {
     assert_eq!(t.get("/api/v1/keys").bearer(&token).send().await.status, StatusCode::FORBIDDEN);
 }
 
+/// The dashboard's session: an API key is exchanged for an HttpOnly SameSite=Strict cookie
+/// and a CSRF token. The cookie authenticates reads; anything that changes state also needs
+/// the CSRF token (which another site cannot read). The session ends with its key, is not a
+/// bearer token, and signing out clears it.
+#[tokio::test]
+async fn a_dashboard_session_is_a_cookie_guarded_by_a_csrf_token() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let r = t.post("/api/v1/auth/session").json(&json!({"api_key": ann.api_key})).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let set_cookie = r.header("set-cookie").unwrap().to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict") && set_cookie.contains("Path=/"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "served over http here");
+    assert!(!set_cookie.contains(&ann.api_key) && !r.body.to_string().contains(&ann.api_key), "the key is never echoed");
+    assert_eq!((r.body["email"].as_str(), r.body["plan"].as_str()), (Some("ann@example.com"), Some("pro")));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let csrf = r.body["csrf_token"].as_str().unwrap().to_string();
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let session = cookie.trim_start_matches("gv_session=").to_string();
+
+    // Reads with the cookie alone; a reloaded page gets its CSRF token back.
+    let me = t.get("/api/v1/auth/session").header("cookie", &format!("theme=dark; {cookie}")).send().await;
+    assert_eq!((me.status, me.body["csrf_token"].as_str()), (StatusCode::OK, Some(csrf.as_str())), "{:?}", me.body);
+    assert_eq!(t.get("/api/v1/keys").header("cookie", &cookie).send().await.status, StatusCode::OK);
+    // Changes need the token: missing or wrong is 403, right is allowed.
+    let compare = json!({"variants": ["a headline", "another headline"]});
+    let r = t.post("/api/v1/compare").header("cookie", &cookie).json(&compare).send().await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::FORBIDDEN, "forbidden"), "{:?}", r.body);
+    let r = t.post("/api/v1/compare").header("cookie", &cookie).header("x-csrf-token", "guess").json(&compare).send().await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = t.post("/api/v1/compare").header("cookie", &cookie).header("x-csrf-token", &csrf).json(&compare).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // A session is not a bearer token, and a bearer token is not a session.
+    assert_eq!(t.get("/api/v1/keys").bearer(&session).send().await.status, StatusCode::UNAUTHORIZED);
+    let token = t.token(&ann).await;
+    assert_eq!(t.get("/api/v1/keys").header("cookie", &format!("gv_session={token}")).send().await.status, StatusCode::UNAUTHORIZED);
+    // Wrong keys are refused like everywhere else, in the standard body.
+    let r = t.post("/api/v1/auth/session").json(&json!({"api_key": "gvn_nope"})).send().await;
+    assert_eq!((r.status, r.error_code()), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let r = t.post("/api/v1/auth/session").json(&json!({"key": ann.api_key})).send().await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The session ends with its key.
+    let key_id = t.get("/api/v1/keys").api_key(&ann.api_key).send().await.body["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(t.delete(&format!("/api/v1/keys/{key_id}")).bearer(&token).send().await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.get("/api/v1/auth/session").header("cookie", &cookie).send().await.status, StatusCode::UNAUTHORIZED);
+    // Signing out clears the cookie.
+    let out = t.delete("/api/v1/auth/session").send().await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(out.header("set-cookie").unwrap().starts_with("gv_session=; ") && out.header("set-cookie").unwrap().contains("Max-Age=0"));
+}
+
 fn forge(header: serde_json::Value, claims: serde_json::Value, signature: &str) -> String {
     format!("{}.{}.{signature}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()))
 }

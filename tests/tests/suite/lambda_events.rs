@@ -73,6 +73,13 @@ async fn sample_events_run_through_the_lambda_routers() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["token_type"], "bearer");
 
+    // The dashboard's sign-in: a session cookie and a CSRF token, never the key.
+    let (status, headers, body) = invoke(&t.app, Endpoint::AuthSession, &event("apigw-auth-session.json", &subs)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("gv_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains(&ann.api_key) && body["csrf_token"].as_str().is_some_and(|c| c.len() >= 32), "{body}");
+
     let (status, headers, body) = invoke(&t.app, Endpoint::Analyze, &event("apigw-analyze.json", &subs)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(headers.contains_key("x-request-id"));

@@ -302,6 +302,9 @@ async fn an_uploaded_video_is_measured_and_its_metrics_reported() {
     assert_eq!(thumbnails.len(), 2, "{media}");
     let first = t.blobs.get(thumbnails[1]["key"].as_str().unwrap()).await.unwrap().expect("stored");
     assert!(first.starts_with(&[0xff, 0xd8, 0xff]), "a JPEG");
+    // The client reads them through short-lived signed URLs.
+    let shown = t.get(&local_path(&t, thumbnails[1]["url"].as_str().expect("a signed URL"))).send().await;
+    assert_eq!((shown.status, shown.raw.as_ref()), (StatusCode::OK, first.as_slice()));
 
     // A file that says video/mp4 and is not one.
     let junk = vec![0x42u8; 4096];

@@ -5,9 +5,13 @@ use axum::extract::State;
 use domain::Error;
 use domain::service::{App, Credentials};
 
-use crate::dto::{TokenRequest, TokenResponse};
+use axum::response::{IntoResponse, Response};
+use domain::service::{AuthMethod, Principal};
+use http::{HeaderValue, StatusCode, header};
+
+use crate::dto::{SessionRequest, SessionResponse, TokenRequest, TokenResponse};
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{JsonBody, RequestOrigin};
+use crate::extract::{Auth, JsonBody, RequestOrigin, SESSION_COOKIE};
 
 /// Exchange a client id and secret, or an API key, for a bearer token.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
@@ -33,4 +37,69 @@ pub async fn token(
     };
     let token = app.exchange_token(credentials, &origin).await?;
     Ok(Json(TokenResponse { access_token: token.access_token, expires_in: token.expires_in, token_type: "bearer" }))
+}
+
+/// Sign in to the dashboard: the API key is exchanged for a session in an HttpOnly,
+/// SameSite=Strict cookie (the page never keeps the key), and a CSRF token for the page.
+#[utoipa::path(post, path = "/api/v1/auth/session", tag = "auth", request_body = SessionRequest,
+    responses(
+        (status = 200, body = SessionResponse, headers(("Set-Cookie" = String, description = "`gv_session=…; HttpOnly; SameSite=Strict; Path=/`"))),
+        (status = 401, description = "Unknown or wrong key", body = ErrorBody),
+        (status = 403, description = "Revoked key or inactive user", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "Too many failed attempts from this address or for this key", body = ErrorBody),
+        (status = 503, description = "Authentication is busy; retry after `Retry-After`", body = ErrorBody),
+    ))]
+pub async fn open_session(
+    State(app): State<Arc<App>>,
+    RequestOrigin(origin): RequestOrigin,
+    JsonBody(body): JsonBody<SessionRequest>,
+) -> ApiResult<Response> {
+    let session = app.open_session(&body.api_key, &origin).await?;
+    let max_age = (session.expires_at - domain::model::now()).whole_seconds().max(0);
+    let cookie = session_cookie(&session.token, max_age, app.settings.secure_cookies);
+    let body = SessionResponse {
+        user_id: session.user.id,
+        email: session.user.email.clone(),
+        plan: session.user.plan,
+        roles: session.user.roles.clone(),
+        csrf_token: Some(session.csrf_token),
+        expires_at: Some(session.expires_at),
+    };
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Who is signed in (any credential), and for a cookie session its CSRF token: a page that
+/// was reloaded asks here.
+#[utoipa::path(get, path = "/api/v1/auth/session", tag = "auth",
+    responses((status = 200, body = SessionResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []), ("session" = [])))]
+pub async fn session(Auth(principal): Auth) -> ApiResult<Response> {
+    let Principal { user, method } = principal;
+    let (csrf_token, expires_at) = match method {
+        AuthMethod::Session { csrf, .. } => (Some(csrf), None),
+        _ => (None, None),
+    };
+    let body = SessionResponse { user_id: user.id, email: user.email, plan: user.plan, roles: user.roles, csrf_token, expires_at };
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Sign out: the session cookie is cleared. Needs no credentials (a stale cookie can always
+/// be dropped).
+#[utoipa::path(delete, path = "/api/v1/auth/session", tag = "auth", responses((status = 204)))]
+pub async fn close_session(State(app): State<Arc<App>>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, app.settings.secure_cookies));
+    response
+}
+
+fn session_cookie(token: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{secure}"))
+        .expect("a JWT is a valid cookie value")
 }

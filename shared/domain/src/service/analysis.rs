@@ -204,6 +204,21 @@ impl App {
         Ok(JobView { job, insights })
     }
 
+    /// A job's metrics as a client reads them: each stored still of a video gets a download
+    /// URL (valid 5 minutes) beside its key, where this deployment signs URLs.
+    pub async fn metrics_for_client(&self, metrics: Option<serde_json::Value>) -> Result<Option<serde_json::Value>> {
+        let Some(mut metrics) = metrics else { return Ok(None) };
+        let Some(signer) = &self.url_signer else { return Ok(Some(metrics)) };
+        if let Some(thumbnails) = metrics.pointer_mut("/media/thumbnails").and_then(|t| t.as_array_mut()) {
+            for thumb in thumbnails.iter_mut() {
+                let Some(key) = thumb["key"].as_str().filter(|k| k.starts_with("thumbnails/")) else { continue };
+                let signed = signer.sign_get(key, crate::uploads::DOWNLOAD_URL_TTL).await?;
+                thumb["url"] = signed.url.into();
+            }
+        }
+        Ok(Some(metrics))
+    }
+
     /// A token that opens the job's live stream for five minutes (for browsers' EventSource).
     pub async fn stream_token(&self, principal: &Principal, job_id: Uuid) -> Result<(String, OffsetDateTime)> {
         let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
@@ -372,6 +387,7 @@ mod tests {
             stream_heartbeat: std::time::Duration::from_secs(15),
             stream_max: std::time::Duration::from_secs(1_800),
             stream_base_url: None,
+            secure_cookies: false,
         }
     }
 

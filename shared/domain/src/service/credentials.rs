@@ -77,7 +77,7 @@ impl App {
                 let principal = self.authenticate_api_key(&key, origin).await?;
                 let key_id = match principal.method {
                     AuthMethod::ApiKey { key_id } => Some(key_id),
-                    AuthMethod::Token => None,
+                    AuthMethod::Token | AuthMethod::Session { .. } => None,
                 };
                 (principal.user, key_id)
             }
@@ -99,6 +99,35 @@ impl App {
             self.check_key_live(key_id, user.id).await?;
         }
         Ok(Principal { user, method: AuthMethod::Token })
+    }
+
+    /// Opens a dashboard session with an API key (throttled and verified as on every route).
+    pub async fn open_session(&self, api_key: &str, origin: &Origin) -> Result<Session> {
+        let principal = self.authenticate_api_key(api_key.trim(), origin).await?;
+        let AuthMethod::ApiKey { key_id } = principal.method else {
+            return Err(Error::Internal("an API key authenticated as something else".into()));
+        };
+        let csrf_token = auth::random_token(24);
+        let at = now();
+        let token = self.settings.auth.issue_session_token(principal.user.id, key_id, &csrf_token, at.unix_timestamp())?;
+        self.audit(principal.actor(), "session.open", serde_json::json!({"key_id": key_id}), origin).await?;
+        Ok(Session { token, csrf_token, expires_at: at + time::Duration::seconds(auth::SESSION_TTL_SECS), user: principal.user })
+    }
+
+    /// The caller behind a session cookie. A request that changes anything must carry the
+    /// session's CSRF token: another site can make the browser send the cookie, but cannot
+    /// read the token.
+    pub async fn authenticate_session(&self, token: &str, csrf_header: Option<&str>, changes_state: bool) -> Result<Principal> {
+        let subject = self.settings.auth.verify_session_token(token)?;
+        if changes_state && !csrf_header.is_some_and(|h| auth::constant_time_eq(h.as_bytes(), subject.csrf.as_bytes())) {
+            return Err(Error::Forbidden("this request needs the session's X-CSRF-Token header".into()));
+        }
+        let user = self.store.user_by_id(subject.user_id).await?.ok_or_else(|| Error::Unauthorized("session invalid".into()))?;
+        if !user.is_active {
+            return Err(Error::Forbidden("the account is inactive".into()));
+        }
+        self.check_key_live(subject.key_id, user.id).await?;
+        Ok(Principal { user, method: AuthMethod::Session { key_id: subject.key_id, csrf: subject.csrf } })
     }
 
     /// A token minted from a key is as good as the key: refused once it is revoked.

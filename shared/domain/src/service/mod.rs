@@ -83,13 +83,22 @@ pub struct Settings {
     /// Where live streams are served when not beside the API (AWS: the streaming function's
     /// URL); None: the same origin.
     pub stream_base_url: Option<String>,
+    /// The dashboard's session cookie is marked Secure (https only).
+    pub secure_cookies: bool,
 }
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthMethod {
     Token,
-    ApiKey { key_id: Uuid },
+    ApiKey {
+        key_id: Uuid,
+    },
+    /// The dashboard's cookie session, opened with an API key.
+    Session {
+        key_id: Uuid,
+        csrf: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +132,15 @@ pub struct Origin {
 pub enum Credentials {
     ClientSecret { client_id: String, client_secret: String },
     ApiKey(String),
+}
+
+/// A dashboard session: the token goes in an HttpOnly cookie, the CSRF token to the page.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub csrf_token: String,
+    pub expires_at: OffsetDateTime,
+    pub user: User,
 }
 
 #[derive(Debug, Clone)]

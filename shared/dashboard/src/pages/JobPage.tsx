@@ -1,0 +1,143 @@
+import { useEffect, useState } from "react";
+import { api, CATEGORY_LABELS, type Job } from "../api";
+import { ErrorNote } from "../components/ErrorNote";
+import { Gauge } from "../components/Gauge";
+import { SubScores } from "../components/SubScores";
+import { MediaTimeline } from "../components/MediaTimeline";
+import { StageTimeline, type StreamEvent } from "../components/StageTimeline";
+import { Link } from "../router";
+
+/** A job as it happens: the live stage timeline (Server-Sent Events), then the result. */
+export function JobPage({ jobId }: { jobId: string }) {
+  const [events, setEvents] = useState<StreamEvent[]>([]);
+  const [job, setJob] = useState<Job | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [streamProblem, setStreamProblem] = useState<string | null>(null);
+
+  useEffect(() => {
+    setEvents([]);
+    setJob(null);
+    setError(null);
+    let source: EventSource | null = null;
+    let stopped = false;
+    let retries = 0;
+
+    const loadResult = () =>
+      api<Job>("GET", `/api/v1/analyze/${jobId}?include_insights=true&expand=metrics`)
+        .then((j) => !stopped && setJob(j))
+        .catch((e) => !stopped && setError(e));
+
+    // EventSource cannot send headers: a 5-minute token scoped to this job opens the stream.
+    // The stream closes at the end; a dropped one is reopened with a new token (events are
+    // told again from the start and kept once each, by id).
+    async function open() {
+      try {
+        const { url } = await api<{ url: string }>("POST", `/api/v1/analyze/${jobId}/stream-token`);
+        if (stopped) return;
+        source = new EventSource(url, { withCredentials: false });
+        const onEvent = (e: MessageEvent) => {
+          retries = 0;
+          setStreamProblem(null);
+          const event = JSON.parse(e.data) as StreamEvent;
+          setEvents((all) => (all.some((x) => x.seq === event.seq) ? all : [...all, event].sort((a, b) => a.seq - b.seq)));
+          if (event.kind === "complete" || event.kind === "failed") {
+            source?.close();
+            loadResult();
+          }
+        };
+        for (const kind of ["queued", "moderation", "extraction", "progress", "inference", "complete", "failed"]) {
+          source.addEventListener(kind, onEvent as EventListener);
+        }
+        source.onerror = () => {
+          if (source?.readyState === EventSource.CLOSED && !stopped) {
+            retries += 1;
+            setStreamProblem("The live connection dropped; reconnecting…");
+            setTimeout(() => !stopped && open(), Math.min(30_000, 1000 * 2 ** retries));
+          }
+        };
+      } catch (e) {
+        if (!stopped) setError(e);
+      }
+    }
+    open();
+    return () => {
+      stopped = true;
+      source?.close();
+    };
+  }, [jobId]);
+
+  const ended = events.find((e) => e.kind === "complete" || e.kind === "failed");
+  return (
+    <section>
+      <h1>Analysis</h1>
+      <p className="muted small">
+        Job <code>{jobId}</code> · <Link to="/">Analyze another</Link>
+      </p>
+      {error !== null && <ErrorNote error={error} />}
+      <StageTimeline events={events} />
+      {streamProblem && !ended && (
+        <p className="muted" role="status">
+          {streamProblem}
+        </p>
+      )}
+      {job && job.status === "failed" && <Failure job={job} />}
+      {job && job.status === "complete" && <Result job={job} />}
+    </section>
+  );
+}
+
+function Failure({ job }: { job: Job }) {
+  const errors = Array.isArray(job.errors) ? (job.errors as { stage?: string; reason?: string; error?: string }[]) : [];
+  return (
+    <div className="card" role="alert">
+      <h2>The analysis failed</h2>
+      <ul>
+        {errors.map((e, i) => (
+          <li key={i}>
+            {e.stage ? <strong>{e.stage}: </strong> : null}
+            {e.reason ?? e.error ?? "unknown error"}
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
+function Result({ job }: { job: Job }) {
+  const metrics = job.metrics ?? {};
+  const findings = metrics.media_findings ?? [];
+  return (
+    <div className="stack">
+      <div className="card result">
+        <Gauge score={job.score ?? 0} confidence={job.confidence ?? 0} band={metrics.score_band} />
+        {metrics.sub_scores && <SubScores scores={metrics.sub_scores} />}
+      </div>
+      <div className="card">
+        <h2>What to change</h2>
+        <ul className="insights">
+          {(job.insights ?? []).map((insight) => (
+            <li key={insight.category}>
+              <h3>
+                {CATEGORY_LABELS[insight.category]} <span className="muted small">weight {Math.round(insight.weight * 100)}%</span>
+              </h3>
+              <p>{insight.message}</p>
+              {insight.recommendations.length > 0 && (
+                <ul className="fixes">
+                  {insight.recommendations.map((r, i) => (
+                    <li key={i}>{r}</li>
+                  ))}
+                </ul>
+              )}
+            </li>
+          ))}
+        </ul>
+      </div>
+      {metrics.media && (
+        <div className="card">
+          <h2>Media timeline</h2>
+          <MediaTimeline media={metrics.media} findings={findings} />
+        </div>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,188 @@
+// The dashboard in headless Chromium against the real `goviral serve`: sign in, a caption
+// completing live, a video with its media timeline, three variants compared, history paged,
+// a key revoked (and the session that rode on it ended), deep links, the phone's width,
+// offline. Screenshots go to tests/output/.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { apiCall, launchBrowser, makeClip, outputPath, startServer } from "./harness.mjs";
+
+describe("the dashboard", { timeout: 300_000 }, () => {
+  let server, browser, context, page, me;
+  const errors = [];
+
+  before(async () => {
+    server = await startServer();
+    me = server.user("creator@example.com", "pro");
+    browser = await launchBrowser();
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  it("signs in with an API key, which the browser does not keep", async () => {
+    await page.goto(server.base + "/");
+    await page.getByLabel("API key").fill("gvk_wrong_key");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("alert").waitFor();
+    assert.match(await page.getByRole("alert").innerText(), /invalid API key/i);
+
+    await page.getByLabel("API key").fill(me.api_key);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Analyze content" }).waitFor();
+    assert.ok(await page.getByText("creator@example.com").isVisible());
+    const storage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + document.cookie);
+    assert.ok(!storage.includes(me.api_key), "the key is nowhere the page can read");
+    const cookies = await context.cookies();
+    const session = cookies.find((c) => c.name === "gv_session");
+    assert.ok(session?.httpOnly && session.sameSite === "Strict", JSON.stringify(cookies));
+    await page.screenshot({ path: outputPath("01-signed-in.png"), fullPage: true });
+  });
+
+  let captionJob;
+  it("submits a caption and watches it complete live", async () => {
+    await page.getByLabel("Caption or post text").fill("5 mistakes everyone makes with sourdough. Which one do you make? Comment below!");
+    await page.getByLabel("Platform").selectOption("tiktok");
+    await page.getByRole("button", { name: "Analyze" }).click();
+    await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/);
+    captionJob = page.url().split("/").pop();
+    await page.getByRole("status").filter({ hasText: "Done" }).waitFor({ timeout: 30_000 });
+    // Every stage came through the live stream, in order.
+    const stages = await page.locator(".stages li").allInnerTexts();
+    assert.deepEqual(stages.map((s) => s.split("\n")[0]), ["Queued", "Moderation", "Extraction", "Scoring", "Done"]);
+    assert.equal(await page.locator(".stage.done").count(), 5);
+    const gauge = await page.getByRole("img", { name: /Score \d+ out of 100/ }).getAttribute("aria-label");
+    assert.match(gauge, /likely between \d+ and \d+, confidence \d+%/);
+    assert.equal(await page.locator("meter").count(), 5, "five sub-scores");
+    assert.equal(await page.locator(".insights > li").count(), 5, "five insights");
+    assert.ok((await page.locator(".fixes li").count()) >= 1, "with fixes");
+    await page.screenshot({ path: outputPath("02-caption-result.png"), fullPage: true });
+  });
+
+  it("uploads a small video with a progress bar and shows its media timeline", async () => {
+    const clip = join(tmpdir(), `gv-browser-${process.pid}.mp4`);
+    makeClip(clip, 4);
+    await page.getByRole("link", { name: "Analyze", exact: true }).click();
+    await page.getByLabel("A video").check();
+    await page.getByLabel(/^Video \(MP4/).setInputFiles(clip);
+    await page.getByLabel("Caption (optional)").fill("Wait for it: the one edit that doubled our watch time");
+    await page.getByRole("button", { name: "Analyze" }).click();
+    await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/, { timeout: 60_000 });
+    await page.getByRole("heading", { name: "Media timeline" }).waitFor({ timeout: 120_000 });
+    const timeline = await page.getByRole("img", { name: /Timeline of a 4\.\d second video/ }).getAttribute("aria-label");
+    assert.match(timeline, /\d+ cuts/);
+    // The stills load through their signed URLs.
+    const still = page.locator(".stills img").first();
+    await still.waitFor();
+    await page.waitForFunction(() => [...document.querySelectorAll(".stills img")].every((i) => i.complete && i.naturalWidth > 0));
+    assert.ok(await still.evaluate((i) => i.naturalWidth > 0));
+    assert.match(await page.locator(".facts").innerText(), /Loudness\s+-?\d+\.\d LUFS/);
+    // The extraction told its media steps on the way.
+    assert.ok(await page.getByText("Done", { exact: true }).first().isVisible());
+    await page.screenshot({ path: outputPath("03-video-timeline.png"), fullPage: true });
+  });
+
+  it("compares three variants and shows the ranking with reasons", async () => {
+    await page.getByRole("link", { name: "Compare" }).click();
+    await page.getByRole("textbox", { name: "Variant 1" }).fill("Dad gives a speech");
+    await page.getByRole("textbox", { name: "Variant 2" }).fill("Why 3 million people watched this dad's 2-minute speech");
+    await page.getByRole("textbox", { name: "Variant 3" }).fill("A wedding speech");
+    await page.getByRole("button", { name: "Rank them" }).click();
+    const rows = page.locator("table.ranking tbody tr");
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), 3);
+    assert.match(await rows.first().innerText(), /3 million people/);
+    assert.match(await rows.first().locator("td").nth(3).innerText(), /^\d+%$/);
+    assert.ok((await rows.first().locator(".fixes li").count()) >= 1, "the winner says why");
+    await page.screenshot({ path: outputPath("04-compare.png"), fullPage: true });
+  });
+
+  it("pages through history with the cursor, both ways", async () => {
+    for (let i = 0; i < 11; i++) {
+      const r = await apiCall(server.base, me.api_key, "POST", "/api/v1/analyze", { content_type: "text", caption: `History item ${i}`, user_id: me.user_id });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+    }
+    await page.getByRole("link", { name: "History" }).click();
+    const rows = page.locator("tbody tr");
+    await page.locator('#history-page[aria-busy="false"]').waitFor();
+    assert.equal(await rows.count(), 10);
+    const firstPage = await rows.allInnerTexts();
+    await page.getByRole("button", { name: "Older" }).click();
+    await page.locator('#history-page[aria-busy="false"]', { hasText: "Page 2" }).waitFor();
+    const secondPage = await rows.allInnerTexts();
+    assert.equal(secondPage.length, 3, "13 jobs: 10, then 3");
+    assert.ok(secondPage.every((r) => !firstPage.includes(r)));
+    assert.ok(await page.getByRole("button", { name: "Older" }).isDisabled());
+    await page.getByRole("button", { name: "Newer" }).click();
+    await page.locator('#history-page[aria-busy="false"]', { hasText: "Page 1" }).waitFor();
+    assert.deepEqual(await rows.allInnerTexts(), firstPage);
+    await page.getByLabel("Status").selectOption("complete");
+    await page.waitForFunction(() => [...document.querySelectorAll("tbody .badge")].every((b) => b.textContent === "complete"));
+    await page.screenshot({ path: outputPath("05-history.png"), fullPage: true });
+  });
+
+  it("issues a key, revokes it, and a session on a revoked key ends", async () => {
+    page.on("dialog", (d) => d.accept());
+    await page.getByRole("link", { name: "API keys" }).click();
+    await page.getByRole("button", { name: "Issue a new key" }).click();
+    const shown = await page.locator(".secret input").inputValue();
+    assert.match(shown, /^gvk_/);
+    await page.getByRole("button", { name: "Done" }).click();
+    const prefix = shown.split("_")[1];
+    await page.getByRole("button", { name: `Revoke key ${prefix}` }).click();
+    await page.locator("tr", { hasText: prefix }).getByText("revoked").waitFor();
+    const revoked = await apiCall(server.base, shown, "GET", "/api/v1/keys");
+    assert.equal(revoked.status, 403, "the revoked key no longer works");
+    await page.screenshot({ path: outputPath("06-keys.png"), fullPage: true });
+
+    // Revoking the key this session was opened with signs the browser out.
+    const own = me.api_key.split("_")[1];
+    await page.getByRole("button", { name: `Revoke key ${own}` }).click();
+    await page.getByRole("heading", { name: "Sign in to GoViralNow" }).waitFor();
+  });
+
+  it("opens a job by its link, on a phone's width too", async () => {
+    const other = server.user("second@example.com", "free");
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const p = await phone.newPage();
+    await p.goto(server.base + "/");
+    await p.getByLabel("API key").fill(other.api_key);
+    await p.getByRole("button", { name: "Sign in" }).click();
+    await p.getByRole("heading", { name: "Analyze content" }).waitFor();
+    // Another user's job is not theirs to see.
+    await p.goto(`${server.base}/jobs/${captionJob}`);
+    await p.getByRole("alert").waitFor();
+    assert.match(await p.getByRole("alert").innerText(), /not found/i);
+    const r = await apiCall(server.base, other.api_key, "POST", "/api/v1/analyze", { content_type: "text", caption: "On my phone: 3 tips for better light", user_id: other.user_id });
+    await p.goto(`${server.base}/jobs/${r.body.job_id}`);
+    await p.getByRole("heading", { name: "What to change" }).waitFor({ timeout: 30_000 });
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no sideways scrolling on a phone (${overflow}px too wide)`);
+    await p.screenshot({ path: outputPath("07-phone-job.png"), fullPage: true });
+
+    // Offline, the shell still opens (the service worker), and says it is offline.
+    await p.waitForFunction(() => navigator.serviceWorker?.controller !== null || navigator.serviceWorker?.ready);
+    await p.evaluate(() => navigator.serviceWorker.ready);
+    await p.reload();
+    await phone.setOffline(true);
+    await p.reload();
+    await p.getByText(/offline/i).first().waitFor();
+    await p.screenshot({ path: outputPath("08-phone-offline.png") });
+    await phone.setOffline(false);
+    await phone.close();
+  });
+
+  it("logged no errors in the page", () => {
+    // The deliberate failures (wrong key, another user's job, revoked key) answer 401/403/404,
+    // which Chromium logs as failed loads; anything else is a bug.
+    const unexpected = errors.filter((e) => !/status of (401|403|404)/.test(e));
+    assert.deepEqual(unexpected, []);
+  });
+});
