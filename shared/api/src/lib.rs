@@ -207,7 +207,9 @@ pub fn local_router(app: Arc<App>, blobs: LocalBlobs, dashboard: Option<Arc<dash
         .with_state(blobs);
     let routes = mount(Endpoint::ALL).merge(blob_routes).with_state(app);
     let routes = match dashboard {
-        Some(d) => routes.fallback(move |method: http::Method, uri: http::Uri| async move { d.respond(&method, &uri) }),
+        Some(d) => routes.fallback(move |method: http::Method, uri: http::Uri, headers: http::HeaderMap| async move {
+            d.respond(&method, &uri, headers.get(http::header::ACCEPT_ENCODING))
+        }),
         None => with_404(routes),
     };
     shared_middleware(routes).layer(axum::middleware::from_fn(peer_ip))

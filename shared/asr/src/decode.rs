@@ -20,6 +20,22 @@ const LOGPROB_THRESHOLD: f32 = -1.0;
 /// Below this mean log-probability a window's text is dropped whatever the no-speech score:
 /// on a pure tone the model writes a confident-looking "A" at −2.1, real speech reads −0.2…−0.6.
 const UNRELIABLE_LOGPROB: f32 = -1.5;
+/// A window whose text is mostly one pattern over and over is a hallucination (on a short tone
+/// the model writes "Aaaaaaaa…" to the token limit, confidently): Whisper's reference drops a
+/// window whose text compresses more than 2.4×; here, one with fewer than a quarter of its
+/// token trigrams distinct, over at least 24 tokens (speech repeats words, not whole windows).
+const REPETITION_MIN_TOKENS: usize = 24;
+const REPETITION_MIN_DISTINCT: f64 = 0.25;
+
+/// Whether the text tokens of `tokens` are one short pattern repeated (see above).
+fn repetitive(tokens: &[u32], text_end: u32) -> bool {
+    let text: Vec<u32> = tokens.iter().copied().filter(|&id| id < text_end).collect();
+    if text.len() < REPETITION_MIN_TOKENS {
+        return false;
+    }
+    let trigrams: std::collections::HashSet<&[u32]> = text.windows(3).collect();
+    (trigrams.len() as f64) < REPETITION_MIN_DISTINCT * (text.len() - 2) as f64
+}
 
 pub struct WindowResult {
     /// Sampled tokens, text and timestamps, without the end token.
@@ -142,7 +158,7 @@ pub fn transcribe(
         let result = decode_window(model, &window)?;
         let offset_s = seek as f64 * frame_s;
         let silent = result.no_speech_prob > NO_SPEECH_THRESHOLD && result.avg_logprob < LOGPROB_THRESHOLD;
-        if silent || result.avg_logprob < UNRELIABLE_LOGPROB {
+        if silent || result.avg_logprob < UNRELIABLE_LOGPROB || repetitive(&result.tokens, t.eot) {
             seek += segment_size; // silence, music or tones: nothing is written
             continue;
         }
@@ -191,4 +207,24 @@ pub fn transcribe(
         }
     }
     Ok(segments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_of_one_pattern_repeated_is_not_speech() {
+        let eot = 50_256;
+        let looping: Vec<u32> = std::iter::once(317).chain(std::iter::repeat_n(24794, 200)).collect();
+        assert!(repetitive(&looping, eot));
+        let two_step: Vec<u32> = (0..120).flat_map(|_| [318, 64]).collect();
+        assert!(repetitive(&two_step, eot));
+        // Ordinary text (distinct tokens), short repeats and timestamps are not.
+        let speech: Vec<u32> = (1000..1060).collect();
+        assert!(!repetitive(&speech, eot));
+        assert!(!repetitive(&[645, 645, 645, 645, 645, 645], eot));
+        let stamps: Vec<u32> = std::iter::repeat_n(eot + 10, 100).collect();
+        assert!(!repetitive(&stamps, eot));
+    }
 }

@@ -65,14 +65,20 @@ function Shell() {
       </main>
     );
   }
+  if (session === null) return <SignIn onSignedIn={signedIn} />;
+
+  // While the session is being checked the frame is drawn already (nothing moves when it
+  // arrives), with the page's place kept.
   if (session === undefined) {
     return (
-      <main className="page" aria-busy="true">
-        <p className="muted">Loading…</p>
-      </main>
+      <>
+        <TopBar session={null} onSignOut={signOut} />
+        <main id="main" className="page" aria-busy="true">
+          <p className="muted">Loading…</p>
+        </main>
+      </>
     );
   }
-  if (session === null) return <SignIn onSignedIn={signedIn} />;
 
   const jobMatch = path.match(/^\/jobs\/([0-9a-fA-F-]{36})$/);
   let page;
@@ -95,6 +101,17 @@ function Shell() {
 
   return (
     <>
+      <TopBar session={session} onSignOut={signOut} />
+      <main id="main" className="page" tabIndex={-1}>
+        {page}
+      </main>
+    </>
+  );
+}
+
+function TopBar({ session, onSignOut }: { session: Session | null; onSignOut: () => void }) {
+  return (
+    <>
       <a className="skip" href="#main">
         Skip to content
       </a>
@@ -112,17 +129,18 @@ function Shell() {
           </ul>
         </nav>
         <div className="who">
-          <span className="muted" title={session.email}>
-            {session.email} · {session.plan}
-          </span>
-          <button type="button" className="link" onClick={signOut}>
-            Sign out
-          </button>
+          {session && (
+            <>
+              <span className="muted" title={session.email}>
+                {session.email} · {session.plan}
+              </span>
+              <button type="button" className="link" onClick={onSignOut}>
+                Sign out
+              </button>
+            </>
+          )}
         </div>
       </header>
-      <main id="main" className="page" tabIndex={-1}>
-        {page}
-      </main>
     </>
   );
 }

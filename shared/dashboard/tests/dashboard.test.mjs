@@ -68,7 +68,7 @@ describe("the dashboard", { timeout: 300_000 }, () => {
 
   it("uploads a small video with a progress bar and shows its media timeline", async () => {
     const clip = join(tmpdir(), `gv-browser-${process.pid}.mp4`);
-    makeClip(clip, 4);
+    makeClip(clip, 5);
     await page.getByRole("link", { name: "Analyze", exact: true }).click();
     await page.getByLabel("A video").check();
     await page.getByLabel(/^Video \(MP4/).setInputFiles(clip);
@@ -76,16 +76,19 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await page.getByRole("button", { name: "Analyze" }).click();
     await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/, { timeout: 60_000 });
     await page.getByRole("heading", { name: "Media timeline" }).waitFor({ timeout: 120_000 });
-    const timeline = await page.getByRole("img", { name: /Timeline of a 4\.\d second video/ }).getAttribute("aria-label");
-    assert.match(timeline, /\d+ cuts/);
+    const timeline = await page.getByRole("img", { name: /Timeline of a 5\.\d second video/ }).getAttribute("aria-label");
+    assert.match(timeline, /[1-9]\d* spoken segments?, [1-9]\d* frames with text/, "speech and on-screen text were found");
+    await page.getByText("Transcript").click();
+    assert.match(await page.locator(".transcript").innerText(), /scrolling/i);
     // The stills load through their signed URLs.
     const still = page.locator(".stills img").first();
     await still.waitFor();
     await page.waitForFunction(() => [...document.querySelectorAll(".stills img")].every((i) => i.complete && i.naturalWidth > 0));
     assert.ok(await still.evaluate((i) => i.naturalWidth > 0));
     assert.match(await page.locator(".facts").innerText(), /Loudness\s+-?\d+\.\d LUFS/);
-    // The extraction told its media steps on the way.
     assert.ok(await page.getByText("Done", { exact: true }).first().isVisible());
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
     await page.screenshot({ path: outputPath("03-video-timeline.png"), fullPage: true });
   });
 

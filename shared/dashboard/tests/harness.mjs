@@ -85,15 +85,20 @@ export function outputPath(name) {
   return join(OUTPUT, name);
 }
 
-/** A short MP4 made by ffmpeg: a test pattern, a caption burned in, and a tone. */
-export function makeClip(path, seconds = 4) {
+/** A short MP4 made by ffmpeg: a test pattern with a caption burned in and a synthetic voice
+ * (espeak-ng) saying a hook. */
+export function makeClip(path, seconds = 5) {
+  const voice = path.replace(/\.mp4$/, ".wav");
+  execFileSync("espeak-ng", ["-w", voice, "Stop scrolling. Here is the one edit that doubled our watch time."]);
   execFileSync("ffmpeg", [
     "-v", "error", "-y",
     "-f", "lavfi", "-i", `testsrc2=s=320x240:r=25:d=${seconds}`,
-    "-f", "lavfi", "-i", `sine=frequency=440:duration=${seconds}`,
+    "-i", voice,
     "-vf", "drawtext=text='WAIT FOR IT':fontsize=32:fontcolor=white:borderw=3:x=(w-text_w)/2:y=h*0.7",
-    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", path,
+    "-af", "apad", "-t", String(seconds),
+    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", path,
   ]);
+  rmSync(voice, { force: true });
   return readFileSync(path);
 }
 

@@ -149,13 +149,17 @@ async fn speech_onset_rate_and_spoken_hook_are_measured_in_a_video() {
 
 #[tokio::test]
 async fn a_tone_is_not_speech_and_no_words_are_invented() {
-    let dir = tempfile::tempdir().unwrap();
-    let tone = dir.path().join("tone.wav");
-    ffmpeg(&["-f", "lavfi", "-i", "sine=f=440:r=16000:d=12", tone.to_str().unwrap()]);
-    let video = video_with(dir.path(), &tone, 0.0, 12.0);
-    let media = analysis().analyze(&video).await.unwrap();
-    assert_eq!(media["speech"]["words"], 0, "{}", media["speech"]);
-    assert_eq!(media["audio"]["speech_onset_s"], Value::Null);
+    // A long tone, and a short one at 44.1 kHz (on which the model loops "Aaaa…" to its token
+    // limit, confidently).
+    for (seconds, rate) in [(12.0, 16_000), (4.0, 44_100)] {
+        let dir = tempfile::tempdir().unwrap();
+        let tone = dir.path().join("tone.wav");
+        ffmpeg(&["-f", "lavfi", "-i", &format!("sine=f=440:r={rate}:d={seconds}"), tone.to_str().unwrap()]);
+        let video = video_with(dir.path(), &tone, 0.0, seconds);
+        let media = analysis().analyze(&video).await.unwrap();
+        assert_eq!(media["speech"]["words"], 0, "{seconds} s: {}", media["speech"]);
+        assert_eq!(media["audio"]["speech_onset_s"], Value::Null);
+    }
 }
 
 /// Whether `value` is what `schema` (of the OpenAPI document `doc`) describes: types,

@@ -41,7 +41,14 @@ export function StageTimeline({ events }: { events: StreamEvent[] }) {
             <li key={s.kind} className={`stage ${state}`} aria-current={state === "current" ? "step" : undefined}>
               <span className="dot" aria-hidden="true" />
               <span>{s.label}</span>
-              {at && <time className="muted small" dateTime={at}>{new Date(at).toLocaleTimeString()}</time>}
+              {/* The time's place is kept before it is known, so nothing moves when it comes. */}
+              {at ? (
+                <time className="muted small stage-time" dateTime={at}>
+                  {new Date(at).toLocaleTimeString()}
+                </time>
+              ) : (
+                <span className="muted small stage-time" aria-hidden="true" />
+              )}
             </li>
           );
         })}
