@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import { api, CATEGORY_LABELS, type Job } from "../api";
+import { api, API_BASE, CATEGORY_LABELS, type Job } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Gauge } from "../components/Gauge";
 import { SubScores } from "../components/SubScores";
@@ -32,9 +32,12 @@ export function JobPage({ jobId }: { jobId: string }) {
     // told again from the start and kept once each, by id).
     async function open() {
       try {
-        const { url } = await api<{ url: string }>("POST", `/api/v1/analyze/${jobId}/stream-token`);
+        const { stream_token } = await api<{ stream_token: string }>("POST", `/api/v1/analyze/${jobId}/stream-token`);
         if (stopped) return;
-        source = new EventSource(url, { withCredentials: false });
+        // Beside the API: on AWS the dashboard's distribution forwards streams to their
+        // function URL, so the page stays on one origin.
+        const url = `${API_BASE}/api/v1/analyze/${jobId}/events?stream_token=${encodeURIComponent(stream_token)}`;
+        source = new EventSource(url);
         const onEvent = (e: MessageEvent) => {
           retries = 0;
           setStreamProblem(null);
