@@ -10,6 +10,7 @@ pub mod local_blobs;
 pub mod openapi;
 pub mod request_id;
 pub mod server;
+pub mod tracing_context;
 
 use std::sync::Arc;
 
@@ -205,7 +206,8 @@ pub fn local_router(app: Arc<App>, blobs: LocalBlobs, dashboard: Option<Arc<dash
     let blob_routes = Router::new()
         .route(&format!("{}{{*key}}", goviral_local::signed_urls::ROUTE_PREFIX), axum::routing::put(local_blobs::put).get(local_blobs::get))
         .with_state(blobs);
-    let routes = mount(Endpoint::ALL).merge(blob_routes).with_state(app);
+    // Operational metrics for this process (admin only); the Lambdas print EMF instead.
+    let routes = mount(Endpoint::ALL).route("/metrics", get(handlers::metrics::metrics)).merge(blob_routes).with_state(app);
     let routes = match dashboard {
         Some(d) => routes.fallback(move |method: http::Method, uri: http::Uri, headers: http::HeaderMap| async move {
             d.respond(&method, &uri, headers.get(http::header::ACCEPT_ENCODING))

@@ -4,6 +4,7 @@
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
+use domain::telemetry::Metric;
 use http::HeaderValue;
 use tracing::Instrument;
 
@@ -25,10 +26,24 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    // The route's template, never the path itself (ids in paths are not metric labels).
+    // Written `/api/v1/analyze/:job_id`: braces inside label values trip some exposition parsers.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(other)".to_string(), |p| p.as_str().replace('{', ":").replace('}', ""));
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route, status = tracing::field::Empty);
+    crate::tracing_context::correlate(&span, &id);
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
-    span.in_scope(|| tracing::info!(status = response.status().as_u16(), latency_us = started.elapsed().as_micros() as u64, "served"));
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    span.record("status", status);
+    span.in_scope(|| tracing::info!(status, latency_us = elapsed.as_micros() as u64, "served"));
+    let metrics = domain::telemetry::metrics();
+    metrics.count(Metric::HttpRequests, &[("route", &route), ("method", method.as_str()), ("status", &status.to_string())]);
+    metrics.observe_ms(Metric::HttpDuration, &[("route", &route), ("method", method.as_str())], elapsed.as_secs_f64() * 1000.0);
     response.headers_mut().insert(HEADER, HeaderValue::from_str(&id).expect("request ids are visible ASCII"));
     response
 }

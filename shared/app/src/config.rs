@@ -54,6 +54,8 @@ pub struct Config {
     pub migrate: bool,
     pub settings: Settings,
     pub log_json: bool,
+    /// Where traces go (an OTLP/HTTP endpoint, e.g. `http://127.0.0.1:4318/v1/traces`); None: not exported.
+    pub otlp_endpoint: Option<String>,
     /// Pipeline steps the local runner executes at once.
     pub pipeline_concurrency: usize,
     pub webhook_timeout: Duration,
@@ -196,6 +198,11 @@ impl Config {
             },
             dashboard_dir: lookup("GOVIRAL_DASHBOARD_DIR").map(PathBuf::from),
             log_json: parse(&lookup, "GOVIRAL_LOG_JSON", mode == Profile::Aws)?,
+            otlp_endpoint: match lookup("GOVIRAL_OTLP_ENDPOINT").filter(|u| !u.trim().is_empty()) {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u),
+                Some(u) => return Err(ConfigError(format!("GOVIRAL_OTLP_ENDPOINT={u:?}: must be an http(s) URL"))),
+                None => None,
+            },
             pipeline_concurrency: parse(&lookup, "GOVIRAL_PIPELINE_CONCURRENCY", 16usize)?,
             webhook_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_WEBHOOK_TIMEOUT_MS", 10_000u64)?),
             webhook_allow_loopback: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,

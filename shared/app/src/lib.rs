@@ -5,15 +5,15 @@
 
 pub mod compose;
 pub mod config;
+pub mod telemetry;
 
 pub use compose::{AppUses, Composition, InitError, Swaps};
 pub use config::{AwsResources, Config, ConfigError, Profile};
 
-/// JSON logs on Lambda (CloudWatch), human ones locally; `RUST_LOG` filters (default info).
-pub fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+/// JSON logs on Lambda (CloudWatch), human ones locally; `RUST_LOG` filters (default info);
+/// spans exported over OTLP where `otlp_endpoint` is set (see `telemetry`).
+pub fn init_tracing(json: bool, otlp_endpoint: Option<&str>, service: &str) {
+    telemetry::init(json, otlp_endpoint, service);
 }
 
 /// Creates the data dir and, when no JWT secret was configured, a random one kept in it so

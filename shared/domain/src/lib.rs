@@ -13,6 +13,7 @@ pub mod net;
 pub mod pipeline;
 pub mod ports;
 pub mod service;
+pub mod telemetry;
 pub mod uploads;
 pub mod usage;
 

@@ -77,6 +77,17 @@ impl Stage {
     pub fn parse(s: &str) -> Option<Stage> {
         Stage::ALL.iter().copied().find(|st| st.as_str() == s)
     }
+
+    /// The Lambda (and package) that runs this stage on AWS.
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Stage::Moderation => "stage-moderation",
+            Stage::Extraction => "stage-extraction",
+            Stage::Inference => "stage-inference",
+            Stage::Webhook => "stage-webhook",
+            Stage::Failure => "stage-failure",
+        }
+    }
 }
 
 // ------------------------------------------------------------------ what travels between stages
@@ -180,13 +191,28 @@ pub async fn run_stage(ctx: &StageContext, stage: Stage, input: Value) -> StageR
         if let Some(kind) = started {
             tell(ctx, state.job_id, kind, json!({})).await;
         }
-        Ok(match stage {
-            Stage::Moderation => to_value(moderate(ctx, &state).await?),
-            Stage::Extraction => to_value(extract(ctx, &state).await?),
-            Stage::Inference => to_value(infer(ctx, &state).await?),
-            Stage::Webhook => to_value(notify(ctx, &state).await?),
-            Stage::Failure => to_value(mark_failed(ctx, &state).await?),
-        })
+        let started_at = Instant::now();
+        let result = async {
+            Ok(match stage {
+                Stage::Moderation => to_value(moderate(ctx, &state).await?),
+                Stage::Extraction => to_value(extract(ctx, &state).await?),
+                Stage::Inference => to_value(infer(ctx, &state).await?),
+                Stage::Webhook => to_value(notify(ctx, &state).await?),
+                Stage::Failure => to_value(mark_failed(ctx, &state).await?),
+            })
+        }
+        .await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StageError::Retryable(_)) => "retryable",
+            Err(_) => "permanent",
+        };
+        crate::telemetry::metrics().observe_ms(
+            crate::telemetry::Metric::StageDuration,
+            &[("stage", stage.as_str()), ("outcome", outcome)],
+            started_at.elapsed().as_secs_f64() * 1000.0,
+        );
+        result
     }
     .instrument(span)
     .await
@@ -585,6 +611,11 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
     let started = Instant::now();
     let out = ctx.scorer.score(&request).await?;
     let latency_ms = started.elapsed().as_millis() as i64;
+    crate::telemetry::metrics().observe_ms(
+        crate::telemetry::Metric::ModelLatency,
+        &[("model", &out.model_name)],
+        started.elapsed().as_secs_f64() * 1000.0,
+    );
     let mut metrics = out.metrics.clone();
     let findings = crate::media_insights::findings(&doc["media"], submission.platform_hint);
     let insights = crate::media_insights::merge(out.insights.clone(), &findings);
@@ -694,6 +725,12 @@ pub async fn notify(ctx: &StageContext, state: &PipelineState) -> StageResult<No
         let outcome = ctx.webhooks.post(&url, &headers, &body).await;
         let (status, error) = outcome.next_status(delivery.attempts + 1, ctx.webhook_policy.max_attempts);
         ctx.store.record_delivery_attempt(delivery.id, status, error.as_deref(), now()).await?;
+        let outcome = match status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+            DeliveryStatus::Pending => "retrying",
+        };
+        crate::telemetry::metrics().count(crate::telemetry::Metric::WebhookDeliveries, &[("outcome", outcome)]);
         match status {
             DeliveryStatus::Delivered => result.delivered += 1,
             DeliveryStatus::Dead => {

@@ -161,7 +161,7 @@ async fn main() {
             .or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
     })
     .unwrap_or_else(|e| fail(e));
-    goviral_app::init_tracing(config.log_json);
+    goviral_app::init_tracing(config.log_json, config.otlp_endpoint.as_deref(), "goviral");
     goviral_app::prepare_data_dir(&mut config).unwrap_or_else(|e| fail(format!("data dir {}: {e}", config.data_dir.display())));
 
     match cli.command {

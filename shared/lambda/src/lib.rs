@@ -34,20 +34,54 @@ async fn source_ip(mut request: Request, next: Next) -> axum::response::Response
 
 /// The routes one Lambda serves, exactly as its `main` serves them.
 pub fn endpoint_router(app: Arc<App>, endpoint: Endpoint) -> axum::Router {
-    goviral_api::router(app, &[endpoint]).layer(axum::middleware::from_fn(source_ip))
+    let function = endpoint.function_name();
+    goviral_api::router(app, &[endpoint])
+        .layer(axum::middleware::from_fn(source_ip))
+        .layer(axum::middleware::from_fn(move |request: Request, next: Next| after_invocation(function, request, next)))
+}
+
+async fn after_invocation(function: &'static str, request: Request, next: Next) -> axum::response::Response {
+    let response = next.run(request).await;
+    report(function).await;
+    response
+}
+
+/// What this process recorded since the last report, as EMF documents for `function`.
+pub fn emf_lines(function: &'static str) -> Vec<String> {
+    let now_ms = (domain::model::now().unix_timestamp_nanos() / 1_000_000) as i64;
+    domain::telemetry::metrics().flush_emf(EMF_NAMESPACE, &[("function", function)], now_ms)
+}
+
+/// CloudWatch's namespace for the product's metrics.
+pub const EMF_NAMESPACE: &str = "GoViralNow";
+
+/// After an invocation, before the sandbox may be frozen: what it recorded goes out as
+/// CloudWatch Embedded Metric Format lines on stdout (one per metric and label set, the
+/// function's name a dimension), and its spans to the OTLP endpoint where one is set.
+pub async fn report(function: &'static str) {
+    let lines = emf_lines(function);
+    if !lines.is_empty() {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let _ = tokio::task::spawn_blocking(goviral_app::telemetry::flush).await;
 }
 
 /// The configuration and secrets, read once per container, and tracing set up from them.
 async fn compose() -> Result<Composition, InitError> {
     let composition = Composition::load(Profile::Aws).await?;
-    goviral_app::init_tracing(composition.config.log_json);
+    let service = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "goviral-lambda".into());
+    goviral_app::init_tracing(composition.config.log_json, composition.config.otlp_endpoint.as_deref(), &service);
     Ok(composition)
 }
 
 pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
     if endpoint == Endpoint::OpenApi {
         // A static document: no secrets, no store, nothing to build.
-        goviral_app::init_tracing(true);
+        goviral_app::init_tracing(true, None, endpoint.function_name());
         tracing::info!(function = endpoint.function_name(), "initialised");
         return lambda_http::run(goviral_api::openapi_router().layer(axum::middleware::from_fn(source_ip))).await;
     }
@@ -82,6 +116,7 @@ pub async fn run_stage_consumer(stage: domain::pipeline::Stage) -> Result<(), In
         let (ctx, callbacks) = (ctx.clone(), callbacks.clone());
         async move {
             let response = stage::handle_sqs_event(&ctx, callbacks.as_ref(), stage, event.payload).await;
+            report(stage.function_name()).await;
             Ok::<_, lambda_runtime::Error>(response)
         }
     }))

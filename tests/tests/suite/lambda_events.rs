@@ -192,7 +192,7 @@ fn template_declares_every_function_and_route() {
     }
     // Each stage Lambda consumes its own queue (which has a DLQ) and reports partial failures.
     for stage in domain::pipeline::Stage::ALL {
-        let name = format!("stage-{}", stage.as_str());
+        let name = stage.function_name().to_string();
         assert!(packages.contains(&name), "{name} has no package");
         // Zip or image, a function is found by its name.
         let block = template.split(&format!("FunctionName: !Sub \"goviral-${{Stage}}-{name}\"\n")).nth(1).unwrap();

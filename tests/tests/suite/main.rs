@@ -39,5 +39,6 @@ mod secrets;
 mod speech;
 mod state_machine;
 mod store_contract;
+mod telemetry;
 mod uploads;
 mod usage;

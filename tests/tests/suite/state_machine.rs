@@ -32,7 +32,7 @@ const STAGES: [Stage; 5] = [Stage::Moderation, Stage::Extraction, Stage::Inferen
 const MAX_RECEIVES: u32 = 2;
 
 fn function_name(stage: Stage) -> String {
-    format!("stage-{}", stage.as_str())
+    stage.function_name().to_string()
 }
 
 fn free_port() -> u16 {

@@ -31,6 +31,11 @@ const POLL: Duration = Duration::from_millis(500);
 pub const MAX_STREAMS: usize = 2_000;
 static OPEN_STREAMS: Semaphore = Semaphore::const_new(MAX_STREAMS);
 
+/// Live streams open now in this process.
+pub fn open_streams() -> usize {
+    MAX_STREAMS - OPEN_STREAMS.available_permits()
+}
+
 /// A token that opens this job's live stream for five minutes, for a browser's EventSource.
 #[utoipa::path(post, path = "/api/v1/analyze/{job_id}/stream-token", tag = "analysis",
     params(("job_id" = uuid::Uuid, Path)),

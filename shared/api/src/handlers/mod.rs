@@ -9,6 +9,7 @@ pub mod health;
 pub mod hooks;
 pub mod insights;
 pub mod keys;
+pub mod metrics;
 pub mod uploads;
 pub mod usage;
 pub mod users;

@@ -42,3 +42,18 @@ impl App {
         Ok(items)
     }
 }
+
+impl App {
+    /// The process's operational metrics (admin), with the queue's depth read now: jobs
+    /// queued and under way, counted on each read.
+    pub async fn operational_metrics(&self, principal: &Principal) -> Result<&'static crate::telemetry::Metrics> {
+        principal.require_admin()?;
+        let metrics = crate::telemetry::metrics();
+        for status in [JobStatus::Queued, JobStatus::Processing] {
+            let filter = AdminJobFilter { status: Some(status), ..Default::default() };
+            let depth = self.store.job_totals(&filter).await?.get(&status).copied().unwrap_or(0);
+            metrics.set(crate::telemetry::Metric::QueueDepth, &[("status", status.as_str())], depth as f64);
+        }
+        Ok(metrics)
+    }
+}
