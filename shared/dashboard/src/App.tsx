@@ -9,6 +9,7 @@ import { History } from "./pages/History";
 import { Keys } from "./pages/Keys";
 import { Webhooks } from "./pages/Webhooks";
 import { Usage } from "./pages/Usage";
+import { Admin } from "./pages/Admin";
 
 export function App() {
   return (
@@ -89,6 +90,7 @@ function Shell() {
   else if (path === "/usage") page = <Usage />;
   else if (path === "/keys") page = <Keys onSessionEnded={() => setSession(null)} />;
   else if (path === "/webhooks") page = <Webhooks />;
+  else if (path === "/admin" && session.roles.includes("admin")) page = <Admin />;
   else
     page = (
       <section>
@@ -126,6 +128,11 @@ function TopBar({ session, onSignOut }: { session: Session | null; onSignOut: ()
                 <Link to={n.to}>{n.label}</Link>
               </li>
             ))}
+            {session?.roles.includes("admin") && (
+              <li>
+                <Link to="/admin">Operations</Link>
+              </li>
+            )}
           </ul>
         </nav>
         <div className="who">

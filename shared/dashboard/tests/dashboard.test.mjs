@@ -182,6 +182,28 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await phone.close();
   });
 
+  it("shows an operator the server's metrics, charted", async () => {
+    const ops = server.user("ops@example.com", "enterprise", "admin");
+    const admin = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const p = await admin.newPage();
+    await p.goto(server.base + "/");
+    await p.getByLabel("API key").fill(ops.api_key);
+    await p.getByRole("button", { name: "Sign in" }).click();
+    await p.getByRole("link", { name: "Operations" }).click();
+    await p.getByRole("heading", { name: "Requests by route" }).waitFor();
+    const routes = await p.locator("table").first().innerText();
+    assert.match(routes, /POST \/api\/v1\/analyze/);
+    assert.match(await p.locator("table").nth(1).innerText(), /inference\s+ok/);
+    // Later readings draw the request rates.
+    await p.locator("table").first().locator("svg.sparkline").first().waitFor({ timeout: 20_000 });
+    await p.screenshot({ path: outputPath("09-operations.png"), fullPage: true });
+    // Not for customers: the page is not offered, and the data is refused.
+    const customer = server.user("customer@example.com", "pro");
+    const refused = await apiCall(server.base, customer.api_key, "GET", "/metrics?format=json");
+    assert.equal(refused.status, 403);
+    await admin.close();
+  });
+
   it("logged no errors in the page", () => {
     // The deliberate failures (wrong key, another user's job, revoked key) answer 401/403/404,
     // which Chromium logs as failed loads; anything else is a bug.

@@ -65,7 +65,7 @@ export async function startServer(extraEnv = {}) {
     base,
     logs,
     /** A user made with the operator CLI: {user_id, api_key, client_secret}. */
-    user: (email, plan = "pro") => run(["users", "create", "--email", email, "--plan", plan]),
+    user: (email, plan = "pro", role = null) => run(["users", "create", "--email", email, "--plan", plan, ...(role ? ["--role", role] : [])]),
     stop: async () => {
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
