@@ -47,6 +47,20 @@ describe("the dashboard", { timeout: 300_000 }, () => {
   });
 
   let captionJob;
+  it("can be used from the keyboard", async () => {
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Skip to content");
+    await page.keyboard.press("Enter");
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("value")), "text", "the page's first control");
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "caption");
+    await page.keyboard.type("Typed from the keyboard");
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.tagName), "SELECT");
+    await page.getByLabel("Caption or post text").fill("");
+  });
+
   it("submits a caption and watches it complete live", async () => {
     await page.getByLabel("Caption or post text").fill("5 mistakes everyone makes with sourdough. Which one do you make? Comment below!");
     await page.getByLabel("Platform").selectOption("tiktok");
@@ -170,6 +184,30 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     assert.ok(overflow <= 0, `no sideways scrolling on a phone (${overflow}px too wide)`);
     await p.screenshot({ path: outputPath("07-phone-job.png"), fullPage: true });
 
+    // Installable: the manifest names the app, its icons and the share target.
+    const manifest = await (await fetch(server.base + "/manifest.webmanifest")).json();
+    assert.equal(manifest.display, "standalone");
+    assert.ok(manifest.icons.some((i) => i.sizes === "512x512"));
+    assert.equal(manifest.share_target.action, "/share-target");
+
+    // A video shared from the gallery (the share target POSTs it to the service worker) opens
+    // a new analysis with the video chosen and the shared text as its caption.
+    await p.evaluate(() => navigator.serviceWorker.ready);
+    await p.reload();
+    const opened = await p.evaluate(async () => {
+      const form = new FormData();
+      form.append("media", new File([new Uint8Array([0, 0, 0, 24, 102, 116, 121, 112])], "from-gallery.mp4", { type: "video/mp4" }));
+      form.append("text", "Shared from my phone");
+      const r = await fetch("/share-target", { method: "POST", body: form });
+      return r.url;
+    });
+    assert.match(opened, /\/\?shared=1$/);
+    await p.goto(server.base + "/?shared=1");
+    await p.getByText(/from-gallery\.mp4/).waitFor();
+    assert.ok(await p.getByLabel("A video").isChecked());
+    assert.equal(await p.getByLabel("Caption (optional)").inputValue(), "Shared from my phone");
+    await p.screenshot({ path: outputPath("08-phone-shared.png") });
+
     // Offline, the shell still opens (the service worker), and says it is offline.
     await p.waitForFunction(() => navigator.serviceWorker?.controller !== null || navigator.serviceWorker?.ready);
     await p.evaluate(() => navigator.serviceWorker.ready);
@@ -177,7 +215,7 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await phone.setOffline(true);
     await p.reload();
     await p.getByText(/offline/i).first().waitFor();
-    await p.screenshot({ path: outputPath("08-phone-offline.png") });
+    await p.screenshot({ path: outputPath("09-phone-offline.png") });
     await phone.setOffline(false);
     await phone.close();
   });
@@ -191,12 +229,13 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await p.getByRole("button", { name: "Sign in" }).click();
     await p.getByRole("link", { name: "Operations" }).click();
     await p.getByRole("heading", { name: "Requests by route" }).waitFor();
+    await p.locator("table").first().locator("tbody tr").first().waitFor();
     const routes = await p.locator("table").first().innerText();
     assert.match(routes, /POST \/api\/v1\/analyze/);
     assert.match(await p.locator("table").nth(1).innerText(), /inference\s+ok/);
     // Later readings draw the request rates.
     await p.locator("table").first().locator("svg.sparkline").first().waitFor({ timeout: 20_000 });
-    await p.screenshot({ path: outputPath("09-operations.png"), fullPage: true });
+    await p.screenshot({ path: outputPath("10-operations.png"), fullPage: true });
     // Not for customers: the page is not offered, and the data is refused.
     const customer = server.user("customer@example.com", "pro");
     const refused = await apiCall(server.base, customer.api_key, "GET", "/metrics?format=json");
