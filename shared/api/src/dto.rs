@@ -96,26 +96,11 @@ pub struct CompareRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RankedVariantItem {
-    /// 1 is the strongest.
-    pub rank: u32,
-    /// Its position in `variants` (0-based).
-    pub index: u32,
-    pub text: String,
-    /// The score 0–100 an analysis would give it.
-    pub score: f64,
-    /// Calibrated probability that it beats the variant ranked just below (null for the last).
-    pub p_beats_next: Option<f64>,
-    /// Why it leads the variant ranked just below (empty for the last).
-    pub reasons: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct CompareResponse {
     /// The comparison's id (its usage ledger entry).
     pub comparison_id: Uuid,
     /// Strongest first.
-    pub ranking: Vec<RankedVariantItem>,
+    pub ranking: Vec<domain::ports::RankedVariant>,
     /// `pairwise[i][j]`: calibrated probability that `variants[i]` beats `variants[j]` (0.5 on
     /// the diagonal).
     pub pairwise: Vec<Vec<f64>>,

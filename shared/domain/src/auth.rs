@@ -68,7 +68,12 @@ impl AuthConfig {
             iat: now_unix,
             exp: now_unix + self.token_ttl_secs as i64,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.jwt_secret))
+        self.sign(&claims)
+    }
+
+    /// Every token of ours is these claims signed with HS256 and the one secret.
+    fn sign(&self, claims: &impl Serialize) -> Result<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(&self.jwt_secret))
             .map_err(|e| Error::Internal(format!("signing token: {e}")))
     }
 
@@ -131,8 +136,7 @@ impl AuthConfig {
             iat: now_unix,
             exp: now_unix + STREAM_TOKEN_TTL_SECS,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.jwt_secret))
-            .map_err(|e| Error::Internal(format!("signing token: {e}")))
+        self.sign(&claims)
     }
 
     /// The user a stream token was issued to, if it is valid, unexpired and for `job_id`.
@@ -188,8 +192,7 @@ impl AuthConfig {
             iat: now_unix,
             exp: now_unix + SESSION_TTL_SECS,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.jwt_secret))
-            .map_err(|e| Error::Internal(format!("signing token: {e}")))
+        self.sign(&claims)
     }
 
     pub fn verify_session_token(&self, token: &str) -> Result<SessionSubject> {

@@ -579,8 +579,8 @@ pub trait WebhookSender: Send + Sync {
     async fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> DeliveryOutcome;
 }
 
-/// One variant's place in a comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One variant's place in a comparison (as the API answers it, too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RankedVariant {
     /// 1 is the strongest.
     pub rank: u32,

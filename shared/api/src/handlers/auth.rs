@@ -58,17 +58,8 @@ pub async fn open_session(
     let session = app.open_session(&body.api_key, &origin).await?;
     let max_age = (session.expires_at - domain::model::now()).whole_seconds().max(0);
     let cookie = session_cookie(&session.token, max_age, app.settings.secure_cookies);
-    let body = SessionResponse {
-        user_id: session.user.id,
-        email: session.user.email.clone(),
-        plan: session.user.plan,
-        roles: session.user.roles.clone(),
-        csrf_token: Some(session.csrf_token),
-        expires_at: Some(session.expires_at),
-    };
-    let mut response = Json(body).into_response();
+    let mut response = session_response(session.user, Some(session.csrf_token), Some(session.expires_at));
     response.headers_mut().insert(header::SET_COOKIE, cookie);
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
@@ -83,10 +74,15 @@ pub async fn session(Auth(principal): Auth) -> ApiResult<Response> {
         AuthMethod::Session { csrf, .. } => (Some(csrf), None),
         _ => (None, None),
     };
+    Ok(session_response(user, csrf_token, expires_at))
+}
+
+/// Who is signed in, never cached (it carries the CSRF token).
+fn session_response(user: domain::model::User, csrf_token: Option<String>, expires_at: Option<time::OffsetDateTime>) -> Response {
     let body = SessionResponse { user_id: user.id, email: user.email, plan: user.plan, roles: user.roles, csrf_token, expires_at };
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
 }
 
 /// Sign out: the session cookie is cleared. Needs no credentials (a stale cookie can always

@@ -7,7 +7,7 @@ use domain::service::{App, CompareInput};
 use http::HeaderMap;
 
 use super::analyze::{idempotency_key, insert_metered_headers};
-use crate::dto::{CompareRequest, CompareResponse, RankedVariantItem};
+use crate::dto::{CompareRequest, CompareResponse};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Auth, JsonBody};
 
@@ -40,18 +40,7 @@ pub async fn compare(
     let ranking = compared.ranking;
     let body = CompareResponse {
         comparison_id: compared.comparison_id,
-        ranking: ranking
-            .ranking
-            .into_iter()
-            .map(|r| RankedVariantItem {
-                rank: r.rank,
-                index: r.index,
-                text: r.text,
-                score: r.score,
-                p_beats_next: r.p_beats_next,
-                reasons: r.reasons,
-            })
-            .collect(),
+        ranking: ranking.ranking,
         pairwise: ranking.pairwise,
         confidence: ranking.confidence,
         platform_hint,

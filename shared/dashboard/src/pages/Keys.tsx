@@ -1,4 +1,5 @@
-import { useCallback, useEffect, useState } from "react";
+import { useState } from "react";
+import { useList } from "../useList";
 import { api, type ApiKey } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Secret } from "../components/Secret";
@@ -6,26 +7,8 @@ import { Secret } from "../components/Secret";
 /** Issue, rotate and revoke API keys. A new key is shown once; revoking the key this
  * session was opened with ends the session. */
 export function Keys({ onSessionEnded }: { onSessionEnded: () => void }) {
-  const [keys, setKeys] = useState<ApiKey[] | null>(null);
+  const { items: keys, error, act } = useList<ApiKey>("/api/v1/keys");
   const [shown, setShown] = useState<{ label: string; key: string } | null>(null);
-  const [error, setError] = useState<unknown>(null);
-
-  const load = useCallback(() => {
-    api<{ items: ApiKey[] }>("GET", "/api/v1/keys")
-      .then((r) => setKeys(r.items))
-      .catch(setError);
-  }, []);
-  useEffect(load, [load]);
-
-  async function act(work: () => Promise<void>) {
-    setError(null);
-    try {
-      await work();
-    } catch (e) {
-      setError(e);
-    }
-    load();
-  }
 
   const issue = () =>
     act(async () => {

@@ -108,7 +108,7 @@ export function Submit({ session }: { session: Session }) {
             />
             {file && !fileProblem && (
               <p className="muted small">
-                {file.name} · {(file.size / 1024 / 1024).toFixed(1)} MiB
+                Selected: {file.name} · {file.size < 1024 * 1024 ? `${Math.max(1, Math.round(file.size / 1024))} KiB` : `${(file.size / 1024 / 1024).toFixed(1)} MiB`}
               </p>
             )}
             {fileProblem && (

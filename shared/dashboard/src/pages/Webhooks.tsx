@@ -1,4 +1,5 @@
-import { useCallback, useEffect, useState, type FormEvent } from "react";
+import { useState, type FormEvent } from "react";
+import { useList } from "../useList";
 import { api, type Webhook } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Secret } from "../components/Secret";
@@ -10,28 +11,10 @@ const EVENTS = [
 ];
 
 export function Webhooks() {
-  const [hooks, setHooks] = useState<Webhook[] | null>(null);
+  const { items: hooks, error, act } = useList<Webhook>("/api/v1/webhooks");
   const [target, setTarget] = useState("");
   const [events, setEvents] = useState<string[]>(EVENTS.map((e) => e.id));
   const [shown, setShown] = useState<{ label: string; value: string } | null>(null);
-  const [error, setError] = useState<unknown>(null);
-
-  const load = useCallback(() => {
-    api<{ items: Webhook[] }>("GET", "/api/v1/webhooks")
-      .then((r) => setHooks(r.items))
-      .catch(setError);
-  }, []);
-  useEffect(load, [load]);
-
-  async function act(work: () => Promise<void>) {
-    setError(null);
-    try {
-      await work();
-    } catch (e) {
-      setError(e);
-    }
-    load();
-  }
 
   const create = (e: FormEvent) => {
     e.preventDefault();
