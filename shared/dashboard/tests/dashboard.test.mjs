@@ -121,28 +121,49 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await page.screenshot({ path: outputPath("04-compare.png"), fullPage: true });
   });
 
+  it("shows usage against the allowance, with a chart by kind", async () => {
+    await page.getByRole("link", { name: "Usage" }).click();
+    const allowance = page.getByLabel(/units used/);
+    await allowance.waitFor();
+    // The caption, the one-minute video and the comparison so far.
+    assert.match(await page.locator("label[for=allowance]").innerText(), /^3 of 1,000 units used/);
+    const chart = await page.getByRole("img", { name: /Units used per day/ }).getAttribute("aria-label");
+    assert.match(chart, /the most in one day was 3/);
+    assert.equal(await page.locator(".usage-chart rect.kind-compare").count(), 1);
+    await page.screenshot({ path: outputPath("05-usage.png"), fullPage: true });
+  });
+
   it("pages through history with the cursor, both ways", async () => {
+    const ids = [];
     for (let i = 0; i < 11; i++) {
       const r = await apiCall(server.base, me.api_key, "POST", "/api/v1/analyze", { content_type: "text", caption: `History item ${i}`, user_id: me.user_id });
       assert.equal(r.status, 201, JSON.stringify(r.body));
+      ids.push(r.body.job_id);
+    }
+    // Settled first, so a row does not change status between two readings of a page.
+    for (const id of ids) {
+      for (let i = 0; i < 100 && (await apiCall(server.base, me.api_key, "GET", `/api/v1/analyze/${id}`)).body.status !== "complete"; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
     await page.getByRole("link", { name: "History" }).click();
     const rows = page.locator("tbody tr");
     await page.locator('#history-page[aria-busy="false"]').waitFor();
     assert.equal(await rows.count(), 10);
-    const firstPage = await rows.allInnerTexts();
+    const jobsShown = () => rows.locator("a").evaluateAll((links) => links.map((a) => a.getAttribute("href")));
+    const firstPage = await jobsShown();
     await page.getByRole("button", { name: "Older" }).click();
     await page.locator('#history-page[aria-busy="false"]', { hasText: "Page 2" }).waitFor();
-    const secondPage = await rows.allInnerTexts();
+    const secondPage = await jobsShown();
     assert.equal(secondPage.length, 3, "13 jobs: 10, then 3");
     assert.ok(secondPage.every((r) => !firstPage.includes(r)));
     assert.ok(await page.getByRole("button", { name: "Older" }).isDisabled());
     await page.getByRole("button", { name: "Newer" }).click();
     await page.locator('#history-page[aria-busy="false"]', { hasText: "Page 1" }).waitFor();
-    assert.deepEqual(await rows.allInnerTexts(), firstPage);
+    assert.deepEqual(await jobsShown(), firstPage);
     await page.getByLabel("Status").selectOption("complete");
     await page.waitForFunction(() => [...document.querySelectorAll("tbody .badge")].every((b) => b.textContent === "complete"));
-    await page.screenshot({ path: outputPath("05-history.png"), fullPage: true });
+    await page.screenshot({ path: outputPath("06-history.png"), fullPage: true });
   });
 
   it("issues a key, revokes it, and a session on a revoked key ends", async () => {
@@ -157,7 +178,7 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await page.locator("tr", { hasText: prefix }).getByText("revoked").waitFor();
     const revoked = await apiCall(server.base, shown, "GET", "/api/v1/keys");
     assert.equal(revoked.status, 403, "the revoked key no longer works");
-    await page.screenshot({ path: outputPath("06-keys.png"), fullPage: true });
+    await page.screenshot({ path: outputPath("07-keys.png"), fullPage: true });
 
     // Revoking the key this session was opened with signs the browser out.
     const own = me.api_key.split("_")[1];
@@ -182,7 +203,7 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await p.getByRole("heading", { name: "What to change" }).waitFor({ timeout: 30_000 });
     const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `no sideways scrolling on a phone (${overflow}px too wide)`);
-    await p.screenshot({ path: outputPath("07-phone-job.png"), fullPage: true });
+    await p.screenshot({ path: outputPath("08-phone-job.png"), fullPage: true });
 
     // Installable: the manifest names the app, its icons and the share target.
     const manifest = await (await fetch(server.base + "/manifest.webmanifest")).json();
@@ -206,7 +227,7 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await p.getByText(/from-gallery\.mp4/).waitFor();
     assert.ok(await p.getByLabel("A video").isChecked());
     assert.equal(await p.getByLabel("Caption (optional)").inputValue(), "Shared from my phone");
-    await p.screenshot({ path: outputPath("08-phone-shared.png") });
+    await p.screenshot({ path: outputPath("09-phone-shared.png") });
 
     // Offline, the shell still opens (the service worker), and says it is offline.
     await p.waitForFunction(() => navigator.serviceWorker?.controller !== null || navigator.serviceWorker?.ready);
@@ -215,7 +236,7 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await phone.setOffline(true);
     await p.reload();
     await p.getByText(/offline/i).first().waitFor();
-    await p.screenshot({ path: outputPath("09-phone-offline.png") });
+    await p.screenshot({ path: outputPath("10-phone-offline.png") });
     await phone.setOffline(false);
     await phone.close();
   });
@@ -235,7 +256,7 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     assert.match(await p.locator("table").nth(1).innerText(), /inference\s+ok/);
     // Later readings draw the request rates.
     await p.locator("table").first().locator("svg.sparkline").first().waitFor({ timeout: 20_000 });
-    await p.screenshot({ path: outputPath("10-operations.png"), fullPage: true });
+    await p.screenshot({ path: outputPath("11-operations.png"), fullPage: true });
     // Not for customers: the page is not offered, and the data is refused.
     const customer = server.user("customer@example.com", "pro");
     const refused = await apiCall(server.base, customer.api_key, "GET", "/metrics?format=json");

@@ -39,6 +39,7 @@ export function UsageChart({ buckets, days }: { buckets: UsageBucket[]; days: nu
             </g>
           );
         })}
+        <line x1={0} x2={W} y1={H} y2={H} className="lane" />
         <text x={0} y={H + 16} className="axis">
           {dates[0]}
         </text>
