@@ -61,6 +61,7 @@ where
         && let Some(p) = provider
     {
         let _ = PROVIDER.set(p);
+        goviral_api::tracing_context::enable();
     }
 }
 

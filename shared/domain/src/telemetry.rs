@@ -140,13 +140,15 @@ impl Metrics {
     }
 
     fn update(&self, metric: Metric, labels: &[(&'static str, &str)], f: impl FnOnce(&mut Series)) {
-        let key: Labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let key = (metric, labels.iter().map(|(k, v)| (*k, v.to_string())).collect::<Labels>());
         self.with(|r| {
-            if !r.series.contains_key(&(metric, key.clone())) && r.series.len() >= MAX_SERIES {
+            if let Some(series) = r.series.get_mut(&key) {
+                f(series);
+            } else if r.series.len() < MAX_SERIES {
+                f(r.series.entry(key).or_default());
+            } else {
                 r.dropped += 1;
-                return;
             }
-            f(r.series.entry((metric, key)).or_default());
         });
     }
 
