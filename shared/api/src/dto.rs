@@ -111,6 +111,82 @@ pub struct CompareResponse {
     pub model: String,
 }
 
+/// What a job's post did, observed at one moment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeRequest {
+    pub platform: Option<Platform>,
+    /// The post's https address (on the platform's own host when `platform` is given).
+    #[schema(pattern = "^https://[^/@?#\\s]+", max_length = 2048)]
+    pub post_url: Option<String>,
+    /// When the counts were read (RFC 3339); not in the future.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub observed_at: OffsetDateTime,
+    #[schema(maximum = 1_000_000_000_000_u64)]
+    pub views: Option<u64>,
+    #[schema(maximum = 1_000_000_000_000_u64)]
+    pub likes: Option<u64>,
+    #[schema(maximum = 1_000_000_000_000_u64)]
+    pub comments: Option<u64>,
+    #[schema(maximum = 1_000_000_000_000_u64)]
+    pub shares: Option<u64>,
+    /// The author's followers when the content was posted.
+    #[schema(maximum = 1_000_000_000_000_u64)]
+    pub followers: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutcomeItem {
+    pub outcome_id: Uuid,
+    pub platform: Option<Platform>,
+    pub post_url: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub observed_at: OffsetDateTime,
+    pub views: Option<u64>,
+    pub likes: Option<u64>,
+    pub comments: Option<u64>,
+    pub shares: Option<u64>,
+    pub followers: Option<u64>,
+    /// Who reported it: `api`.
+    pub source: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: OffsetDateTime,
+}
+
+impl From<domain::outcomes::Outcome> for OutcomeItem {
+    fn from(o: domain::outcomes::Outcome) -> Self {
+        let i = o.input;
+        OutcomeItem {
+            outcome_id: o.id,
+            platform: i.platform,
+            post_url: i.post_url,
+            observed_at: i.observed_at,
+            views: i.views,
+            likes: i.likes,
+            comments: i.comments,
+            shares: i.shares,
+            followers: i.followers,
+            source: o.source.as_str(),
+            recorded_at: o.created_at,
+        }
+    }
+}
+
+/// A job's prediction beside what was observed of its post.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutcomeHistoryResponse {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    /// The predicted score and confidence (null until the job is complete).
+    pub score: Option<f64>,
+    pub confidence: Option<f64>,
+    /// Observations, newest first.
+    pub observations: Vec<OutcomeItem>,
+}
+
 /// The body of a completion webhook, as the webhook stage sends it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CompletionNoticeBody {

@@ -10,6 +10,7 @@ pub mod media;
 pub mod media_insights;
 pub mod model;
 pub mod net;
+pub mod outcomes;
 pub mod pipeline;
 pub mod ports;
 pub mod service;

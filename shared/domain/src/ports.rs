@@ -117,6 +117,13 @@ pub trait Store: Send + Sync {
     async fn append_job_event(&self, job_id: Uuid, kind: JobEventKind, data: &Value, at: OffsetDateTime) -> Result<Option<u32>>;
     /// The job's stream after event `after`, oldest first, at most `limit`.
     async fn job_events(&self, job_id: Uuid, after: u32, limit: u32) -> Result<Vec<JobEvent>>;
+
+    // outcomes
+    /// Appends an observation of a job's post; false (nothing written) when the job already
+    /// has `max` of them.
+    async fn add_outcome(&self, outcome: &crate::outcomes::Outcome, max: u32) -> Result<bool>;
+    /// A job's observations, newest first (by when they were observed).
+    async fn outcomes(&self, job_id: Uuid, limit: u32) -> Result<Vec<crate::outcomes::Outcome>>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;

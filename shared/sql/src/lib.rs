@@ -30,6 +30,7 @@ mod events;
 mod file_guard;
 mod group_commit;
 mod migrate;
+mod outcomes;
 mod rows;
 mod runs;
 mod store;

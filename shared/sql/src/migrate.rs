@@ -53,6 +53,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0007_compare_usage.sql"),
         sqlite: include_str!("../migrations/sqlite/0007_compare_usage.sql"),
     },
+    Migration {
+        version: 8,
+        name: "outcomes",
+        postgres: include_str!("../migrations/postgres/0008_outcomes.sql"),
+        sqlite: include_str!("../migrations/sqlite/0008_outcomes.sql"),
+    },
 ];
 
 const LEDGER: &str =

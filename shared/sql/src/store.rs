@@ -314,6 +314,14 @@ impl Store for SqlStore {
         self.read_job_events(job_id, after, limit).await
     }
 
+    async fn add_outcome(&self, outcome: &domain::outcomes::Outcome, max: u32) -> Result<bool> {
+        self.write_outcome(outcome, max).await
+    }
+
+    async fn outcomes(&self, job_id: Uuid, limit: u32) -> Result<Vec<domain::outcomes::Outcome>> {
+        self.read_outcomes(job_id, limit).await
+    }
+
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>> {
         let q = format!("SELECT {JOB_COLS} FROM analysis_jobs WHERE id = $1::uuid");
         let row: Option<JobRow> = on_pool!(self, read, |pool, sql| {

@@ -254,3 +254,60 @@ async fn history_pages_with_a_stable_cursor() {
     let r = t.get(&format!("/api/v1/users/{}/history", uuid::Uuid::now_v7())).api_key(&ann.api_key).send().await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// What a post did, recorded against its job: validated field by field, kept as a history
+/// (newest first) beside the prediction, only for a complete job of the caller's own.
+#[tokio::test]
+async fn outcomes_are_a_validated_history_beside_the_prediction() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let bo = t.user("bo@example.com", Plan::Pro, false).await;
+    let r = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&text(ann.user.id, "3 things nobody tells you")).send().await;
+    let job: uuid::Uuid = r.body["job_id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/api/v1/analyze/{job}/outcome");
+    let day1 = json!({"platform": "tiktok", "post_url": "https://www.tiktok.com/@ann/video/1", "observed_at": "2026-12-01T09:00:00Z", "views": 1200, "followers": 5400});
+
+    // Not before the prediction exists.
+    let early = t.post(&path).api_key(&ann.api_key).json(&day1).send().await;
+    assert_eq!((early.status, early.error_code()), (StatusCode::CONFLICT, "conflict"), "{:?}", early.body);
+    let result = JobResult { score: 61.0, confidence: 0.7, insights: vec![], metrics: json!({}) };
+    t.app.store.complete_job(job, &result, None, domain::model::now()).await.unwrap();
+
+    let first = t.post(&path).api_key(&ann.api_key).json(&day1).send().await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    assert_eq!((first.body["views"].as_u64(), first.body["source"].as_str()), (Some(1200), Some("api")));
+    let week =
+        json!({"platform": "tiktok", "observed_at": "2026-12-03T09:00:00Z", "views": 9800, "likes": 700, "comments": 41, "shares": 12});
+    assert_eq!(t.post(&path).api_key(&ann.api_key).json(&week).send().await.status, StatusCode::CREATED);
+
+    let history = t.get(&path).api_key(&ann.api_key).send().await;
+    assert_eq!(history.status, StatusCode::OK);
+    assert_eq!((history.body["score"].as_f64(), history.body["status"].as_str()), (Some(61.0), Some("complete")));
+    let views: Vec<u64> = history.body["observations"].as_array().unwrap().iter().map(|o| o["views"].as_u64().unwrap()).collect();
+    assert_eq!(views, [9800, 1200], "a history, newest first, nothing overwritten");
+
+    let future =
+        (time::OffsetDateTime::now_utc() + time::Duration::days(1)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let cases = [
+        (json!({"observed_at": "2026-12-01T09:00:00Z", "views": -5}), vec!["views"]),
+        (json!({"observed_at": future, "views": 5}), vec!["observed_at"]),
+        (json!({"observed_at": "yesterday", "views": 5}), vec!["observed_at"]),
+        (json!({"views": 5}), vec!["body"]),
+        (json!({"observed_at": "2026-12-01T09:00:00Z"}), vec!["body"]),
+        (
+            json!({"observed_at": "2026-12-01T09:00:00Z", "views": 5, "platform": "x", "post_url": "https://www.tiktok.com/@ann/video/1"}),
+            vec!["post_url"],
+        ),
+        (json!({"observed_at": "2026-12-01T09:00:00Z", "views": 5, "watch_time": 9}), vec!["watch_time"]),
+    ];
+    for (body, fields) in cases {
+        let r = t.post(&path).api_key(&ann.api_key).json(&body).send().await;
+        assert_eq!((r.status, r.error_code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{body}: {:?}", r.body);
+        assert_eq!(r.error_fields(), fields, "{body}");
+    }
+    // Another user's job is not there for them; nothing of theirs was written.
+    assert_eq!(t.post(&path).api_key(&bo.api_key).json(&day1).send().await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.get(&path).api_key(&bo.api_key).send().await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.get(&path).send().await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(t.get(&path).api_key(&ann.api_key).send().await.body["observations"].as_array().unwrap().len(), 2);
+}

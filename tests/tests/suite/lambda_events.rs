@@ -91,6 +91,22 @@ async fn sample_events_run_through_the_lambda_routers() {
     assert_eq!(body["ranking"].as_array().map(Vec::len), Some(3));
     assert!(headers["ratelimit"].to_str().unwrap().contains("\"monthly\""));
 
+    // What the post did, once the job is complete.
+    t.app
+        .store
+        .complete_job(
+            job_id,
+            &domain::model::JobResult { score: 61.0, confidence: 0.7, insights: vec![], metrics: serde_json::json!({}) },
+            None,
+            domain::model::now(),
+        )
+        .await
+        .unwrap();
+    let job = job_id.to_string();
+    let outcome_subs = [("REPLACE_WITH_API_KEY", ann.api_key.as_str()), ("REPLACE_WITH_JOB_ID", job.as_str())];
+    let (status, _, body) = invoke(&t.app, Endpoint::AnalyzeOutcome, &event("apigw-analyze-outcome.json", &outcome_subs)).await;
+    assert_eq!((status, body["views"].as_u64()), (StatusCode::CREATED, Some(18_250)), "{body}");
+
     let (status, _, body) = invoke(&t.app, Endpoint::Analyze, &event("apigw-analyze-malformed.json", &subs)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed_json")));
 

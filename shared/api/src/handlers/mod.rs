@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod insights;
 pub mod keys;
 pub mod metrics;
+pub mod outcomes;
 pub mod uploads;
 pub mod usage;
 pub mod users;

@@ -1,0 +1,78 @@
+//! Observations of jobs' posts (see the `outcomes` migration): appended, never updated.
+
+use domain::model::{from_micros, to_micros};
+use domain::outcomes::{Outcome, OutcomeInput, OutcomeSource};
+use domain::{Error, Result};
+use uuid::Uuid;
+
+use crate::{SqlStore, db_error};
+
+type Row =
+    (String, String, Option<String>, Option<String>, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, String, i64);
+
+impl SqlStore {
+    pub(crate) async fn write_outcome(&self, o: &Outcome, max: u32) -> Result<bool> {
+        // One statement: written only while the job has fewer than `max` (a storage bound;
+        // concurrent writers may pass it by the few that race).
+        let q = "INSERT INTO job_outcomes (id, job_id, user_id, platform, post_url, observed_at, views, likes, comments, shares, followers, source, created_at) \
+                 SELECT $1::uuid, $2::uuid, $3::uuid, $4, $5, gv_ts($6), $7, $8, $9, $10, $11, $12, gv_ts($13) \
+                 WHERE (SELECT COUNT(*) FROM job_outcomes WHERE job_id = $2::uuid) < $14 RETURNING id::text";
+        let count = |v: Option<u64>| v.map(|v| v.min(i64::MAX as u64) as i64);
+        let i = &o.input;
+        let written: Option<String> = on_pool!(self, write, |pool, sql| {
+            sqlx::query_scalar(&sql(q))
+                .bind(o.id.to_string())
+                .bind(o.job_id.to_string())
+                .bind(o.user_id.to_string())
+                .bind(i.platform.map(|p| p.as_str().to_string()))
+                .bind(i.post_url.clone())
+                .bind(to_micros(i.observed_at))
+                .bind(count(i.views))
+                .bind(count(i.likes))
+                .bind(count(i.comments))
+                .bind(count(i.shares))
+                .bind(count(i.followers))
+                .bind(o.source.as_str())
+                .bind(to_micros(o.created_at))
+                .bind(i64::from(max))
+                .fetch_optional(pool)
+                .await
+                .map_err(db_error)?
+        });
+        Ok(written.is_some())
+    }
+
+    pub(crate) async fn read_outcomes(&self, job_id: Uuid, limit: u32) -> Result<Vec<Outcome>> {
+        let q = "SELECT id::text, user_id::text, platform, post_url, gv_us(observed_at), views, likes, comments, shares, followers, source, gv_us(created_at) \
+                 FROM job_outcomes WHERE job_id = $1::uuid ORDER BY observed_at DESC, id DESC LIMIT $2";
+        let rows: Vec<Row> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(q)).bind(job_id.to_string()).bind(i64::from(limit)).fetch_all(pool).await.map_err(db_error)?
+        });
+        let bad = |what: &str, v: &str| Error::Internal(format!("outcome {what} {v}"));
+        let count = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+        rows.into_iter()
+            .map(|(id, user, platform, post_url, observed, views, likes, comments, shares, followers, source, created)| {
+                Ok(Outcome {
+                    id: id.parse().map_err(|_| bad("id", &id))?,
+                    job_id,
+                    user_id: user.parse().map_err(|_| bad("user", &user))?,
+                    source: match source.as_str() {
+                        "api" => OutcomeSource::Api,
+                        other => return Err(bad("source", other)),
+                    },
+                    input: OutcomeInput {
+                        platform: platform.as_deref().map(|p| p.parse().map_err(|_| bad("platform", p))).transpose()?,
+                        post_url,
+                        observed_at: from_micros(observed),
+                        views: count(views),
+                        likes: count(likes),
+                        comments: count(comments),
+                        shares: count(shares),
+                        followers: count(followers),
+                    },
+                    created_at: from_micros(created),
+                })
+            })
+            .collect()
+    }
+}
