@@ -24,6 +24,7 @@ contract!(
     uploads_end_once,
     audit_and_model_runs_append,
     ping_answers,
+    outcomes_append_newest_first_under_a_cap,
 );
 
 fn user(email: &str) -> User {
@@ -481,4 +482,41 @@ async fn postgres_logs_land_in_monthly_partitions() {
         .await
         .unwrap();
     assert!(queued_index.unwrap().contains("WHERE (status = 'queued'::text)"));
+}
+
+/// Observations of a post are appended (never overwritten), read newest first with every
+/// field as written, and refused without writing once the job has its cap.
+async fn outcomes_append_newest_first_under_a_cap(backend: Backend) {
+    use domain::outcomes::{Outcome, OutcomeInput, OutcomeSource};
+    let (db, u) = seeded(backend).await;
+    let s = &db.store;
+    let job = new_job(s, u.id, now()).await;
+    let observed = |day: u8, views: u64| Outcome {
+        id: Uuid::now_v7(),
+        job_id: job.id,
+        user_id: u.id,
+        source: OutcomeSource::Api,
+        input: OutcomeInput {
+            platform: Some(Platform::Youtube),
+            post_url: Some("https://youtu.be/abc".into()),
+            observed_at: time::Date::from_calendar_date(2026, time::Month::November, day).unwrap().midnight().assume_utc(),
+            views: Some(views),
+            likes: Some(3),
+            comments: None,
+            shares: Some(0),
+            followers: Some(1_000_000_000_000),
+        },
+        created_at: now(),
+    };
+    let (first, later) = (observed(2, 100), observed(9, 2_500));
+    assert!(s.add_outcome(&first, 3).await.unwrap());
+    assert!(s.add_outcome(&later, 3).await.unwrap());
+    let read = s.outcomes(job.id, 10).await.unwrap();
+    assert_eq!(read.iter().map(|o| o.id).collect::<Vec<_>>(), [later.id, first.id], "newest first");
+    assert_eq!(read[1].input, first.input, "every field as written");
+    assert_eq!((read[1].user_id, read[1].source), (u.id, OutcomeSource::Api));
+    assert!(s.add_outcome(&observed(10, 3_000), 3).await.unwrap());
+    assert!(!s.add_outcome(&observed(11, 4_000), 3).await.unwrap(), "the cap refuses");
+    assert_eq!(s.outcomes(job.id, 10).await.unwrap().len(), 3, "and wrote nothing");
+    assert_eq!(s.outcomes(job.id, 1).await.unwrap().len(), 1, "the limit holds");
 }
