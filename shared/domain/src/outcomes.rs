@@ -114,8 +114,7 @@ impl App {
     pub async fn record_outcome(&self, principal: &Principal, job_id: Uuid, input: OutcomeInput) -> Result<Outcome> {
         let at = now();
         validate_outcome(&input, at)?;
-        let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
-        let job = job.ok_or(Error::NotFound("job"))?;
+        let job = self.visible_job(principal, job_id).await?;
         if job.status != JobStatus::Complete {
             return Err(Error::Conflict(format!("the job is {}: outcomes are recorded against a finished prediction", job.status)));
         }
@@ -127,8 +126,7 @@ impl App {
     }
 
     pub async fn outcomes(&self, principal: &Principal, job_id: Uuid) -> Result<OutcomeHistory> {
-        let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
-        let job = job.ok_or(Error::NotFound("job"))?;
+        let job = self.visible_job(principal, job_id).await?;
         let observations = self.store.outcomes(job_id, OUTCOMES_PER_JOB_MAX).await?;
         Ok(OutcomeHistory { job, observations })
     }

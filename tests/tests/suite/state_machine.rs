@@ -31,10 +31,6 @@ const STAGES: [Stage; 5] = [Stage::Moderation, Stage::Extraction, Stage::Inferen
 /// Receives before SQS moves a message to the DLQ (the template uses 5; fewer keeps this quick).
 const MAX_RECEIVES: u32 = 2;
 
-fn function_name(stage: Stage) -> String {
-    stage.function_name().to_string()
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -137,7 +133,7 @@ impl EventSource {
                     })
                 })
                 .collect();
-            let url = format!("{}/{}/invocations", self.invoke_url, function_name(queue.stage));
+            let url = format!("{}/{}/invocations", self.invoke_url, queue.stage.function_name());
             let (status, response) = post_json(&self.http, &url, &json!({ "Records": records })).await;
             let failed: Vec<String> = if status == 200 && response["batchItemFailures"].is_array() {
                 response["batchItemFailures"]
@@ -476,7 +472,7 @@ async fn the_state_machine_runs_the_stage_binaries_with_retry_catch_and_dlq() {
     let counts = source.invocations.lock().await.clone();
     assert!(counts["moderation"].1 >= MAX_RECEIVES, "the poison message was reported failed each time: {counts:?}");
     for stage in [Stage::Extraction, Stage::Inference, Stage::Webhook, Stage::Failure] {
-        assert!(counts.get(stage.as_str()).is_some_and(|c| c.0 > 0), "{} ran: {counts:?}", function_name(stage));
+        assert!(counts.get(stage.as_str()).is_some_and(|c| c.0 > 0), "{} ran: {counts:?}", stage.function_name());
     }
 }
 

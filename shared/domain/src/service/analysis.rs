@@ -58,16 +58,8 @@ impl App {
         let reserved_key = match idempotency_key {
             None => None,
             Some(key) => {
-                validate_idempotency_key(key)?;
-                let request_hash = auth::sha256_hex(&serde_json::to_vec(&input).map_err(|e| Error::Internal(e.to_string()))?);
                 let now_us = to_micros(now());
-                let record = IdempotencyRecord {
-                    user_id: principal.user.id,
-                    key: key.to_string(),
-                    request_hash: request_hash.clone(),
-                    job_id,
-                    expires_at_us: now_us + IDEMPOTENCY_TTL_SECS * 1_000_000,
-                };
+                let record = self.idempotency_record(principal, key, &input, job_id, now_us)?;
                 // A reservation whose request died before making its job (a crash between
                 // the two) would answer "in progress" for a day; past this it is taken over.
                 const ABANDONED_AFTER_US: i64 = 30 * 1_000_000;
@@ -75,7 +67,7 @@ impl App {
                 loop {
                     match self.counters.reserve_idempotency(&record, now_us).await? {
                         Reservation::Reserved => break Some(key),
-                        Reservation::Existing(existing) if existing.request_hash == request_hash => {
+                        Reservation::Existing(existing) if existing.request_hash == record.request_hash => {
                             // A replay names a job that exists. A key whose first request is still
                             // being made (or is about to fail and free the key) has no job yet:
                             // say so, as Stripe does, instead of naming a job that may never be.
@@ -197,9 +189,34 @@ impl App {
         }
     }
 
-    pub async fn job_view(&self, principal: &Principal, job_id: Uuid, include_insights: bool) -> Result<JobView> {
+    /// A job the caller may see and that is not archived; anything else is "not found".
+    pub(crate) async fn visible_job(&self, principal: &Principal, job_id: Uuid) -> Result<Job> {
         let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
-        let job = job.ok_or(Error::NotFound("job"))?;
+        job.ok_or(Error::NotFound("job"))
+    }
+
+    /// The idempotency record reserving `key` for `request` (hashed) and the id it will make.
+    pub(super) fn idempotency_record(
+        &self,
+        principal: &Principal,
+        key: &str,
+        request: &impl serde::Serialize,
+        id: Uuid,
+        now_us: i64,
+    ) -> Result<IdempotencyRecord> {
+        validate_idempotency_key(key)?;
+        let request_hash = auth::sha256_hex(&serde_json::to_vec(request).map_err(|e| Error::Internal(e.to_string()))?);
+        Ok(IdempotencyRecord {
+            user_id: principal.user.id,
+            key: key.to_string(),
+            request_hash,
+            job_id: id,
+            expires_at_us: now_us + IDEMPOTENCY_TTL_SECS * 1_000_000,
+        })
+    }
+
+    pub async fn job_view(&self, principal: &Principal, job_id: Uuid, include_insights: bool) -> Result<JobView> {
+        let job = self.visible_job(principal, job_id).await?;
         let insights = if include_insights { Some(self.store.insights(job_id).await?) } else { None };
         Ok(JobView { job, insights })
     }
@@ -221,8 +238,7 @@ impl App {
 
     /// A token that opens the job's live stream for five minutes (for browsers' EventSource).
     pub async fn stream_token(&self, principal: &Principal, job_id: Uuid) -> Result<(String, OffsetDateTime)> {
-        let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
-        job.ok_or(Error::NotFound("job"))?;
+        self.visible_job(principal, job_id).await?;
         let at = now();
         let token = self.settings.auth.issue_stream_token(principal.user.id, job_id, at.unix_timestamp())?;
         Ok((token, at + time::Duration::seconds(crate::auth::STREAM_TOKEN_TTL_SECS)))
@@ -240,8 +256,7 @@ impl App {
     /// has no last event (a crash between the two writes), one is made from the job itself,
     /// numbered after the stored ones.
     pub async fn job_events(&self, principal: &Principal, job_id: Uuid, after: u32) -> Result<(Job, Vec<JobEvent>)> {
-        let job = self.store.job(job_id).await?.filter(|j| principal.may_see(j.user_id) && j.archived_at.is_none());
-        let job = job.ok_or(Error::NotFound("job"))?;
+        let job = self.visible_job(principal, job_id).await?;
         // A stream is short (queued, three stages, a few progress steps, the end).
         let mut events = self.store.job_events(job_id, 0, JOB_EVENTS_MAX).await?;
         if job.status.is_ended() && !events.iter().any(|e| e.kind.is_terminal()) {

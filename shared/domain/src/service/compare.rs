@@ -1,7 +1,6 @@
 //! Variant comparison: 2–10 captions or headlines ranked at once, synchronously, metered like
 //! an analysis (one unit a comparison, under the same allowance, credits and rate limit).
 
-use super::analysis::validate_idempotency_key;
 use super::*;
 use crate::ports::{Ranker, Ranking};
 
@@ -48,19 +47,12 @@ impl App {
         let reserved_key = match idempotency_key {
             None => None,
             Some(key) => {
-                validate_idempotency_key(key)?;
-                let request_hash = auth::sha256_hex(&serde_json::to_vec(&("compare", &input)).map_err(|e| Error::Internal(e.to_string()))?);
                 let now_us = to_micros(now());
-                let record = IdempotencyRecord {
-                    user_id: principal.user.id,
-                    key: key.to_string(),
-                    request_hash: request_hash.clone(),
-                    job_id: comparison_id,
-                    expires_at_us: now_us + IDEMPOTENCY_TTL_SECS * 1_000_000,
-                };
+                // Tagged, so a key reused between an analysis and a comparison conflicts.
+                let record = self.idempotency_record(principal, key, &("compare", &input), comparison_id, now_us)?;
                 match self.counters.reserve_idempotency(&record, now_us).await? {
                     Reservation::Reserved => Some(key),
-                    Reservation::Existing(existing) if existing.request_hash == request_hash => {
+                    Reservation::Existing(existing) if existing.request_hash == record.request_hash => {
                         let ranking = ranker.rank(&input.variants, input.platform_hint);
                         let compared = Compared { comparison_id: existing.job_id, ranking, replayed: true, quota: None };
                         return Ok((compared, None));
