@@ -879,3 +879,140 @@ fn present_units<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
         _ => Err(D::Error::custom(format!("must be a whole number of units, 0–{MAX_UNITS}"))),
     }
 }
+
+/// Start connecting a platform account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    pub platform: Platform,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectResponse {
+    pub platform: Platform,
+    /// Send the creator here to grant read access; the platform sends them back to
+    /// `/api/v1/accounts/callback`.
+    pub authorize_url: String,
+    /// The `state` the callback must bring back (single use).
+    pub state: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+}
+
+/// What the platform's redirect carries (other parameters the platforms add are ignored).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    pub state: Option<String>,
+    pub code: Option<String>,
+    /// Set when the creator declined (`access_denied`).
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// A connected account; its tokens are never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountItem {
+    pub account_id: Uuid,
+    pub platform: Platform,
+    /// The platform's id for the account.
+    pub external_id: String,
+    pub handle: Option<String>,
+    pub followers: Option<u64>,
+    /// `active`, or `reauth_required` (the grant was revoked or lacks a permission).
+    pub status: &'static str,
+    pub scopes: Vec<String>,
+    /// Why the account needs attention, when it does.
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub token_expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub connected_at: OffsetDateTime,
+}
+
+impl From<domain::accounts::ConnectedAccount> for AccountItem {
+    fn from(a: domain::accounts::ConnectedAccount) -> Self {
+        AccountItem {
+            account_id: a.id,
+            platform: a.platform,
+            external_id: a.external_id,
+            handle: a.handle,
+            followers: a.followers,
+            status: a.status.as_str(),
+            scopes: a.scopes,
+            last_error: a.last_error,
+            token_expires_at: a.tokens.expires_at,
+            connected_at: a.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountsResponse {
+    pub items: Vec<AccountItem>,
+}
+
+/// Follow a job's post on a connected account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackPostRequest {
+    pub account_id: Uuid,
+    /// The post's address on the platform (Instagram: the permalink).
+    #[schema(max_length = 2048)]
+    pub post_url: Option<String>,
+    /// The platform's id for the post, instead of its address.
+    #[schema(max_length = 64)]
+    pub post_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrackedPostItem {
+    pub tracked_post_id: Uuid,
+    pub account_id: Uuid,
+    pub platform: Platform,
+    pub post_id: String,
+    pub post_url: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub posted_at: OffsetDateTime,
+    /// The author's followers when the post was linked.
+    pub followers: Option<u64>,
+    pub checks_done: u32,
+    /// The next reading (about 24 h and 7 days after posting); null once done.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_check_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+}
+
+impl From<domain::collect::TrackedPost> for TrackedPostItem {
+    fn from(t: domain::collect::TrackedPost) -> Self {
+        TrackedPostItem {
+            tracked_post_id: t.id,
+            account_id: t.account_id,
+            platform: t.platform,
+            post_id: t.post_id,
+            post_url: t.post_url,
+            posted_at: t.posted_at,
+            followers: t.followers,
+            checks_done: t.checks_done,
+            next_check_at: t.next_check_at,
+            last_error: t.last_error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrackPostResponse {
+    pub post: TrackedPostItem,
+    /// The first reading, made now.
+    pub observation: OutcomeItem,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrackedPostsResponse {
+    pub items: Vec<TrackedPostItem>,
+}

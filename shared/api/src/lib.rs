@@ -41,6 +41,11 @@ pub enum Endpoint {
     /// The live stream: a response-streaming Lambda behind a function URL on AWS.
     AnalyzeEvents,
     AnalyzeOutcome,
+    /// Posts followed on connected accounts.
+    AnalyzePosts,
+    Accounts,
+    /// The platforms' OAuth redirect (authenticated by its `state`, not a credential).
+    AccountsCallback,
     UserHistory,
     InsightTemplates,
     AdminJobs,
@@ -64,6 +69,9 @@ impl Endpoint {
         Endpoint::AnalyzeStatus,
         Endpoint::AnalyzeEvents,
         Endpoint::AnalyzeOutcome,
+        Endpoint::AnalyzePosts,
+        Endpoint::Accounts,
+        Endpoint::AccountsCallback,
         Endpoint::UserHistory,
         Endpoint::InsightTemplates,
         Endpoint::AdminJobs,
@@ -88,6 +96,9 @@ impl Endpoint {
             Endpoint::AnalyzeStatus => "api-analyze-status",
             Endpoint::AnalyzeEvents => "api-analyze-events",
             Endpoint::AnalyzeOutcome => "api-analyze-outcome",
+            Endpoint::AnalyzePosts => "api-analyze-posts",
+            Endpoint::Accounts => "api-accounts",
+            Endpoint::AccountsCallback => "api-accounts-callback",
             Endpoint::UserHistory => "api-user-history",
             Endpoint::InsightTemplates => "api-insight-templates",
             Endpoint::AdminJobs => "api-admin-jobs",
@@ -123,6 +134,11 @@ impl Endpoint {
             ],
             Endpoint::AnalyzeEvents => &[("GET", "/api/v1/analyze/{job_id}/events")],
             Endpoint::AnalyzeOutcome => &[("POST", "/api/v1/analyze/{job_id}/outcome"), ("GET", "/api/v1/analyze/{job_id}/outcome")],
+            Endpoint::AnalyzePosts => &[("POST", "/api/v1/analyze/{job_id}/posts"), ("GET", "/api/v1/analyze/{job_id}/posts")],
+            Endpoint::Accounts => {
+                &[("GET", "/api/v1/accounts"), ("POST", "/api/v1/accounts/connect"), ("DELETE", "/api/v1/accounts/{account_id}")]
+            }
+            Endpoint::AccountsCallback => &[("GET", "/api/v1/accounts/callback")],
             Endpoint::UserHistory => &[("GET", "/api/v1/users/{user_id}/history")],
             Endpoint::InsightTemplates => &[("GET", "/api/v1/insights/templates")],
             Endpoint::AdminJobs => &[("GET", "/api/v1/admin/jobs")],
@@ -162,6 +178,12 @@ impl Endpoint {
                 .route("/api/v1/analyze/{job_id}/stream-token", post(events::stream_token)),
             Endpoint::AnalyzeEvents => r.route("/api/v1/analyze/{job_id}/events", get(events::events)),
             Endpoint::AnalyzeOutcome => r.route("/api/v1/analyze/{job_id}/outcome", post(outcomes::record).get(outcomes::history)),
+            Endpoint::AnalyzePosts => r.route("/api/v1/analyze/{job_id}/posts", post(accounts::track).get(accounts::tracked)),
+            Endpoint::Accounts => r
+                .route("/api/v1/accounts", get(accounts::list))
+                .route("/api/v1/accounts/connect", post(accounts::connect))
+                .route("/api/v1/accounts/{account_id}", delete(accounts::disconnect)),
+            Endpoint::AccountsCallback => r.route("/api/v1/accounts/callback", get(accounts::callback)),
             Endpoint::UserHistory => r.route("/api/v1/users/{user_id}/history", get(users::history)),
             Endpoint::InsightTemplates => r.route("/api/v1/insights/templates", get(insights::templates)),
             Endpoint::AdminJobs => r.route("/api/v1/admin/jobs", get(admin::jobs)),

@@ -41,10 +41,12 @@ pub struct AppUses {
     pub signed_urls: bool,
     /// Ranks variants (the on-device model).
     pub comparisons: bool,
+    /// Connects platform accounts and reads their posts (platform APIs, the token cipher).
+    pub platforms: bool,
 }
 
 impl AppUses {
-    pub const ALL: AppUses = AppUses { submissions: true, signed_urls: true, comparisons: true };
+    pub const ALL: AppUses = AppUses { submissions: true, signed_urls: true, comparisons: true, platforms: true };
 }
 
 /// A model file or directory loaded once per process and shared by every runner and stage
@@ -287,7 +289,49 @@ impl Composition {
         if uses.comparisons {
             app = app.with_ranker(Arc::new(goviral_scoring::ModelScorer::embedded()));
         }
+        if uses.platforms {
+            app = app.with_platforms(self.platforms().await?);
+        }
         Ok(app)
+    }
+
+    /// The platforms creators may connect (those with an app configured), the cipher that
+    /// seals their tokens (KMS on AWS, a key file on one machine), and the callback address.
+    pub async fn platforms(&self) -> Result<domain::accounts::Platforms, InitError> {
+        use domain::model::Platform;
+        use goviral_adapters::platforms::{instagram::Instagram, tiktok::TikTok, x::XApi, youtube::YouTube};
+        let accounts = &self.config.accounts;
+        // The quota budgets are counted where every function sees them.
+        let counters = Some(self.counters().await?);
+        let mut apis: std::collections::HashMap<Platform, Arc<dyn domain::accounts::PlatformApi>> = Default::default();
+        for (platform, settings) in &accounts.apps {
+            let (s, c) = (settings.clone(), counters.clone());
+            let api: Arc<dyn domain::accounts::PlatformApi> = match platform {
+                Platform::Youtube => Arc::new(YouTube::new(s, c)),
+                Platform::X => Arc::new(XApi::new(s, c)),
+                Platform::Instagram => Arc::new(Instagram::new(s, c)),
+                Platform::Tiktok => Arc::new(TikTok::new(s, c)),
+            };
+            apis.insert(*platform, api);
+        }
+        let master: Arc<dyn goviral_adapters::envelope::MasterKey> = match (&accounts.kms_key_id, self.config.profile) {
+            #[cfg(feature = "aws")]
+            (Some(key), _) => Arc::new(goviral_aws::KmsMasterKey::new(self.sdk()?, key.clone())),
+            #[cfg(not(feature = "aws"))]
+            (Some(_), _) => return Err("KMS needs the AWS build".into()),
+            (None, Profile::Aws) => return Err("GOVIRAL_KMS_KEY_ID is required to keep platform tokens on AWS".into()),
+            (None, Profile::Embedded) => Arc::new(
+                goviral_adapters::envelope::LocalMasterKey::open_or_create(&accounts.key_file)
+                    .map_err(|e| format!("the token key file {}: {e}", accounts.key_file.display()))?,
+            ),
+        };
+        let redirect_uri = match (&accounts.redirect_url, &self.config.public_url) {
+            (Some(url), _) => url.clone(),
+            (None, Some(public)) => format!("{}/api/v1/accounts/callback", public.trim_end_matches('/')),
+            (None, None) if apis.is_empty() => String::new(),
+            (None, None) => return Err("GOVIRAL_OAUTH_REDIRECT_URL (or GOVIRAL_PUBLIC_URL) is required to connect accounts".into()),
+        };
+        Ok(domain::accounts::Platforms { apis, cipher: Arc::new(goviral_adapters::envelope::Envelope::new(master)), redirect_uri })
     }
 
     /// The state machine from infra/, parsed once.

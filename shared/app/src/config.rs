@@ -71,7 +71,25 @@ pub struct Config {
     pub stripe: Option<goviral_adapters::stripe::StripeSettings>,
     /// Timeouts and the connection cap of `goviral serve`.
     pub server: goviral_api::server::ServerLimits,
+    /// Connected platform accounts: the apps registered with each platform, and the key that
+    /// seals their tokens.
+    pub accounts: AccountsConfig,
     pub aws: AwsResources,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountsConfig {
+    /// `GOVIRAL_{YOUTUBE,X,INSTAGRAM,TIKTOK}_CLIENT_ID` + `_CLIENT_SECRET` (+ `_BASE_URL`,
+    /// `_BUDGET` as `calls/seconds`): the platforms creators may connect.
+    pub apps: Vec<(domain::model::Platform, goviral_adapters::platforms::PlatformSettings)>,
+    /// `GOVIRAL_OAUTH_REDIRECT_URL`: where platforms send creators back; default
+    /// `{GOVIRAL_PUBLIC_URL}/api/v1/accounts/callback`.
+    pub redirect_url: Option<String>,
+    /// `GOVIRAL_TOKEN_KEY_FILE`: the master key sealing tokens on one machine (created on
+    /// first use); default `{data dir}/token-master.key`.
+    pub key_file: PathBuf,
+    /// `GOVIRAL_KMS_KEY_ID`: on AWS, the KMS key that wraps each token's data key.
+    pub kms_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +187,7 @@ impl Config {
         if profile == Profile::Embedded && aws != AwsResources::default() {
             return Err(ConfigError("AWS resources (GOVIRAL_BLOB_BUCKET, …) are for the AWS profile".into()));
         }
+        let accounts = accounts(&lookup, &data_dir)?;
         Ok(Config {
             profile,
             aws,
@@ -211,6 +230,7 @@ impl Config {
             openai: openai(&lookup)?,
             stripe: stripe(&lookup)?,
             server: server_limits(&lookup)?,
+            accounts,
         })
     }
 }
@@ -299,6 +319,64 @@ fn openai(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<goviral_llm
     settings.timeout = Duration::from_millis(parse(lookup, "GOVIRAL_OPENAI_TIMEOUT_MS", 8_000u64)?);
     settings.max_attempts = parse(lookup, "GOVIRAL_OPENAI_MAX_ATTEMPTS", 3u32)?.max(1);
     Ok(Some(settings))
+}
+
+fn loopback_or_https(name: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("https://") || url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost") {
+        Ok(())
+    } else {
+        Err(ConfigError(format!("{name}={url:?}: must be https (or http on loopback)")))
+    }
+}
+
+fn accounts(lookup: &impl Fn(&str) -> Option<String>, data_dir: &std::path::Path) -> Result<AccountsConfig, ConfigError> {
+    use domain::model::Platform;
+    use goviral_adapters::platforms::{Backoff, Budget, PlatformSettings};
+    let timeout = Duration::from_millis(parse(lookup, "GOVIRAL_PLATFORM_TIMEOUT_MS", 10_000u64)?.clamp(100, 120_000));
+    let backoff = Backoff {
+        retries: parse(lookup, "GOVIRAL_PLATFORM_RETRIES", Backoff::default().retries)?.min(10),
+        first: Duration::from_millis(parse(lookup, "GOVIRAL_PLATFORM_BACKOFF_MS", 500u64)?.clamp(1, 60_000)),
+        max_wait: Duration::from_millis(parse(lookup, "GOVIRAL_PLATFORM_MAX_WAIT_MS", 10_000u64)?.min(300_000)),
+    };
+    let mut apps = Vec::new();
+    for platform in [Platform::Youtube, Platform::X, Platform::Instagram, Platform::Tiktok] {
+        let prefix = format!("GOVIRAL_{}", platform.as_str().to_ascii_uppercase());
+        let (id, secret) = (lookup(&format!("{prefix}_CLIENT_ID")), lookup(&format!("{prefix}_CLIENT_SECRET")));
+        let (client_id, client_secret) = match (id, secret) {
+            (None, None) => continue,
+            (Some(i), Some(s)) => (i.trim().to_string(), s.trim().to_string()),
+            _ => return Err(ConfigError(format!("set both {prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET, or neither"))),
+        };
+        let base_name = format!("{prefix}_BASE_URL");
+        let base_url = lookup(&base_name);
+        if let Some(url) = &base_url {
+            loopback_or_https(&base_name, url)?;
+        }
+        let mut budget = PlatformSettings::default_budget(platform);
+        let budget_name = format!("{prefix}_BUDGET");
+        if let Some(b) = lookup(&budget_name) {
+            let parsed = b.split_once('/').and_then(|(c, w)| Some((c.trim().parse::<u64>().ok()?, w.trim().parse::<u64>().ok()?)));
+            let Some((calls, secs)) = parsed.filter(|(c, w)| *c >= 1 && (1..=31 * 86_400).contains(w)) else {
+                return Err(ConfigError(format!("{budget_name}={b:?}: want calls/seconds, e.g. 10000/86400")));
+            };
+            budget = Budget {
+                calls,
+                window: Duration::from_secs(secs),
+                offset: if secs == budget.window.as_secs() { budget.offset } else { Duration::ZERO },
+            };
+        }
+        apps.push((platform, PlatformSettings { client_id, client_secret, base_url, timeout, budget, backoff }));
+    }
+    let redirect_url = lookup("GOVIRAL_OAUTH_REDIRECT_URL");
+    if let Some(u) = &redirect_url {
+        loopback_or_https("GOVIRAL_OAUTH_REDIRECT_URL", u)?;
+    }
+    Ok(AccountsConfig {
+        apps,
+        redirect_url,
+        key_file: lookup("GOVIRAL_TOKEN_KEY_FILE").map_or_else(|| data_dir.join("token-master.key"), PathBuf::from),
+        kms_key_id: lookup("GOVIRAL_KMS_KEY_ID"),
+    })
 }
 
 fn stripe(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<goviral_adapters::stripe::StripeSettings>, ConfigError> {

@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod callbacks;
 pub mod counters;
+pub mod kms;
 pub mod pipeline;
 pub mod secrets;
 pub mod usage;
@@ -11,6 +12,7 @@ pub mod usage;
 pub use blobs::S3BlobStore;
 pub use callbacks::{CallbackOutcome, SfnCallbacks, StageMessage, TaskCallbacks};
 pub use counters::DynamoCounters;
+pub use kms::KmsMasterKey;
 pub use pipeline::StepFunctionsPipeline;
 pub use usage::DynamoUsageTotals;
 

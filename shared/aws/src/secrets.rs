@@ -5,6 +5,8 @@
 //! - `GOVIRAL_JWT_SECRET_ARN` → `GOVIRAL_JWT_SECRET` (the secret string itself)
 //! - `GOVIRAL_OPENAI_SECRET_ARN` → `GOVIRAL_OPENAI_API_KEY` (the secret string itself)
 //! - `GOVIRAL_STRIPE_SECRET_ARN` → `GOVIRAL_STRIPE_API_KEY` (the secret string itself)
+//! - `GOVIRAL_PLATFORM_APPS_SECRET_ARN` → `GOVIRAL_{YOUTUBE,X,INSTAGRAM,TIKTOK}_CLIENT_ID` and
+//!   `…_CLIENT_SECRET`, from one JSON document: `{"youtube": {"client_id", "client_secret"}, …}`
 //! - `GOVIRAL_DATABASE_SECRET_ARN` → `GOVIRAL_DATABASE_URL`, from the JSON document RDS keeps
 //!   (`username`, `password`, `host`, `port`, `dbname`). `GOVIRAL_DATABASE_HOST` replaces the
 //!   host (the RDS Proxy endpoint); TLS is required and verified (`GOVIRAL_DATABASE_SSLMODE`,
@@ -77,6 +79,9 @@ pub async fn resolve(config: &aws_config::SdkConfig, lookup: impl Fn(&str) -> Op
             settings.insert(setting.to_string(), secret_string(&client, &arn).await?.trim().to_string());
         }
     }
+    if let Some(arn) = lookup("GOVIRAL_PLATFORM_APPS_SECRET_ARN") {
+        settings.extend(platform_apps(&secret_string(&client, &arn).await?)?);
+    }
     if let Some(arn) = lookup("GOVIRAL_DATABASE_SECRET_ARN") {
         let secret = secret_string(&client, &arn).await?;
         let sslmode = lookup("GOVIRAL_DATABASE_SSLMODE").unwrap_or_else(|| "verify-full".into());
@@ -85,9 +90,48 @@ pub async fn resolve(config: &aws_config::SdkConfig, lookup: impl Fn(&str) -> Op
     Ok(settings)
 }
 
+/// The platform apps' credentials, one JSON document for all: `{"youtube": {"client_id":
+/// "…", "client_secret": "…"}, "x": …}`; platforms left out are not offered.
+fn platform_apps(secret: &str) -> Result<HashMap<String, String>> {
+    let doc: serde_json::Value =
+        serde_json::from_str(secret).map_err(|e| Error::Internal(format!("the platform apps secret is not JSON: {e}")))?;
+    let apps = doc.as_object().ok_or_else(|| Error::Internal("the platform apps secret is not a JSON object".into()))?;
+    let mut settings = HashMap::new();
+    for (platform, app) in apps {
+        if !["youtube", "x", "instagram", "tiktok"].contains(&platform.as_str()) {
+            return Err(Error::Internal(format!("the platform apps secret names an unknown platform {platform:?}")));
+        }
+        let field = |name: &str| {
+            app[name]
+                .as_str()
+                .filter(|v| !v.trim().is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| Error::Internal(format!("the platform apps secret: {platform}.{name} is missing")))
+        };
+        let prefix = format!("GOVIRAL_{}", platform.to_ascii_uppercase());
+        settings.insert(format!("{prefix}_CLIENT_ID"), field("client_id")?);
+        settings.insert(format!("{prefix}_CLIENT_SECRET"), field("client_secret")?);
+    }
+    Ok(settings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_apps_come_from_one_document() {
+        let s = platform_apps(
+            r#"{"youtube": {"client_id": "yt-id", "client_secret": "yt-secret"}, "tiktok": {"client_id": "tk", "client_secret": "ts"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s["GOVIRAL_YOUTUBE_CLIENT_ID"], "yt-id");
+        assert_eq!(s["GOVIRAL_TIKTOK_CLIENT_SECRET"], "ts");
+        assert_eq!(s.len(), 4);
+        assert!(platform_apps(r#"{"myspace": {"client_id": "a", "client_secret": "b"}}"#).is_err());
+        assert!(platform_apps(r#"{"x": {"client_id": "a"}}"#).is_err());
+        assert!(platform_apps("[]").is_err());
+    }
 
     #[test]
     fn database_url_escapes_and_prefers_the_proxy_host() {

@@ -1,8 +1,10 @@
 //! The GoViralNow domain: entities, use cases, ports and errors.
 //! Adapters (SQL, AWS, local) implement the ports; edges (HTTP, stages, CLI) call the use cases.
 
+pub mod accounts;
 pub mod auth;
 pub mod billing;
+pub mod collect;
 pub mod error;
 pub mod features;
 pub mod guard;

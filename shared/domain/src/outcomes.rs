@@ -21,12 +21,15 @@ const FUTURE_SKEW_SECS: i64 = 300;
 pub enum OutcomeSource {
     /// The customer, through `POST /api/v1/analyze/{id}/outcome`.
     Api,
+    /// Read from the platform, for a post followed on a connected account.
+    Platform,
 }
 
 impl OutcomeSource {
     pub fn as_str(self) -> &'static str {
         match self {
             OutcomeSource::Api => "api",
+            OutcomeSource::Platform => "platform",
         }
     }
 }

@@ -124,6 +124,56 @@ pub trait Store: Send + Sync {
     async fn add_outcome(&self, outcome: &crate::outcomes::Outcome, max: u32) -> Result<bool>;
     /// A job's observations, newest first (by when they were observed).
     async fn outcomes(&self, job_id: Uuid, limit: u32) -> Result<Vec<crate::outcomes::Outcome>>;
+
+    // Connected accounts (domain::accounts).
+    /// Keeps an authorization under way; false (nothing written) when the user already has
+    /// `max` unexpired ones. Expired ones are dropped on the way.
+    async fn create_pending_grant(&self, grant: &crate::accounts::PendingGrant, max: u32, now: OffsetDateTime) -> Result<bool>;
+    /// Removes and returns the unexpired authorization with this state hash (each is used once).
+    async fn take_pending_grant(&self, state_hash: &str, now: OffsetDateTime) -> Result<Option<crate::accounts::PendingGrant>>;
+    async fn account_by_external(
+        &self,
+        user_id: Uuid,
+        platform: Platform,
+        external_id: &str,
+    ) -> Result<Option<crate::accounts::ConnectedAccount>>;
+    async fn account(&self, id: Uuid) -> Result<Option<crate::accounts::ConnectedAccount>>;
+    /// Inserts the account, or replaces the row with its id; false (nothing written) when a
+    /// new account would pass the user's `max`.
+    async fn save_account(&self, account: &crate::accounts::ConnectedAccount, max: u32) -> Result<bool>;
+    async fn accounts_for_user(&self, user_id: Uuid) -> Result<Vec<crate::accounts::ConnectedAccount>>;
+    /// Writes the account's tokens, scopes and `updated_at`.
+    async fn update_account_tokens(&self, account: &crate::accounts::ConnectedAccount) -> Result<()>;
+    async fn set_account_status(
+        &self,
+        id: Uuid,
+        status: crate::accounts::AccountStatus,
+        error: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<()>;
+    /// Deletes the user's account (its tokens with it); false when there is none.
+    async fn delete_account(&self, user_id: Uuid, id: Uuid) -> Result<bool>;
+    /// Accounts whose token refreshes with itself and expires before `before`.
+    async fn accounts_to_renew(&self, before: OffsetDateTime, limit: u32) -> Result<Vec<crate::accounts::ConnectedAccount>>;
+
+    // Posts followed for outcomes (domain::collect).
+    /// false (nothing written) when the job already follows this post or `max` posts.
+    async fn create_tracked_post(&self, post: &crate::collect::TrackedPost, max: u32) -> Result<bool>;
+    /// Claims up to `limit` posts whose check is due at `now`, holding them until `lease_until`.
+    async fn claim_due_posts(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<crate::collect::TrackedPost>>;
+    async fn update_tracked_post(
+        &self,
+        id: Uuid,
+        next_check_at: Option<OffsetDateTime>,
+        checks_done: u32,
+        last_error: Option<&str>,
+    ) -> Result<()>;
+    async fn tracked_posts_for_job(&self, job_id: Uuid) -> Result<Vec<crate::collect::TrackedPost>>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;

@@ -1,6 +1,6 @@
 //! The local server: every endpoint on one listener, the pipeline runner, and the timers the
-//! cloud runs as scheduled jobs (here: purging expired counters, and the quota job). Everything comes from the
-//! one composition root.
+//! cloud runs as scheduled jobs (here: purging expired counters, the quota job, the outcome
+//! collection). Everything comes from the one composition root.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
     config.public_url.get_or_insert_with(|| default_public_url(local));
     let (server_limits, database_url) = (config.server.clone(), config.database_url.clone());
     let composition = goviral_app::Composition::new(config);
-    let (_app, router) = composition.local_router().await?;
+    let (app, router) = composition.local_router().await?;
     let store = composition.store().await?;
     let runner = composition.runner().await?;
 
@@ -50,6 +50,21 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
         })
     };
 
+    // The outcome collection (`cron-outcomes` on AWS): followed posts read when due.
+    let outcomes = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            every.tick().await;
+            match app.collect_outcomes(500).await {
+                Ok(r) if r.due > 0 || r.tokens_refreshed > 0 => {
+                    tracing::info!(due = r.due, observed = r.observed, deferred = r.deferred, ended = r.ended, "collected outcomes")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "the outcome collection failed; it runs again in 5 minutes"),
+            }
+        }
+    });
+
     let (stop_runner, runner_stopped) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(async move {
         if run_pipeline {
@@ -63,6 +78,7 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
     goviral_api::server::serve(listener, router, server_limits, shutdown_signal()).await?;
     purge.abort();
     quota.abort();
+    outcomes.abort();
     let _ = stop_runner.send(true);
     let _ = runner.await;
     store.close().await;

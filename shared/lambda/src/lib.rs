@@ -93,6 +93,7 @@ pub async fn run_endpoint(endpoint: Endpoint) -> Result<(), InitError> {
         submissions: endpoint == Endpoint::Analyze,
         signed_urls: matches!(endpoint, Endpoint::Uploads | Endpoint::AnalyzeStatus),
         comparisons: endpoint == Endpoint::Compare,
+        platforms: matches!(endpoint, Endpoint::Accounts | Endpoint::AccountsCallback | Endpoint::AnalyzePosts),
     };
     let app = Arc::new(composition.app(uses).await?);
     tracing::info!(function = endpoint.function_name(), "initialised");
@@ -200,6 +201,44 @@ pub async fn quota(job: &domain::usage::QuotaJob<'_>, event: ScheduledEvent) -> 
                 "user_id": d.user_id, "period": d.period, "counter": d.counter, "ledger": d.ledger, "repaired": d.repaired,
             })).collect::<Vec<_>>(),
         }))
+    }
+    .instrument(span)
+    .await
+}
+
+/// Followed posts one run of the outcome collection reads at most; it runs every 15 minutes.
+const COLLECT_LIMIT: u32 = 500;
+
+/// The scheduled outcome collection (EventBridge): reads followed posts whose check is due.
+pub async fn run_outcomes_job() -> Result<(), InitError> {
+    let composition = compose().await?;
+    let uses = goviral_app::AppUses { platforms: true, ..Default::default() };
+    let app = Arc::new(composition.app(uses).await?);
+    tracing::info!("initialised");
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ScheduledEvent>| {
+        let app = app.clone();
+        async move {
+            let answer = collect(&app, event.payload).await;
+            report("cron-outcomes").await;
+            Ok::<_, lambda_runtime::Error>(answer?)
+        }
+    }))
+    .await
+}
+
+/// One run of the outcome collection; answers with what it did.
+pub async fn collect(app: &domain::service::App, event: ScheduledEvent) -> domain::Result<serde_json::Value> {
+    let span = tracing::info_span!("collect_outcomes", event_id = event.id.as_deref().unwrap_or(""));
+    async move {
+        let report = app.collect_outcomes(COLLECT_LIMIT).await?;
+        tracing::info!(
+            due = report.due,
+            observed = report.observed,
+            deferred = report.deferred,
+            ended = report.ended,
+            "collected outcomes"
+        );
+        Ok(serde_json::to_value(&report).unwrap_or_default())
     }
     .instrument(span)
     .await

@@ -24,6 +24,7 @@ macro_rules! on_pool {
     };
 }
 
+mod accounts;
 mod counters;
 pub mod dialect;
 mod events;

@@ -59,6 +59,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0008_outcomes.sql"),
         sqlite: include_str!("../migrations/sqlite/0008_outcomes.sql"),
     },
+    Migration {
+        version: 9,
+        name: "connected_accounts",
+        postgres: include_str!("../migrations/postgres/0009_connected_accounts.sql"),
+        sqlite: include_str!("../migrations/sqlite/0009_connected_accounts.sql"),
+    },
 ];
 
 const LEDGER: &str =

@@ -58,6 +58,7 @@ impl SqlStore {
                     user_id: user.parse().map_err(|_| bad("user", &user))?,
                     source: match source.as_str() {
                         "api" => OutcomeSource::Api,
+                        "platform" => OutcomeSource::Platform,
                         other => return Err(bad("source", other)),
                     },
                     input: OutcomeInput {

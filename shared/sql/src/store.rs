@@ -322,6 +322,84 @@ impl Store for SqlStore {
         self.read_outcomes(job_id, limit).await
     }
 
+    async fn create_pending_grant(&self, grant: &domain::accounts::PendingGrant, max: u32, now: OffsetDateTime) -> Result<bool> {
+        self.write_pending_grant(grant, max, now).await
+    }
+
+    async fn take_pending_grant(&self, state_hash: &str, now: OffsetDateTime) -> Result<Option<domain::accounts::PendingGrant>> {
+        self.remove_pending_grant(state_hash, now).await
+    }
+
+    async fn account_by_external(
+        &self,
+        user_id: Uuid,
+        platform: Platform,
+        external_id: &str,
+    ) -> Result<Option<domain::accounts::ConnectedAccount>> {
+        self.read_account_by_external(user_id, platform, external_id).await
+    }
+
+    async fn account(&self, id: Uuid) -> Result<Option<domain::accounts::ConnectedAccount>> {
+        self.read_account(id).await
+    }
+
+    async fn save_account(&self, account: &domain::accounts::ConnectedAccount, max: u32) -> Result<bool> {
+        self.write_account(account, max).await
+    }
+
+    async fn accounts_for_user(&self, user_id: Uuid) -> Result<Vec<domain::accounts::ConnectedAccount>> {
+        self.read_accounts_for_user(user_id).await
+    }
+
+    async fn update_account_tokens(&self, account: &domain::accounts::ConnectedAccount) -> Result<()> {
+        self.write_account_tokens(account).await
+    }
+
+    async fn set_account_status(
+        &self,
+        id: Uuid,
+        status: domain::accounts::AccountStatus,
+        error: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        self.write_account_status(id, status, error, now).await
+    }
+
+    async fn delete_account(&self, user_id: Uuid, id: Uuid) -> Result<bool> {
+        self.remove_account(user_id, id).await
+    }
+
+    async fn accounts_to_renew(&self, before: OffsetDateTime, limit: u32) -> Result<Vec<domain::accounts::ConnectedAccount>> {
+        self.read_accounts_to_renew(before, limit).await
+    }
+
+    async fn create_tracked_post(&self, post: &domain::collect::TrackedPost, max: u32) -> Result<bool> {
+        self.write_tracked_post(post, max).await
+    }
+
+    async fn claim_due_posts(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<domain::collect::TrackedPost>> {
+        self.claim_posts(now, lease_until, limit).await
+    }
+
+    async fn update_tracked_post(
+        &self,
+        id: Uuid,
+        next_check_at: Option<OffsetDateTime>,
+        checks_done: u32,
+        last_error: Option<&str>,
+    ) -> Result<()> {
+        self.write_post_check(id, next_check_at, checks_done, last_error).await
+    }
+
+    async fn tracked_posts_for_job(&self, job_id: Uuid) -> Result<Vec<domain::collect::TrackedPost>> {
+        self.read_tracked_posts(job_id).await
+    }
+
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>> {
         let q = format!("SELECT {JOB_COLS} FROM analysis_jobs WHERE id = $1::uuid");
         let row: Option<JobRow> = on_pool!(self, read, |pool, sql| {

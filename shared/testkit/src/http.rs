@@ -174,6 +174,16 @@ impl TestApp {
     /// On the real server with these limits (timeouts, connection cap), built by the one
     /// composition root with the test's database and scriptable blobs swapped in.
     pub async fn spawn_configured(backend: Backend, rate_limits: RateLimits, limits: goviral_api::server::ServerLimits) -> TestApp {
+        Self::spawn_tuned(backend, rate_limits, limits, |_| {}).await
+    }
+
+    /// With the configuration adjusted by `tune` first (e.g. platform apps on loopback fakes).
+    pub async fn spawn_tuned(
+        backend: Backend,
+        rate_limits: RateLimits,
+        limits: goviral_api::server::ServerLimits,
+        tune: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let db = TestDb::new(backend).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("addr");
@@ -181,6 +191,7 @@ impl TestApp {
         let mut config = test_config(&db.url, blob_dir.path(), rate_limits);
         config.public_url = Some(format!("http://{addr}"));
         config.server = limits.clone();
+        tune(&mut config);
         // No runner unless a test starts one: jobs stay queued, so API tests see what they submitted.
         let wake = Arc::new(tokio::sync::Notify::new());
         let blobs = crate::pipeline::Scripted::new(goviral_local::blobs::FileBlobStore::new(blob_dir.path().join("blobs")));

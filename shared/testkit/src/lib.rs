@@ -8,6 +8,7 @@ mod http;
 pub mod media;
 pub mod openai;
 pub mod pipeline;
+pub mod platforms;
 pub mod stripe;
 
 pub use http::{Call, TestApp, TestResponse, test_settings};

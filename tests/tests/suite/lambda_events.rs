@@ -447,6 +447,46 @@ async fn the_quota_job_answers_its_schedule_event() {
     assert_eq!(report["periods"][0].as_str(), Some(domain::usage::Period::of(domain::model::now()).key.as_str()));
 }
 
+/// The account functions' sample events, in the order a creator goes: start a connection,
+/// come back from the platform (a fake of YouTube's API on loopback), follow a post; then
+/// `cron-outcomes`' schedule event runs the collection.
+#[tokio::test]
+async fn the_account_functions_and_cron_outcomes_answer_their_sample_events() {
+    use goviral_testkit::platforms::FakePlatform;
+    let youtube = FakePlatform::start(domain::model::Platform::Youtube, 3).await;
+    let apps = vec![(youtube.platform, youtube.settings())];
+    let t = TestApp::spawn_tuned(Backend::Sqlite, Default::default(), Default::default(), move |c| c.accounts.apps = apps).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let subs = [("REPLACE_WITH_API_KEY", ann.api_key.as_str())];
+    let (status, _, started) = invoke(&t.app, Endpoint::Accounts, &event("apigw-accounts-connect.json", &subs)).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let back = url::Url::parse(&youtube.consent(started["authorize_url"].as_str().unwrap())).unwrap();
+    let param = |name: &str| back.query_pairs().find(|(k, _)| k == name).unwrap().1.to_string();
+    let (code, state) = (param("code"), param("state"));
+    let subs = [("REPLACE_WITH_STATE", state.as_str()), ("REPLACE_WITH_CODE", code.as_str())];
+    let (status, _, account) = invoke(&t.app, Endpoint::AccountsCallback, &event("apigw-accounts-callback.json", &subs)).await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+
+    let body = serde_json::json!({"content_type": "text", "caption": "A calm caption", "user_id": ann.user.id});
+    let job = t.post("/api/v1/analyze").api_key(&ann.api_key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string();
+    let result = domain::model::JobResult { score: 50.0, confidence: 0.6, insights: vec![], metrics: serde_json::json!({}) };
+    t.app.store.complete_job(job.parse().unwrap(), &result, None, domain::model::now()).await.unwrap();
+    let post = youtube.posts()[0].id.clone();
+    let subs = [
+        ("REPLACE_WITH_API_KEY", ann.api_key.as_str()),
+        ("REPLACE_WITH_JOB_ID", job.as_str()),
+        ("REPLACE_WITH_ACCOUNT_ID", account["account_id"].as_str().unwrap()),
+        ("REPLACE_WITH_POST_ID", post.as_str()),
+    ];
+    let (status, _, followed) = invoke(&t.app, Endpoint::AnalyzePosts, &event("apigw-analyze-posts.json", &subs)).await;
+    assert_eq!(status, StatusCode::CREATED, "{followed}");
+    assert_eq!(followed["observation"]["views"].as_u64(), Some(youtube.posts()[0].views));
+
+    let scheduled: goviral_lambda::ScheduledEvent = serde_json::from_str(&event("schedule-outcomes.json", &[])).expect("a scheduled event");
+    let report = goviral_lambda::collect(&t.app, scheduled).await.unwrap();
+    assert_eq!((report["due"].as_u64(), report["observed"].as_u64()), (Some(0), Some(0)), "the 24 h reading is not due yet: {report}");
+}
+
 /// The text the intake sample event reports (its first record's size is this many bytes).
 const UPLOADED_SCRIPT: &str =
     "Stop scrolling: the three edits that doubled our watch time.\nWhich one will you try first? Tell me below.\n";

@@ -20,6 +20,7 @@ macro_rules! contract {
     };
 }
 
+mod accounts;
 mod api_analyze;
 mod api_auth;
 mod api_resources;

@@ -18,7 +18,9 @@ async fn secrets_named_by_arn_become_settings() {
         r#"{"username":"goviral","password":"s3cr#t/pw","host":"db.internal","port":5432,"dbname":"goviral","engine":"postgres"}"#.into(),
     )
     .await;
+    let apps = arn("platform-apps", r#"{"youtube": {"client_id": "yt-client", "client_secret": "yt-secret"}, "x": {"client_id": "x-client", "client_secret": "x-secret"}}"#.into()).await;
     let env: HashMap<&str, String> = HashMap::from([
+        ("GOVIRAL_PLATFORM_APPS_SECRET_ARN", apps),
         ("GOVIRAL_JWT_SECRET_ARN", jwt),
         ("GOVIRAL_OPENAI_SECRET_ARN", openai),
         ("GOVIRAL_DATABASE_SECRET_ARN", db),
@@ -35,6 +37,15 @@ async fn secrets_named_by_arn_become_settings() {
     let lookup = |k: &str| settings.get(k).cloned();
     let parsed = goviral_app::Config::from_lookup(goviral_app::Profile::Aws, lookup).unwrap();
     assert!(parsed.openai.is_some());
+    let apps: Vec<(domain::model::Platform, String, String)> =
+        parsed.accounts.apps.iter().map(|(p, s)| (*p, s.client_id.clone(), s.client_secret.clone())).collect();
+    assert_eq!(
+        apps,
+        [
+            (domain::model::Platform::Youtube, "yt-client".into(), "yt-secret".into()),
+            (domain::model::Platform::X, "x-client".into(), "x-secret".into())
+        ]
+    );
 
     // Nothing named: nothing read.
     assert!(goviral_aws::secrets::resolve(&config, |_| None).await.unwrap().is_empty());

@@ -1,5 +1,6 @@
 //! Thin handlers: request → use case → response. No business rules live here.
 
+pub mod accounts;
 pub mod admin;
 pub mod analyze;
 pub mod auth;

@@ -108,7 +108,7 @@ pub struct Principal {
 }
 
 impl Principal {
-    fn actor(&self) -> String {
+    pub(crate) fn actor(&self) -> String {
         self.user.id.to_string()
     }
 
@@ -258,6 +258,8 @@ pub struct App {
     pub(crate) url_signer: Option<Arc<dyn UrlSigner>>,
     /// Ranks variants; only what serves comparisons has one.
     pub(crate) ranker: Option<Arc<dyn crate::ports::Ranker>>,
+    /// Connects creators' platform accounts; only what serves them has it.
+    pub(crate) platforms: Option<crate::accounts::Platforms>,
     /// sha256(credential) → (key or user id, valid until µs): skips Argon2 on every request.
     /// The key row is still read each time, so revocation takes effect at once.
     verified: Mutex<HashMap<String, (Uuid, i64)>>,
@@ -283,6 +285,7 @@ impl App {
             settings,
             url_signer: None,
             ranker: None,
+            platforms: None,
             verified: Mutex::new(HashMap::new()),
             live_keys: Mutex::new(HashMap::new()),
             hashing: HashPool::for_this_machine(),
@@ -302,6 +305,12 @@ impl App {
         self.pipeline.as_ref().ok_or_else(|| Error::Unavailable("this deployment does not take submissions".into()))
     }
 
+    /// Connects platform accounts through these APIs.
+    pub fn with_platforms(mut self, platforms: crate::accounts::Platforms) -> Self {
+        self.platforms = Some(platforms);
+        self
+    }
+
     pub fn with_url_signer(mut self, signer: Arc<dyn UrlSigner>) -> Self {
         self.url_signer = Some(signer);
         self
@@ -313,7 +322,7 @@ impl App {
         self
     }
 
-    async fn audit(&self, actor: String, action: &str, payload: serde_json::Value, origin: &Origin) -> Result<()> {
+    pub(crate) async fn audit(&self, actor: String, action: &str, payload: serde_json::Value, origin: &Origin) -> Result<()> {
         let entry = AuditEntry { id: Uuid::now_v7(), actor, action: action.into(), payload, ip_address: origin.ip, created_at: now() };
         self.store.append_audit(&entry).await
     }
