@@ -904,7 +904,8 @@ pub struct ConnectResponse {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
-    pub state: Option<String>,
+    /// The `state` the connection was started with (single use).
+    pub state: String,
     pub code: Option<String>,
     /// Set when the creator declined (`access_denied`).
     pub error: Option<String>,

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod baseline;
 pub mod billing;
 pub mod collect;
 pub mod error;

@@ -174,6 +174,15 @@ pub trait Store: Send + Sync {
         last_error: Option<&str>,
     ) -> Result<()>;
     async fn tracked_posts_for_job(&self, job_id: Uuid) -> Result<Vec<crate::collect::TrackedPost>>;
+    /// The user's complete, unarchived jobs (other than `exclude`) with their latest
+    /// observation that has views, on `platform` (any when None); newest first, at most `limit`.
+    async fn past_results(
+        &self,
+        user_id: Uuid,
+        platform: Option<Platform>,
+        exclude: Uuid,
+        limit: u32,
+    ) -> Result<Vec<crate::baseline::PastResult>>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;

@@ -1,5 +1,7 @@
 //! Observations of jobs' posts (see the `outcomes` migration): appended, never updated.
 
+use domain::baseline::PastResult;
+use domain::model::Platform;
 use domain::model::{from_micros, to_micros};
 use domain::outcomes::{Outcome, OutcomeInput, OutcomeSource};
 use domain::{Error, Result};
@@ -72,6 +74,44 @@ impl SqlStore {
                         followers: count(followers),
                     },
                     created_at: from_micros(created),
+                })
+            })
+            .collect()
+    }
+}
+
+impl SqlStore {
+    pub(crate) async fn read_past_results(
+        &self,
+        user_id: Uuid,
+        platform: Option<Platform>,
+        exclude: Uuid,
+        limit: u32,
+    ) -> Result<Vec<PastResult>> {
+        // Each job once: its latest observation with views.
+        let q = "SELECT j.id::text, j.score::float8, o.views, gv_us(o.observed_at) FROM job_outcomes o JOIN analysis_jobs j ON j.id = o.job_id \
+                 WHERE o.user_id = $1::uuid AND j.id <> $2::uuid AND j.score IS NOT NULL AND j.archived_at IS NULL AND o.views IS NOT NULL \
+                 AND ($3::text IS NULL OR o.platform = $3::text) \
+                 AND o.id = (SELECT o2.id FROM job_outcomes o2 WHERE o2.job_id = o.job_id AND o2.views IS NOT NULL \
+                             ORDER BY o2.observed_at DESC, o2.id DESC LIMIT 1) \
+                 ORDER BY o.observed_at DESC LIMIT $4";
+        let rows: Vec<(String, f64, i64, i64)> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(q))
+                .bind(user_id.to_string())
+                .bind(exclude.to_string())
+                .bind(platform.map(|p| p.as_str().to_string()))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(db_error)?
+        });
+        rows.into_iter()
+            .map(|(id, score, views, observed)| {
+                Ok(PastResult {
+                    job_id: id.parse().map_err(|_| Error::Internal(format!("past result job {id}")))?,
+                    score,
+                    views: views.max(0) as u64,
+                    observed_at: from_micros(observed),
                 })
             })
             .collect()

@@ -400,6 +400,16 @@ impl Store for SqlStore {
         self.read_tracked_posts(job_id).await
     }
 
+    async fn past_results(
+        &self,
+        user_id: Uuid,
+        platform: Option<Platform>,
+        exclude: Uuid,
+        limit: u32,
+    ) -> Result<Vec<domain::baseline::PastResult>> {
+        self.read_past_results(user_id, platform, exclude, limit).await
+    }
+
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>> {
         let q = format!("SELECT {JOB_COLS} FROM analysis_jobs WHERE id = $1::uuid");
         let row: Option<JobRow> = on_pool!(self, read, |pool, sql| {

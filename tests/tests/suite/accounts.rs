@@ -475,4 +475,63 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-contract!(connect_follow_and_collect);
+/// Once a creator has five posts with outcomes on a platform, a result says how the new post
+/// is expected to do against their own median, and how well past scores ranked their posts.
+async fn creator_baselines_come_from_their_own_outcomes(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    let job_on = |platform: &'static str, score: f64| {
+        let (t, key, user) = (&t, ann.api_key.clone(), ann.user.id);
+        async move {
+            let body =
+                json!({"content_type": "text", "caption": format!("post scoring {score}"), "user_id": user, "platform_hint": platform});
+            let r = t.post("/api/v1/analyze").api_key(&key).json(&body).send().await;
+            let job: uuid::Uuid = r.body["job_id"].as_str().unwrap().parse().unwrap();
+            let result = JobResult { score, confidence: 0.7, insights: vec![], metrics: json!({"model": "test"}) };
+            t.app.store.complete_job(job, &result, None, domain::model::now()).await.unwrap();
+            job
+        }
+    };
+    let observe = |job: uuid::Uuid, platform: &'static str, views: u64, day: u32| {
+        let (t, key) = (&t, ann.api_key.clone());
+        async move {
+            let body = json!({"platform": platform, "observed_at": format!("2026-11-{day:02}T09:00:00Z"), "views": views});
+            let r = t.post(&format!("/api/v1/analyze/{job}/outcome")).api_key(&key).json(&body).send().await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        }
+    };
+    let new = job_on("tiktok", 90.0).await;
+    let baseline = |job: uuid::Uuid| {
+        let (t, key) = (&t, ann.api_key.clone());
+        async move {
+            t.get(&format!("/api/v1/analyze/{job}?expand=metrics")).api_key(&key).send().await.body["metrics"]["creator_baseline"].clone()
+        }
+    };
+    assert_eq!(baseline(new).await["sample_size"].as_u64(), Some(0));
+    assert!(baseline(new).await["predicted_vs_median"].is_null(), "nothing to go on yet");
+
+    // Six past TikTok posts whose views rose with their scores; the latest reading counts.
+    for (i, score) in [30.0, 40.0, 50.0, 60.0, 70.0, 80.0].into_iter().enumerate() {
+        let job = job_on("tiktok", score).await;
+        observe(job, "tiktok", 10, 1).await;
+        observe(job, "tiktok", 1_000 * 2u64.pow(i as u32), 8).await;
+    }
+    // Posts elsewhere, and ones without views, do not count.
+    let elsewhere = job_on("youtube", 20.0).await;
+    observe(elsewhere, "youtube", 9_999_999, 8).await;
+    let b = baseline(new).await;
+    assert_eq!((b["sample_size"].as_u64(), b["platform"].as_str()), (Some(6), Some("tiktok")), "{b}");
+    assert_eq!(b["median_views"].as_f64(), Some(5_657.0), "the median of 1k..32k on a log scale: {b}");
+    assert_eq!(b["calibration"]["pairwise_accuracy"].as_f64(), Some(1.0));
+    assert_eq!(b["calibration"]["pairs"].as_u64(), Some(15));
+    assert_eq!(b["percentile_among_past"].as_f64(), Some(1.0));
+    let lift = b["predicted_vs_median"].as_f64().unwrap();
+    let band = [b["predicted_vs_median_band"][0].as_f64().unwrap(), b["predicted_vs_median_band"][1].as_f64().unwrap()];
+    assert!(lift > 1.5 && band[0] <= lift && lift <= band[1], "{b}");
+    // A low score of theirs is expected below their median; the platform's own baseline holds.
+    let low = job_on("tiktok", 25.0).await;
+    assert!(baseline(low).await["predicted_vs_median"].as_f64().unwrap() < 1.0);
+    assert_eq!(baseline(elsewhere).await["sample_size"].as_u64(), Some(0), "a YouTube post's baseline is its YouTube past");
+}
+
+contract!(connect_follow_and_collect, creator_baselines_come_from_their_own_outcomes);

@@ -57,7 +57,7 @@ pub async fn callback(
     RequestOrigin(origin): RequestOrigin,
     ValidQuery(q): ValidQuery<CallbackQuery>,
 ) -> ApiResult<(StatusCode, Json<AccountItem>)> {
-    let callback = Callback { state: q.state, code: q.code, error: q.error, error_description: q.error_description };
+    let callback = Callback { state: Some(q.state), code: q.code, error: q.error, error_description: q.error_description };
     let account = app.finish_connection(callback, &origin).await?;
     Ok((StatusCode::CREATED, Json(account.into())))
 }

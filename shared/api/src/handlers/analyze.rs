@@ -107,7 +107,7 @@ pub async fn status(
         score: job.score,
         confidence: job.confidence,
         insights: view.insights,
-        metrics: if expand_metrics { app.metrics_for_client(job.metrics).await? } else { None },
+        metrics: if expand_metrics { app.metrics_for_client(&job).await? } else { None },
         errors: job.errors,
         moderation_flags: job.moderation_flags,
         created_at: job.created_at,

@@ -222,9 +222,16 @@ impl App {
     }
 
     /// A job's metrics as a client reads them: each stored still of a video gets a download
-    /// URL (valid 5 minutes) beside its key, where this deployment signs URLs.
-    pub async fn metrics_for_client(&self, metrics: Option<serde_json::Value>) -> Result<Option<serde_json::Value>> {
-        let Some(mut metrics) = metrics else { return Ok(None) };
+    /// URL (valid 5 minutes) beside its key, where this deployment signs URLs; a complete job
+    /// gets its creator baseline (`creator_baseline`), from the owner's outcomes as they are now.
+    pub async fn metrics_for_client(&self, job: &Job) -> Result<Option<serde_json::Value>> {
+        let Some(mut metrics) = job.metrics.clone() else { return Ok(None) };
+        if job.status == JobStatus::Complete
+            && let Some(baseline) = self.creator_baseline(job).await?
+            && let Some(object) = metrics.as_object_mut()
+        {
+            object.insert("creator_baseline".into(), serde_json::to_value(baseline).unwrap_or_default());
+        }
         let Some(signer) = &self.url_signer else { return Ok(Some(metrics)) };
         if let Some(thumbnails) = metrics.pointer_mut("/media/thumbnails").and_then(|t| t.as_array_mut()) {
             for thumb in thumbnails.iter_mut() {
