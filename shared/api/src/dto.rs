@@ -1017,3 +1017,89 @@ pub struct TrackPostResponse {
 pub struct TrackedPostsResponse {
     pub items: Vec<TrackedPostItem>,
 }
+
+/// A registered model version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelVersionItem {
+    pub model_version_id: Uuid,
+    pub name: String,
+    pub version: u32,
+    /// `headline@3`: how results (`metrics.model_version`, model runs) name it.
+    pub label: String,
+    /// `candidate`, `approved`, `rejected`, `serving` or `retired`.
+    pub state: &'static str,
+    pub artifact_sha256: String,
+    pub artifact_bytes: u64,
+    pub training_data_hash: String,
+    pub code_version: String,
+    /// Its gate metrics beside the serving version's on the same gate set.
+    #[schema(value_type = Object)]
+    pub metrics: serde_json::Value,
+    /// It beat the serving version on the gate.
+    pub gate_passed: bool,
+    pub gate_summary: String,
+    /// Approved although it did not pass the gate.
+    pub overridden: bool,
+    pub decided_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub decided_at: Option<OffsetDateTime>,
+    pub decision_note: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub serving_since: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<domain::registry::ModelVersion> for ModelVersionItem {
+    fn from(v: domain::registry::ModelVersion) -> Self {
+        ModelVersionItem {
+            model_version_id: v.id,
+            label: v.label(),
+            gate_summary: domain::registry::gate_summary(&v.metrics),
+            name: v.name,
+            version: v.version,
+            state: v.state.as_str(),
+            artifact_sha256: v.artifact_sha256,
+            artifact_bytes: v.artifact_bytes,
+            training_data_hash: v.training_data_hash,
+            code_version: v.code_version,
+            metrics: v.metrics,
+            gate_passed: v.gate_passed,
+            overridden: v.overridden,
+            decided_by: v.decided_by,
+            decided_at: v.decided_at,
+            decision_note: v.decision_note,
+            serving_since: v.serving_since,
+            created_at: v.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelVersionsResponse {
+    pub items: Vec<ModelVersionItem>,
+}
+
+/// An admin's decision on a model version.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDecisionRequest {
+    /// Why (required with `override_gate`); kept in the registry and the audit log.
+    #[schema(max_length = 1000)]
+    pub note: Option<String>,
+    /// Approve a candidate that did not beat the serving model on the gate.
+    #[serde(default)]
+    pub override_gate: bool,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The model to roll back (default: the scorer, `headline`).
+    pub name: Option<String>,
+    #[schema(max_length = 1000)]
+    pub note: Option<String>,
+}

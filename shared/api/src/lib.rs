@@ -50,6 +50,8 @@ pub enum Endpoint {
     InsightTemplates,
     AdminJobs,
     AdminDeadLetters,
+    /// The model registry's decisions.
+    AdminModels,
     HooksCompletion,
     Webhooks,
     Keys,
@@ -76,6 +78,7 @@ impl Endpoint {
         Endpoint::InsightTemplates,
         Endpoint::AdminJobs,
         Endpoint::AdminDeadLetters,
+        Endpoint::AdminModels,
         Endpoint::HooksCompletion,
         Endpoint::Webhooks,
         Endpoint::Keys,
@@ -103,6 +106,7 @@ impl Endpoint {
             Endpoint::InsightTemplates => "api-insight-templates",
             Endpoint::AdminJobs => "api-admin-jobs",
             Endpoint::AdminDeadLetters => "api-admin-dead-letters",
+            Endpoint::AdminModels => "api-admin-models",
             Endpoint::HooksCompletion => "api-hooks-completion",
             Endpoint::Webhooks => "api-webhooks",
             Endpoint::Keys => "api-keys",
@@ -143,6 +147,13 @@ impl Endpoint {
             Endpoint::InsightTemplates => &[("GET", "/api/v1/insights/templates")],
             Endpoint::AdminJobs => &[("GET", "/api/v1/admin/jobs")],
             Endpoint::AdminDeadLetters => &[("GET", "/api/v1/admin/dead-letters")],
+            Endpoint::AdminModels => &[
+                ("GET", "/api/v1/admin/models"),
+                ("POST", "/api/v1/admin/models/{model_version_id}/approve"),
+                ("POST", "/api/v1/admin/models/{model_version_id}/reject"),
+                ("POST", "/api/v1/admin/models/{model_version_id}/promote"),
+                ("POST", "/api/v1/admin/models/rollback"),
+            ],
             Endpoint::HooksCompletion => &[("POST", "/api/v1/hooks/completion")],
             Endpoint::Webhooks => &[
                 ("POST", "/api/v1/webhooks"),
@@ -188,6 +199,12 @@ impl Endpoint {
             Endpoint::InsightTemplates => r.route("/api/v1/insights/templates", get(insights::templates)),
             Endpoint::AdminJobs => r.route("/api/v1/admin/jobs", get(admin::jobs)),
             Endpoint::AdminDeadLetters => r.route("/api/v1/admin/dead-letters", get(admin::dead_letters)),
+            Endpoint::AdminModels => r
+                .route("/api/v1/admin/models", get(models::list))
+                .route("/api/v1/admin/models/rollback", post(models::rollback))
+                .route("/api/v1/admin/models/{model_version_id}/approve", post(models::approve))
+                .route("/api/v1/admin/models/{model_version_id}/reject", post(models::reject))
+                .route("/api/v1/admin/models/{model_version_id}/promote", post(models::promote)),
             Endpoint::HooksCompletion => r.route("/api/v1/hooks/completion", post(hooks::completion)),
             Endpoint::Webhooks => r
                 .route("/api/v1/webhooks", post(webhooks::create).get(webhooks::list))

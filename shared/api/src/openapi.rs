@@ -11,7 +11,7 @@ use crate::handlers::*;
     info(title = "GoViralNow API", description = "Score content for virality, with explained, actionable insights."),
     paths(
         auth::token, auth::open_session, auth::session, auth::close_session, analyze::submit, compare::compare, analyze::status, analyze::archive, events::events, events::stream_token, outcomes::record, outcomes::history, accounts::track, accounts::tracked, accounts::connect, accounts::callback, accounts::list, accounts::disconnect, users::history, insights::templates,
-        admin::jobs, admin::dead_letters, hooks::completion, webhooks::create, webhooks::list, webhooks::delete,
+        admin::jobs, admin::dead_letters, models::list, models::approve, models::reject, models::promote, models::rollback, hooks::completion, webhooks::create, webhooks::list, webhooks::delete,
         webhooks::signing_secret, webhooks::rotate_signing_secret,
         keys::create, keys::list, keys::rotate, keys::revoke, uploads::create, uploads::status,
         usage::usage_current, usage::usage, usage::admin_usage, usage::set_terms, health::healthz, serve,

@@ -109,6 +109,8 @@ pub struct Composition {
     store: OnceCell<Arc<SqlStore>>,
     blobs: std::sync::OnceLock<Arc<dyn BlobStore>>,
     machine: std::sync::OnceLock<Arc<StateMachine>>,
+    /// The scorer's serving model, shared by every stage context and App of this process.
+    serving: std::sync::OnceLock<Arc<goviral_scoring::serving::Serving>>,
     /// Wakes the in-process runner when a job is queued (embedded default).
     wake: Arc<Notify>,
 }
@@ -133,6 +135,7 @@ impl Composition {
             store: OnceCell::new(),
             blobs: std::sync::OnceLock::new(),
             machine: std::sync::OnceLock::new(),
+            serving: std::sync::OnceLock::new(),
             wake: Arc::new(Notify::new()),
         }
     }
@@ -287,7 +290,10 @@ impl Composition {
             app = app.with_url_signer(self.url_signer()?);
         }
         if uses.comparisons {
-            app = app.with_ranker(Arc::new(goviral_scoring::ModelScorer::embedded()));
+            // Ranks with the registry's serving model, and swaps at once when it changes here.
+            let serving = self.serving(self.store().await?)?;
+            serving.refresh_now().await;
+            app = app.with_model_serving(serving.clone()).with_ranker(Arc::new(goviral_scoring::ModelScorer::serving(serving)));
         }
         if uses.platforms {
             app = app.with_platforms(self.platforms().await?);
@@ -334,6 +340,16 @@ impl Composition {
         Ok(domain::accounts::Platforms { apis, cipher: Arc::new(goviral_adapters::envelope::Envelope::new(master)), redirect_uri })
     }
 
+    /// The registry's serving model of the scorer (the built-in one until a version serves),
+    /// re-read every `GOVIRAL_MODEL_REFRESH_SECS`; built once per process.
+    pub fn serving(&self, store: Arc<SqlStore>) -> Result<Arc<goviral_scoring::serving::Serving>, InitError> {
+        if let Some(s) = self.serving.get() {
+            return Ok(s.clone());
+        }
+        let built = Arc::new(goviral_scoring::serving::Serving::from_registry(store, self.blobs()?, self.config.model_refresh));
+        Ok(self.serving.get_or_init(|| built).clone())
+    }
+
     /// The state machine from infra/, parsed once.
     pub fn state_machine(&self) -> Arc<StateMachine> {
         self.machine.get_or_init(|| Arc::new(StateMachine::pipeline())).clone()
@@ -348,12 +364,15 @@ impl Composition {
         let webhook_retries = self.state_machine().task_retry(domain::pipeline::Stage::Webhook).map_or(0, |r| r.max_attempts);
         let allow_loopback = self.config.webhook_allow_loopback;
         Ok(StageContext {
-            store,
+            store: store.clone(),
             blobs: self.blobs()?,
             moderator: self.swaps.moderator.clone().unwrap_or_else(|| self.moderator()),
             scorer: match &self.swaps.scorer {
                 Some(s) => s.clone(),
-                None => Arc::new(goviral_llm::EnrichedScorer::new(self.config.openai.clone().map(goviral_llm::OpenAiRewriter::new))),
+                None => Arc::new(goviral_llm::EnrichedScorer::on(
+                    goviral_scoring::ModelScorer::serving(self.serving(store.clone())?),
+                    self.config.openai.clone().map(goviral_llm::OpenAiRewriter::new),
+                )),
             },
             media: self.media(),
             fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(

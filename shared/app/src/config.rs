@@ -74,6 +74,8 @@ pub struct Config {
     /// Connected platform accounts: the apps registered with each platform, and the key that
     /// seals their tokens.
     pub accounts: AccountsConfig,
+    /// `GOVIRAL_MODEL_REFRESH_SECS`: how often a process re-reads which model version serves.
+    pub model_refresh: Duration,
     pub aws: AwsResources,
 }
 
@@ -231,6 +233,7 @@ impl Config {
             stripe: stripe(&lookup)?,
             server: server_limits(&lookup)?,
             accounts,
+            model_refresh: Duration::from_secs(parse(&lookup, "GOVIRAL_MODEL_REFRESH_SECS", 60u64)?.clamp(1, 86_400)),
         })
     }
 }

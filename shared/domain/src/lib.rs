@@ -16,6 +16,7 @@ pub mod net;
 pub mod outcomes;
 pub mod pipeline;
 pub mod ports;
+pub mod registry;
 pub mod service;
 pub mod telemetry;
 pub mod uploads;

@@ -641,6 +641,7 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
             m.insert("hook".into(), doc["media"]["hook"].clone());
         }
         m.insert("model".into(), json!(out.model_name));
+        m.insert("model_version".into(), json!(out.model_version));
         m.insert("inference_ms".into(), json!(latency_ms));
     }
     let result = JobResult { score: out.score, confidence, insights, metrics };
@@ -648,6 +649,7 @@ pub async fn infer(ctx: &StageContext, state: &PipelineState) -> StageResult<Inf
         id: Uuid::now_v7(),
         job_id: job.id,
         model_name: out.model_name.clone(),
+        model_version: out.model_version.clone(),
         latency_ms,
         token_usage: out.token_usage.clone(),
         prompt_hash: out.prompt_hash.clone().or_else(|| Some(auth::sha256_hex(request.text.as_bytes()))),

@@ -183,6 +183,18 @@ pub trait Store: Send + Sync {
         exclude: Uuid,
         limit: u32,
     ) -> Result<Vec<crate::baseline::PastResult>>;
+    // The model registry (domain::registry).
+    /// Inserts a version numbered after its name's last; the row as stored.
+    async fn insert_model_version(&self, version: &crate::registry::ModelVersion) -> Result<crate::registry::ModelVersion>;
+    /// Newest first.
+    async fn model_versions(&self, limit: u32) -> Result<Vec<crate::registry::ModelVersion>>;
+    async fn model_version(&self, id: Uuid) -> Result<Option<crate::registry::ModelVersion>>;
+    async fn serving_model_version(&self, name: &str) -> Result<Option<crate::registry::ModelVersion>>;
+    /// The most recent version that served before the serving one (retired since).
+    async fn previous_serving_version(&self, name: &str) -> Result<Option<crate::registry::ModelVersion>>;
+    /// Applies the decision if the version is in one of its `from` states; a version put in
+    /// service retires the one serving, in the same transaction. False when it was not.
+    async fn decide_model_version(&self, decision: &crate::registry::Decision) -> Result<bool>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;
@@ -575,6 +587,8 @@ pub struct ScoreOutput {
     /// Sub-scores, drivers and model metadata; shown with `expand=metrics`.
     pub metrics: Value,
     pub model_name: String,
+    /// The registered version of the on-device model that scored (see `ModelRun`).
+    pub model_version: Option<String>,
     pub token_usage: Option<Value>,
     pub prompt_hash: Option<String>,
 }

@@ -40,7 +40,7 @@ enum Command {
     Score,
     /// Rank variants, JSON lines from stdin ({"variants": [2–10 texts], "platform_hint"?}).
     Compare,
-    /// Train or evaluate the scorer's model.
+    /// Train or evaluate the scorer's model; register versions and decide which serves.
     Model {
         #[command(subcommand)]
         command: ModelCommand,
@@ -105,6 +105,56 @@ enum ModelCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Register a trained model file as a candidate, gated against the serving model.
+    Register {
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// The data it was trained from (its hash is recorded).
+        #[arg(long)]
+        training_data: std::path::PathBuf,
+        /// The fixed gate set (an A/B test CSV) both models are evaluated on.
+        #[arg(long)]
+        gate: std::path::PathBuf,
+    },
+    /// The registry, newest first, with each version's gate metrics.
+    List {
+        #[arg(long)]
+        admin: uuid::Uuid,
+    },
+    /// Approve a candidate (one that failed the gate needs --override-gate and --note).
+    Approve {
+        model_version_id: uuid::Uuid,
+        /// The admin deciding (audited under their id).
+        #[arg(long)]
+        admin: uuid::Uuid,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long)]
+        override_gate: bool,
+    },
+    /// Reject a candidate.
+    Reject {
+        model_version_id: uuid::Uuid,
+        #[arg(long)]
+        admin: uuid::Uuid,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Put an approved version in service (the serving one retires).
+    Promote {
+        model_version_id: uuid::Uuid,
+        #[arg(long)]
+        admin: uuid::Uuid,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Put back the version that served before the current one.
+    Rollback {
+        #[arg(long)]
+        admin: uuid::Uuid,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,14 +193,16 @@ async fn main() {
             Err(e) => fail(e),
         }
     }
-    if let Command::Model { command } = cli.command {
-        let result = match command {
-            ModelCommand::Train { data, embeddings, out, seed, name } => model_cli::train(&data, embeddings.as_deref(), &out, seed, &name),
-            ModelCommand::Eval { data, model, seed } => model_cli::eval(&data, model, seed),
-        };
-        result.unwrap_or_else(|e| fail(e));
-        return;
-    }
+    // Training and evaluation are offline too.
+    let cli = match cli.command {
+        Command::Model { command: ModelCommand::Train { data, embeddings, out, seed, name } } => {
+            return model_cli::train(&data, embeddings.as_deref(), &out, seed, &name).unwrap_or_else(|e| fail(e));
+        }
+        Command::Model { command: ModelCommand::Eval { data, model, seed } } => {
+            return model_cli::eval(&data, model, seed).unwrap_or_else(|e| fail(e));
+        }
+        _ => cli,
+    };
     // Flags win over the environment; both end up in one Config.
     let overrides = [("GOVIRAL_DATA_DIR", cli.data_dir.clone()), ("GOVIRAL_DATABASE_URL", cli.database_url.clone())];
     let mut config = Config::from_lookup(Profile::Embedded, |name| {
@@ -258,6 +310,59 @@ async fn main() {
             }
             composition.store().await.unwrap_or_else(|e| fail(e)).close().await;
         }
-        Command::Model { .. } | Command::Score | Command::Compare => unreachable!("handled above"),
+        Command::Model { command } => {
+            config.migrate = true;
+            let composition = Composition::new(config);
+            let app = composition.app(goviral_app::AppUses::default()).await.unwrap_or_else(|e| fail(e));
+            let origin = domain::service::Origin::default();
+            let as_admin = |id| {
+                let app = &app;
+                async move { app.operator(id).await.unwrap_or_else(|e| fail(e)) }
+            };
+            let out = match command {
+                ModelCommand::Register { file, training_data, gate } => {
+                    model_cli::register(&composition, &file, &training_data, &gate).await
+                }
+                ModelCommand::List { admin } => {
+                    let principal = as_admin(admin).await;
+                    app.model_versions(&principal, 100)
+                        .await
+                        .map(|v| serde_json::json!({"items": v.iter().map(model_cli::version_json).collect::<Vec<_>>()}))
+                        .map_err(|e| e.to_string())
+                }
+                ModelCommand::Approve { model_version_id, admin, note, override_gate } => {
+                    let p = as_admin(admin).await;
+                    app.approve_model(&p, model_version_id, note, override_gate, &origin)
+                        .await
+                        .map(|v| model_cli::version_json(&v))
+                        .map_err(|e| e.to_string())
+                }
+                ModelCommand::Reject { model_version_id, admin, note } => {
+                    let p = as_admin(admin).await;
+                    app.reject_model(&p, model_version_id, note, &origin)
+                        .await
+                        .map(|v| model_cli::version_json(&v))
+                        .map_err(|e| e.to_string())
+                }
+                ModelCommand::Promote { model_version_id, admin, note } => {
+                    let p = as_admin(admin).await;
+                    app.promote_model(&p, model_version_id, note, &origin)
+                        .await
+                        .map(|v| model_cli::version_json(&v))
+                        .map_err(|e| e.to_string())
+                }
+                ModelCommand::Rollback { admin, note } => {
+                    let p = as_admin(admin).await;
+                    app.rollback_model(&p, domain::registry::SCORER_MODEL, note, &origin)
+                        .await
+                        .map(|v| model_cli::version_json(&v))
+                        .map_err(|e| e.to_string())
+                }
+                ModelCommand::Train { .. } | ModelCommand::Eval { .. } => unreachable!("handled above"),
+            };
+            println!("{}", serde_json::to_string_pretty(&out.unwrap_or_else(|e| fail(e))).unwrap());
+            composition.store().await.unwrap_or_else(|e| fail(e)).close().await;
+        }
+        Command::Score | Command::Compare => unreachable!("handled above"),
     }
 }

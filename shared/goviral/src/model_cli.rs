@@ -41,3 +41,53 @@ pub fn eval(data: &Path, model: Option<PathBuf>, seed: u64) -> Result<(), String
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
     Ok(())
 }
+
+/// `goviral model register`: a trained model file becomes a registry candidate, with its gate
+/// metrics beside the serving model's on the same gate set.
+pub async fn register(
+    composition: &goviral_app::Composition,
+    file: &Path,
+    training_data: &Path,
+    gate_set: &Path,
+) -> Result<serde_json::Value, String> {
+    use sha2::Digest;
+    let artifact = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let candidate = goviral_scoring::Model::from_bytes(&artifact).map_err(|e| format!("{}: {e}", file.display()))?;
+    let data = std::fs::read(training_data).map_err(|e| format!("{}: {e}", training_data.display()))?;
+    let gate_variants = train::read_variants(gate_set)?;
+    let store = composition.store().await.map_err(|e| e.to_string())?;
+    let blobs = composition.blobs().map_err(|e| e.to_string())?;
+    let serving = composition.serving(store.clone()).map_err(|e| e.to_string())?;
+    serving.refresh_now().await;
+    let current = serving.now();
+    let gate = train::gate(&candidate, &current.model, &current.version, &gate_variants, &gate_set.display().to_string(), 7);
+    let registered = domain::registry::register(
+        store.as_ref(),
+        blobs.as_ref(),
+        domain::registry::Candidate {
+            name: domain::registry::SCORER_MODEL.into(),
+            artifact,
+            training_data_hash: format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data))),
+            code_version: code_version(),
+            metrics: gate.metrics,
+            gate_passed: gate.passed,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(version_json(&registered))
+}
+
+/// This build, as the registry records it.
+pub fn code_version() -> String {
+    format!("goviral {}{}", env!("CARGO_PKG_VERSION"), option_env!("GOVIRAL_GIT_COMMIT").map(|c| format!(" ({c})")).unwrap_or_default())
+}
+
+pub fn version_json(v: &domain::registry::ModelVersion) -> serde_json::Value {
+    serde_json::json!({
+        "model_version_id": v.id, "label": v.label(), "state": v.state.as_str(), "gate_passed": v.gate_passed,
+        "gate": domain::registry::gate_summary(&v.metrics), "metrics": v.metrics, "overridden": v.overridden,
+        "training_data_hash": v.training_data_hash, "code_version": v.code_version, "artifact_sha256": v.artifact_sha256,
+        "decided_by": v.decided_by, "decision_note": v.decision_note,
+    })
+}

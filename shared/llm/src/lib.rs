@@ -21,7 +21,12 @@ pub struct EnrichedScorer {
 
 impl EnrichedScorer {
     pub fn new(llm: Option<OpenAiRewriter>) -> EnrichedScorer {
-        EnrichedScorer { on_device: goviral_scoring::ModelScorer::embedded(), llm }
+        Self::on(goviral_scoring::ModelScorer::embedded(), llm)
+    }
+
+    /// On this on-device scorer (the registry's serving model).
+    pub fn on(on_device: goviral_scoring::ModelScorer, llm: Option<OpenAiRewriter>) -> EnrichedScorer {
+        EnrichedScorer { on_device, llm }
     }
 }
 

@@ -2,6 +2,7 @@
 //! rates one text, `compare` ranks variants; `train` and `evaluate` rebuild and measure it.
 
 pub mod model;
+pub mod serving;
 pub mod text;
 pub mod train;
 pub mod wordpiece;
@@ -27,20 +28,29 @@ pub mod score;
 
 pub use score::{Scored, compare, score, score_with};
 
-/// The scorer port on the committed model: what the inference stage calls.
+/// The scorer port on the serving model: what the inference stage calls, and what ranks.
 pub struct ModelScorer {
-    model: &'static Model,
+    serving: std::sync::Arc<serving::Serving>,
 }
 
 impl ModelScorer {
+    /// On the committed model alone (no registry).
     pub fn embedded() -> ModelScorer {
-        ModelScorer { model: Model::embedded() }
+        ModelScorer { serving: std::sync::Arc::new(serving::Serving::built_in()) }
+    }
+
+    /// On whatever the registry serves.
+    pub fn serving(serving: std::sync::Arc<serving::Serving>) -> ModelScorer {
+        ModelScorer { serving }
     }
 }
 
 impl domain::ports::Ranker for ModelScorer {
     fn rank(&self, variants: &[String], _platform: Option<domain::model::Platform>) -> domain::ports::Ranking {
-        score::compare(self.model, variants)
+        let loaded = self.serving.now();
+        let mut ranking = score::compare(&loaded.model, variants);
+        ranking.model = loaded.version.clone();
+        ranking
     }
 }
 
@@ -54,14 +64,17 @@ impl domain::ports::Scorer for ModelScorer {
         // The features extraction computed, not a fresh reading of the text.
         let signals: text::Signals = serde_json::from_value(request.features.clone())
             .map_err(|e| domain::Error::Internal(format!("the features document is not this scorer's: {e}")))?;
-        let scored = score::score_with(self.model, &request.text, signals, request.platform);
+        let loaded = self.serving.current().await;
+        let model = &loaded.model;
+        let scored = score::score_with(model, &request.text, signals, request.platform);
         let metrics = serde_json::json!({
             "sub_scores": scored.sub_scores,
             "drivers": scored.drivers,
             "utility": scored.utility,
-            "score_band": self.model.score_band(scored.utility),
+            "model_version": loaded.version,
+            "score_band": model.score_band(scored.utility),
             "score_band_basis": "scores whose content the model cannot tell apart from this one (it would pick either with 25–75% probability)",
-            "score_basis": format!("percentile of the model's utility among {} A/B-tested headlines", self.model.header.training["headlines"]),
+            "score_basis": format!("percentile of the model's utility among {} A/B-tested headlines", model.header.training["headlines"]),
             "confidence_basis": "calibrated probability that the content beats (or trails) a typical alternative, as the score says",
         });
         Ok(domain::ports::ScoreOutput {
@@ -69,7 +82,8 @@ impl domain::ports::Scorer for ModelScorer {
             confidence: scored.confidence,
             insights: scored.insights,
             metrics,
-            model_name: self.model.header.name.clone(),
+            model_name: model.header.name.clone(),
+            model_version: Some(loaded.version.clone()),
             token_usage: None,
             prompt_hash: None,
         })

@@ -573,6 +573,24 @@ pub fn evaluate(model: &Model, variants: &[Variant], seed: u64) -> Evaluation {
     }
 }
 
+/// A candidate against the serving model on the same gate set: both evaluations, and whether
+/// the candidate is strictly more accurate (the registry's approval gate).
+pub struct Gate {
+    pub metrics: serde_json::Value,
+    pub passed: bool,
+}
+
+pub fn gate(candidate: &Model, serving: &Model, serving_label: &str, gate_set: &[Variant], gate_name: &str, seed: u64) -> Gate {
+    let (mine, theirs) = (evaluate(candidate, gate_set, seed), evaluate(serving, gate_set, seed));
+    let summary = |e: &Evaluation| serde_json::json!({"pairwise_accuracy": (e.accuracy * 10_000.0).round() / 10_000.0, "accuracy_ci95": e.accuracy_ci95, "ece": e.ece, "pairs": e.pairs, "tests": e.tests});
+    let mut serving = summary(&theirs);
+    serving["model"] = serving_label.into();
+    Gate {
+        metrics: serde_json::json!({"gate_set": gate_name, "gate": summary(&mine), "serving": serving}),
+        passed: mine.accuracy > theirs.accuracy,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ mod file_guard;
 mod group_commit;
 mod migrate;
 mod outcomes;
+mod registry;
 mod rows;
 mod runs;
 mod store;

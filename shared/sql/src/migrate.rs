@@ -65,6 +65,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0009_connected_accounts.sql"),
         sqlite: include_str!("../migrations/sqlite/0009_connected_accounts.sql"),
     },
+    Migration {
+        version: 10,
+        name: "model_registry",
+        postgres: include_str!("../migrations/postgres/0010_model_registry.sql"),
+        sqlite: include_str!("../migrations/sqlite/0010_model_registry.sql"),
+    },
 ];
 
 const LEDGER: &str =

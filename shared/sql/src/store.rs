@@ -410,6 +410,30 @@ impl Store for SqlStore {
         self.read_past_results(user_id, platform, exclude, limit).await
     }
 
+    async fn insert_model_version(&self, version: &domain::registry::ModelVersion) -> Result<domain::registry::ModelVersion> {
+        self.write_model_version(version).await
+    }
+
+    async fn model_versions(&self, limit: u32) -> Result<Vec<domain::registry::ModelVersion>> {
+        self.read_model_versions(limit).await
+    }
+
+    async fn model_version(&self, id: Uuid) -> Result<Option<domain::registry::ModelVersion>> {
+        self.read_model_version(id).await
+    }
+
+    async fn serving_model_version(&self, name: &str) -> Result<Option<domain::registry::ModelVersion>> {
+        self.read_serving_version(name).await
+    }
+
+    async fn previous_serving_version(&self, name: &str) -> Result<Option<domain::registry::ModelVersion>> {
+        self.read_previous_serving(name).await
+    }
+
+    async fn decide_model_version(&self, decision: &domain::registry::Decision) -> Result<bool> {
+        self.write_decision(decision).await
+    }
+
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>> {
         let q = format!("SELECT {JOB_COLS} FROM analysis_jobs WHERE id = $1::uuid");
         let row: Option<JobRow> = on_pool!(self, read, |pool, sql| {
@@ -859,7 +883,7 @@ impl Store for SqlStore {
     }
 
     async fn model_runs(&self, job_id: Uuid) -> Result<Vec<ModelRun>> {
-        let q = "SELECT id::text AS id, job_id::text AS job_id, model_name, latency_ms, token_usage::text AS token_usage, prompt_hash, \
+        let q = "SELECT id::text AS id, job_id::text AS job_id, model_name, model_version, latency_ms, token_usage::text AS token_usage, prompt_hash, \
                  gv_us(created_at) AS created_at FROM model_runs WHERE job_id = $1::uuid ORDER BY created_at, id";
         let rows: Vec<ModelRunRow> =
             on_pool!(self, read, |pool, sql| sqlx::query_as(&sql(q)).bind(job_id.to_string()).fetch_all(pool).await.map_err(db_error)?);
@@ -954,8 +978,8 @@ where
     Option<String>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let q = sql("INSERT INTO model_runs (id, job_id, model_name, latency_ms, token_usage, prompt_hash, created_at) \
-                 VALUES ($1::uuid, $2::uuid, $3, $4, $5::jsonb, $6, gv_ts($7))");
+    let q = sql("INSERT INTO model_runs (id, job_id, model_name, latency_ms, token_usage, prompt_hash, created_at, model_version) \
+                 VALUES ($1::uuid, $2::uuid, $3, $4, $5::jsonb, $6, gv_ts($7), $8)");
     sqlx::query(&q)
         .bind(r.id.to_string())
         .bind(r.job_id.to_string())
@@ -964,6 +988,7 @@ where
         .bind(r.token_usage.as_ref().map(json_text))
         .bind(r.prompt_hash.clone())
         .bind(us(r.created_at))
+        .bind(r.model_version.clone())
         .execute(&mut **tx)
         .await
         .map_err(db_error)?;

@@ -192,6 +192,18 @@ impl Stages {
 }
 
 impl Stages {
+    /// The stages scoring with the registry's serving model (read from the app's store and
+    /// blobs, re-read every 50 ms: a Lambda's TTL, shortened).
+    pub fn serving_registry(app: &crate::TestApp) -> Stages {
+        let serving = goviral_scoring::serving::Serving::from_registry(
+            Arc::new(app.db.store.clone()),
+            app.blobs.clone(),
+            std::time::Duration::from_millis(50),
+        );
+        let on_device = goviral_scoring::ModelScorer::serving(Arc::new(serving));
+        Stages { scorer: Scripted::new(goviral_llm::EnrichedScorer::on(on_device, None)), ..Stages::new() }
+    }
+
     /// The stages reading the blobs the app's signed-URL route wrote (uploads).
     pub fn sharing_blobs(app: &crate::TestApp) -> Stages {
         Stages { blobs: app.blobs.clone(), ..Stages::new() }

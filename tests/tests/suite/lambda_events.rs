@@ -487,6 +487,30 @@ async fn the_account_functions_and_cron_outcomes_answer_their_sample_events() {
     assert_eq!((report["due"].as_u64(), report["observed"].as_u64()), (Some(0), Some(0)), "the 24 h reading is not due yet: {report}");
 }
 
+/// The registry function's sample event: an admin approves a registered candidate.
+#[tokio::test]
+async fn the_model_registry_function_answers_its_sample_event() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let admin = t.user("ops@example.com", Plan::Enterprise, true).await;
+    let candidate = domain::registry::Candidate {
+        name: "headline".into(),
+        artifact: goviral_scoring::Model::embedded_bytes().to_vec(),
+        training_data_hash: "sha256:test".into(),
+        code_version: "test".into(),
+        metrics: serde_json::json!({"gate": {"pairwise_accuracy": 0.71, "pairs": 100}, "serving": {"pairwise_accuracy": 0.70, "pairs": 100}}),
+        gate_passed: true,
+    };
+    let v = domain::registry::register(t.app.store.as_ref(), t.blobs.as_ref(), candidate).await.unwrap();
+    let id = v.id.to_string();
+    let subs = [("REPLACE_WITH_ADMIN_API_KEY", admin.api_key.as_str()), ("REPLACE_WITH_MODEL_VERSION_ID", id.as_str())];
+    let (status, _, body) = invoke(&t.app, Endpoint::AdminModels, &event("apigw-admin-models-approve.json", &subs)).await;
+    assert_eq!(
+        (status, body["state"].as_str(), body["decision_note"].as_str()),
+        (StatusCode::OK, Some("approved"), Some("beats headline@1 on the gate")),
+        "{body}"
+    );
+}
+
 /// The text the intake sample event reports (its first record's size is this many bytes).
 const UPLOADED_SCRIPT: &str =
     "Stop scrolling: the three edits that doubled our watch time.\nWhich one will you try first? Tell me below.\n";

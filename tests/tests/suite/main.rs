@@ -35,6 +35,7 @@ mod media;
 mod media_urls;
 mod openai;
 mod pipeline;
+mod registry;
 mod scorer;
 mod secrets;
 mod speech;

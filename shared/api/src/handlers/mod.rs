@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod insights;
 pub mod keys;
 pub mod metrics;
+pub mod models;
 pub mod outcomes;
 pub mod uploads;
 pub mod usage;

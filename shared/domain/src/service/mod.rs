@@ -112,7 +112,7 @@ impl Principal {
         self.user.id.to_string()
     }
 
-    fn require_admin(&self) -> Result<()> {
+    pub(crate) fn require_admin(&self) -> Result<()> {
         if self.user.is_admin() { Ok(()) } else { Err(Error::Forbidden("this route needs the admin role".into())) }
     }
 
@@ -260,6 +260,8 @@ pub struct App {
     pub(crate) ranker: Option<Arc<dyn crate::ports::Ranker>>,
     /// Connects creators' platform accounts; only what serves them has it.
     pub(crate) platforms: Option<crate::accounts::Platforms>,
+    /// This process's scorer, told when the serving model changes (domain::registry).
+    pub(crate) model_serving: Option<Arc<dyn crate::registry::ModelServing>>,
     /// sha256(credential) → (key or user id, valid until µs): skips Argon2 on every request.
     /// The key row is still read each time, so revocation takes effect at once.
     verified: Mutex<HashMap<String, (Uuid, i64)>>,
@@ -286,6 +288,7 @@ impl App {
             url_signer: None,
             ranker: None,
             platforms: None,
+            model_serving: None,
             verified: Mutex::new(HashMap::new()),
             live_keys: Mutex::new(HashMap::new()),
             hashing: HashPool::for_this_machine(),
