@@ -350,6 +350,41 @@ impl Composition {
         Ok(self.serving.get_or_init(|| built).clone())
     }
 
+    /// Retraining's inputs: the configured directory, or (AWS) the blob store's training
+    /// prefix fetched into a temporary directory.
+    pub async fn training_data(&self) -> Result<goviral_scoring::retrain::TrainingData, InitError> {
+        if let Some(dir) = &self.config.training_dir {
+            return Ok(goviral_scoring::retrain::TrainingData::from_dir(dir)?);
+        }
+        let prefix =
+            self.config.training_prefix.as_deref().ok_or("GOVIRAL_TRAINING_DIR (or GOVIRAL_TRAINING_PREFIX) is required to retrain")?;
+        let blobs = self.blobs()?;
+        let dir = tempfile::tempdir()?;
+        for name in ["train.csv", "gate.csv", "minilm/model.safetensors", "minilm/vocab.txt"] {
+            let dest = dir.path().join(name);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            if !blobs.fetch_to(&format!("{prefix}/{name}"), &dest).await? && !name.starts_with("minilm/") {
+                return Err(format!("the blob store has no {prefix}/{name}").into());
+            }
+        }
+        Ok(goviral_scoring::retrain::TrainingData::from_dir(dir.path())?)
+    }
+
+    /// Trains a candidate from `data` and the collected outcomes, gates it against the serving
+    /// model and registers it (cron-retrain, `goviral model retrain`, serve's weekly timer).
+    pub async fn retrain(
+        &self,
+        data: goviral_scoring::retrain::TrainingData,
+        seed: u64,
+    ) -> Result<goviral_scoring::retrain::Retrained, InitError> {
+        let store = self.store().await?;
+        let serving = self.serving(store.clone())?;
+        Ok(goviral_scoring::retrain::retrain(store.as_ref(), self.blobs()?.as_ref(), &serving, Arc::new(data), seed, crate::code_version())
+            .await?)
+    }
+
     /// The state machine from infra/, parsed once.
     pub fn state_machine(&self) -> Arc<StateMachine> {
         self.machine.get_or_init(|| Arc::new(StateMachine::pipeline())).clone()

@@ -76,6 +76,11 @@ pub struct Config {
     pub accounts: AccountsConfig,
     /// `GOVIRAL_MODEL_REFRESH_SECS`: how often a process re-reads which model version serves.
     pub model_refresh: Duration,
+    /// `GOVIRAL_TRAINING_DIR`: what retraining reads (train.csv, gate.csv or dev.csv, minilm/);
+    /// set, `goviral serve` retrains weekly. On AWS, `GOVIRAL_TRAINING_PREFIX` in the blob
+    /// bucket holds the same files.
+    pub training_dir: Option<PathBuf>,
+    pub training_prefix: Option<String>,
     pub aws: AwsResources,
 }
 
@@ -234,6 +239,8 @@ impl Config {
             server: server_limits(&lookup)?,
             accounts,
             model_refresh: Duration::from_secs(parse(&lookup, "GOVIRAL_MODEL_REFRESH_SECS", 60u64)?.clamp(1, 86_400)),
+            training_dir: lookup("GOVIRAL_TRAINING_DIR").map(PathBuf::from),
+            training_prefix: lookup("GOVIRAL_TRAINING_PREFIX").map(|p| p.trim_matches('/').to_string()),
         })
     }
 }

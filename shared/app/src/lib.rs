@@ -43,3 +43,8 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(content.as_bytes())
 }
+
+/// This build, as the model registry records it (`GOVIRAL_GIT_COMMIT` at build time, when set).
+pub fn code_version() -> String {
+    format!("goviral {}{}", env!("CARGO_PKG_VERSION"), option_env!("GOVIRAL_GIT_COMMIT").map(|c| format!(" ({c})")).unwrap_or_default())
+}

@@ -56,6 +56,18 @@ pub struct Outcome {
     pub created_at: OffsetDateTime,
 }
 
+/// A complete job's text and its latest observation with views: what retraining learns from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingObservation {
+    pub user_id: Uuid,
+    pub platform: Option<Platform>,
+    pub text: String,
+    pub views: u64,
+    pub followers: Option<u64>,
+    /// Hours from posting (or, not knowing it, from the analysis) to the reading.
+    pub age_hours: f64,
+}
+
 /// A job's prediction and what was observed of it, newest observation first.
 #[derive(Debug, Clone)]
 pub struct OutcomeHistory {

@@ -195,6 +195,9 @@ pub trait Store: Send + Sync {
     /// Applies the decision if the version is in one of its `from` states; a version put in
     /// service retires the one serving, in the same transaction. False when it was not.
     async fn decide_model_version(&self, decision: &crate::registry::Decision) -> Result<bool>;
+    /// Every complete, unarchived job with a caption and an observation with views (its
+    /// latest), newest first, at most `limit`: retraining's outcomes.
+    async fn training_observations(&self, limit: u32) -> Result<Vec<crate::outcomes::TrainingObservation>>;
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>>;
     async fn submission(&self, submission_id: Uuid) -> Result<Option<Submission>>;
     async fn insights(&self, job_id: Uuid) -> Result<Vec<Insight>>;

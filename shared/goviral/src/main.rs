@@ -116,6 +116,15 @@ enum ModelCommand {
         #[arg(long)]
         gate: std::path::PathBuf,
     },
+    /// Train a candidate from the public tests plus collected outcomes, gate it against the
+    /// serving model, and register it (what cron-retrain does).
+    Retrain {
+        /// train.csv, gate.csv (or dev.csv), and optionally minilm/.
+        #[arg(long, env = "GOVIRAL_TRAINING_DIR")]
+        training_dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 20261124)]
+        seed: u64,
+    },
     /// The registry, newest first, with each version's gate metrics.
     List {
         #[arg(long)]
@@ -323,6 +332,7 @@ async fn main() {
                 ModelCommand::Register { file, training_data, gate } => {
                     model_cli::register(&composition, &file, &training_data, &gate).await
                 }
+                ModelCommand::Retrain { training_dir, seed } => model_cli::retrain(&composition, &training_dir, seed).await,
                 ModelCommand::List { admin } => {
                     let principal = as_admin(admin).await;
                     app.model_versions(&principal, 100)
@@ -364,5 +374,15 @@ async fn main() {
             composition.store().await.unwrap_or_else(|e| fail(e)).close().await;
         }
         Command::Score | Command::Compare => unreachable!("handled above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every command's flags are consistent (no two with one name, as clap checks).
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -11,7 +11,10 @@ pub fn train(data: &Path, embeddings: Option<&Path>, out: &Path, seed: u64, name
     let started = Instant::now();
     let variants = train::read_variants(data)?;
     let embeddings = embeddings.map(train::Embeddings::load).transpose()?;
-    let model = train::train(&variants, &TrainOptions { seed, embeddings: embeddings.as_ref(), name: name.into(), calibration_share: 0.2 });
+    let model = train::train(
+        &variants,
+        &TrainOptions { seed, embeddings: embeddings.as_ref(), name: name.into(), calibration_share: 0.2, outcome_pairs: &[] },
+    );
     std::fs::write(out, model.to_bytes()).map_err(|e| format!("{}: {e}", out.display()))?;
     let summary = serde_json::json!({
         "model": out,
@@ -68,7 +71,7 @@ pub async fn register(
             name: domain::registry::SCORER_MODEL.into(),
             artifact,
             training_data_hash: format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data))),
-            code_version: code_version(),
+            code_version: goviral_app::code_version(),
             metrics: gate.metrics,
             gate_passed: gate.passed,
         },
@@ -78,11 +81,6 @@ pub async fn register(
     Ok(version_json(&registered))
 }
 
-/// This build, as the registry records it.
-pub fn code_version() -> String {
-    format!("goviral {}{}", env!("CARGO_PKG_VERSION"), option_env!("GOVIRAL_GIT_COMMIT").map(|c| format!(" ({c})")).unwrap_or_default())
-}
-
 pub fn version_json(v: &domain::registry::ModelVersion) -> serde_json::Value {
     serde_json::json!({
         "model_version_id": v.id, "label": v.label(), "state": v.state.as_str(), "gate_passed": v.gate_passed,
@@ -90,4 +88,14 @@ pub fn version_json(v: &domain::registry::ModelVersion) -> serde_json::Value {
         "training_data_hash": v.training_data_hash, "code_version": v.code_version, "artifact_sha256": v.artifact_sha256,
         "decided_by": v.decided_by, "decision_note": v.decision_note,
     })
+}
+
+/// `goviral model retrain`: what cron-retrain does, by hand.
+pub async fn retrain(composition: &goviral_app::Composition, dir: &Path, seed: u64) -> Result<serde_json::Value, String> {
+    let data = goviral_scoring::retrain::TrainingData::from_dir(dir)?;
+    let done = composition.retrain(data, seed).await.map_err(|e| e.to_string())?;
+    let mut out = version_json(&done.version);
+    out["outcome_pairs"] = done.outcome_pairs.into();
+    out["training_seconds"] = done.training_seconds.into();
+    Ok(out)
 }

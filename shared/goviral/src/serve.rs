@@ -1,6 +1,6 @@
 //! The local server: every endpoint on one listener, the pipeline runner, and the timers the
 //! cloud runs as scheduled jobs (here: purging expired counters, the quota job, the outcome
-//! collection). Everything comes from the one composition root.
+//! collection, weekly retraining). Everything comes from the one composition root.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,6 +65,35 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
         }
     });
 
+    // Retraining (`cron-retrain` on AWS): weekly, where training data is configured. A
+    // candidate is registered; nothing serves until an admin approves and promotes it.
+    let retrain = match composition.config.training_dir.clone() {
+        None => None,
+        Some(dir) => {
+            let (store, blobs, serving) = (store.clone(), composition.blobs()?, composition.serving(store.clone())?);
+            Some(tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(7 * 86_400));
+                every.tick().await; // not at start-up
+                loop {
+                    every.tick().await;
+                    let done = match goviral_scoring::retrain::TrainingData::from_dir(&dir) {
+                        Ok(data) => {
+                            let (data, code) = (std::sync::Arc::new(data), goviral_app::code_version());
+                            goviral_scoring::retrain::retrain(store.as_ref(), blobs.as_ref(), &serving, data, 20261124, code)
+                                .await
+                                .map_err(|e| e.to_string())
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match done {
+                        Ok(r) => tracing::info!(version = %r.version.label(), gate_passed = r.version.gate_passed, "retrained a candidate"),
+                        Err(e) => tracing::warn!(error = %e, "retraining failed; it runs again next week"),
+                    }
+                }
+            }))
+        }
+    };
+
     let (stop_runner, runner_stopped) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(async move {
         if run_pipeline {
@@ -79,6 +108,9 @@ pub async fn run(mut config: Config, run_pipeline: bool) -> Result<(), goviral_a
     purge.abort();
     quota.abort();
     outcomes.abort();
+    if let Some(r) = retrain {
+        r.abort();
+    }
     let _ = stop_runner.send(true);
     let _ = runner.await;
     store.close().await;

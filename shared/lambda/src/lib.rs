@@ -244,6 +244,40 @@ pub async fn collect(app: &domain::service::App, event: ScheduledEvent) -> domai
     .await
 }
 
+/// Retraining is deterministic for its data: one seed, always.
+const RETRAIN_SEED: u64 = 20261124;
+
+/// The scheduled retraining (EventBridge): trains a candidate from the training prefix's
+/// public tests and the collected outcomes, gates it and registers it.
+pub async fn run_retrain_job() -> Result<(), InitError> {
+    let composition = Arc::new(compose().await?);
+    tracing::info!("initialised");
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<ScheduledEvent>| {
+        let composition = composition.clone();
+        async move {
+            let answer = retrain(&composition, event.payload).await;
+            report("cron-retrain").await;
+            answer.map_err(lambda_runtime::Error::from)
+        }
+    }))
+    .await
+}
+
+/// One scheduled retraining; answers with the candidate registered.
+pub async fn retrain(composition: &Composition, event: ScheduledEvent) -> Result<serde_json::Value, InitError> {
+    let span = tracing::info_span!("retrain", event_id = event.id.as_deref().unwrap_or(""));
+    async move {
+        let done = composition.retrain(composition.training_data().await?, RETRAIN_SEED).await?;
+        Ok(serde_json::json!({
+            "model_version_id": done.version.id, "label": done.version.label(), "state": done.version.state.as_str(),
+            "gate_passed": done.version.gate_passed, "gate": domain::registry::gate_summary(&done.version.metrics),
+            "observations": done.observations, "outcome_pairs": done.outcome_pairs, "training_seconds": done.training_seconds,
+        }))
+    }
+    .instrument(span)
+    .await
+}
+
 /// S3 ObjectCreated events for the upload prefix: marks each upload ready or rejected.
 pub async fn run_upload_intake() -> Result<(), InitError> {
     let composition = compose().await?;

@@ -2,6 +2,7 @@
 //! rates one text, `compare` ranks variants; `train` and `evaluate` rebuild and measure it.
 
 pub mod model;
+pub mod retrain;
 pub mod serving;
 pub mod text;
 pub mod train;

@@ -411,6 +411,9 @@ pub struct TrainOptions<'a> {
     pub name: String,
     /// Share of tests held out to fit the temperature (and report a held-out accuracy).
     pub calibration_share: f64,
+    /// Pairs from real outcomes (`outcome_pairs`), fitted beside the public tests' pairs; the
+    /// temperature and held-out accuracy stay the public tests'.
+    pub outcome_pairs: &'a [Pair],
 }
 
 /// Trains on every test in `variants`: a first fit without the calibration tests fits the
@@ -420,13 +423,17 @@ pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
     tests.sort_unstable();
     Rng(options.seed).shuffle(&mut tests);
     let held: HashSet<&str> = tests[..(tests.len() as f64 * options.calibration_share) as usize].iter().copied().collect();
-    let all_pairs = pairs(variants);
-    let (calibration, fitting): (Vec<Pair>, Vec<Pair>) = all_pairs.iter().cloned().partition(|p| held.contains(p.test_id.as_str()));
+    let mut all_pairs = pairs(variants);
+    let (calibration, mut fitting): (Vec<Pair>, Vec<Pair>) = all_pairs.iter().cloned().partition(|p| held.contains(p.test_id.as_str()));
+    fitting.extend(options.outcome_pairs.iter().cloned());
+    all_pairs.extend(options.outcome_pairs.iter().cloned());
+    let outcome_texts = options.outcome_pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]);
 
     let fit_headlines: Vec<&str> = variants
         .iter()
         .filter(|v| !held.contains(v.test_id.as_str()))
         .map(|v| v.headline.as_str())
+        .chain(outcome_texts.clone())
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
@@ -448,7 +455,8 @@ pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
     let temperature = fit_temperature(deltas);
     let tokens = options.embeddings.filter(|_| alpha > 0.0).map(|e| (e, alpha));
 
-    let all_headlines = sorted(variants.iter().map(|v| v.headline.as_str()).collect::<HashSet<_>>().into_iter().collect());
+    let all_headlines =
+        sorted(variants.iter().map(|v| v.headline.as_str()).chain(outcome_texts).collect::<HashSet<_>>().into_iter().collect());
     let vocab = vocabulary(&all_headlines);
     let fitted = fit(&all_pairs, &vocab, tokens);
     let iterations = fitted.iterations;
@@ -473,6 +481,11 @@ pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
         ),
         "objective": format!("logistic loss on same-test pair differences, weights min(|z|, {Z_CAP}), C = {C}"),
     });
+    let mut training = training;
+    // (Left out when there are none, so the public-data model's bytes stay what they were.)
+    if !options.outcome_pairs.is_empty() {
+        training["outcome_pairs"] = options.outcome_pairs.len().into();
+    }
     let mut model = model_from(&vocab, fitted, tokens, temperature, training);
     model.header.name = options.name.clone();
     let mut utilities: Vec<f64> = all_headlines.iter().map(|h| model.utility(&model.encode(h, &Signals::of(h)))).collect();
@@ -573,6 +586,123 @@ pub fn evaluate(model: &Model, variants: &[Variant], seed: u64) -> Evaluation {
     }
 }
 
+/// One post's reading, for training from outcomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Whose, on which platform: posts are compared only with the same creator's.
+    pub creator: String,
+    pub text: String,
+    pub views: u64,
+    /// The author's followers at posting, where known.
+    pub followers: Option<u64>,
+    /// How long after posting the views were read.
+    pub age_hours: f64,
+}
+
+/// Posts per creator paired at most (the most recent): 50 posts make 1,225 pairs.
+pub const OUTCOME_POSTS_PER_CREATOR: usize = 50;
+/// A pair is kept when the two posts differ by at least this many residual deviations.
+const OUTCOME_MIN_Z: f64 = 0.5;
+/// The least spread assumed for residual log views: when audience and age explain nearly
+/// everything, what is left is noise, and a tiny spread must not make it look decisive.
+const OUTCOME_MIN_SPREAD: f64 = 0.25;
+
+/// Pairs of the same creator's posts, labelled by which did better once audience size and the
+/// post's age at reading are taken out: log views are regressed (pooled least squares) on log
+/// followers and log age, and two posts are compared by their residuals, scaled to a z by the
+/// residuals' spread. So the model learns what in the content did better, not whose audience
+/// was bigger or which reading was later.
+pub fn outcome_pairs(observed: &[Observed]) -> Vec<Pair> {
+    let mut by_creator: BTreeMap<&str, Vec<&Observed>> = BTreeMap::new();
+    for o in observed.iter().filter(|o| !o.text.trim().is_empty()) {
+        let posts = by_creator.entry(&o.creator).or_default();
+        if posts.len() < OUTCOME_POSTS_PER_CREATOR {
+            posts.push(o);
+        }
+    }
+    let used: Vec<&Observed> = by_creator.values().flatten().copied().collect();
+    if used.len() < 4 {
+        return Vec::new();
+    }
+    // A creator's missing follower counts take their known mean (or the pooled one).
+    let mean = |v: &[f64]| if v.is_empty() { None } else { Some(v.iter().sum::<f64>() / v.len() as f64) };
+    let known: Vec<f64> = used.iter().filter_map(|o| o.followers).map(|f| (f as f64 + 1.0).ln()).collect();
+    let pooled_followers = mean(&known).unwrap_or(0.0);
+    let creator_followers: BTreeMap<&str, f64> = by_creator
+        .iter()
+        .map(|(c, posts)| {
+            let v: Vec<f64> = posts.iter().filter_map(|o| o.followers).map(|f| (f as f64 + 1.0).ln()).collect();
+            (*c, mean(&v).unwrap_or(pooled_followers))
+        })
+        .collect();
+    let row = |o: &Observed| {
+        let followers = o.followers.map_or(creator_followers[o.creator.as_str()], |f| (f as f64 + 1.0).ln());
+        [1.0, followers, (o.age_hours.max(0.0) + 1.0).ln()]
+    };
+    // Least squares by the normal equations (3 × 3), with a touch of ridge for stability.
+    let mut xtx = [[0.0f64; 3]; 3];
+    let mut xty = [0.0f64; 3];
+    for o in &used {
+        let (x, y) = (row(o), (o.views as f64 + 1.0).ln());
+        for i in 0..3 {
+            xty[i] += x[i] * y;
+            for j in 0..3 {
+                xtx[i][j] += x[i] * x[j];
+            }
+        }
+    }
+    for (i, r) in xtx.iter_mut().enumerate().skip(1) {
+        r[i] += 1e-6 * used.len() as f64;
+    }
+    let beta = solve3(xtx, xty);
+    let residual = |o: &Observed| {
+        let x = row(o);
+        (o.views as f64 + 1.0).ln() - (beta[0] * x[0] + beta[1] * x[1] + beta[2] * x[2])
+    };
+    let spread =
+        (used.iter().map(|o| residual(o).powi(2)).sum::<f64>() / (used.len() as f64 - 3.0).max(1.0)).sqrt().max(OUTCOME_MIN_SPREAD);
+    let mut out = Vec::new();
+    for (creator, posts) in &by_creator {
+        for (i, a) in posts.iter().enumerate() {
+            for b in &posts[i + 1..] {
+                if a.text == b.text {
+                    continue;
+                }
+                let z = (residual(a) - residual(b)) / (spread * std::f64::consts::SQRT_2);
+                if z.abs() >= OUTCOME_MIN_Z {
+                    out.push(Pair { test_id: format!("outcomes:{creator}"), a: a.text.clone(), b: b.text.clone(), z });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Solves a 3 × 3 system by Gaussian elimination with partial pivoting (zeros if singular).
+fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> [f64; 3] {
+    for col in 0..3 {
+        let pivot = (col..3).max_by(|i, j| a[*i][col].abs().total_cmp(&a[*j][col].abs())).unwrap_or(col);
+        if a[pivot][col].abs() < 1e-12 {
+            return [0.0; 3];
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..3 {
+            let f = a[row][col] / a[col][col];
+            for k in col..3 {
+                a[row][k] -= f * a[col][k];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = [0.0; 3];
+    for row in (0..3).rev() {
+        let s: f64 = (row + 1..3).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - s) / a[row][row];
+    }
+    x
+}
+
 /// A candidate against the serving model on the same gate set: both evaluations, and whether
 /// the candidate is strictly more accurate (the registry's approval gate).
 pub struct Gate {
@@ -613,7 +743,7 @@ mod tests {
     #[test]
     fn training_is_reproducible_and_learns_the_signal() {
         let data = synthetic(120, 1);
-        let options = TrainOptions { seed: 42, embeddings: None, name: "synthetic".into(), calibration_share: 0.2 };
+        let options = TrainOptions { seed: 42, embeddings: None, name: "synthetic".into(), calibration_share: 0.2, outcome_pairs: &[] };
         let first = train(&data, &options);
         assert_eq!(first.to_bytes(), train(&data, &options).to_bytes(), "same data and seed, same bytes");
         let reloaded = Model::from_bytes(&first.to_bytes()).unwrap();
@@ -622,6 +752,38 @@ mod tests {
         assert!(unseen.accuracy_ci95[0] <= unseen.accuracy && unseen.accuracy <= unseen.accuracy_ci95[1]);
         assert_eq!(reloaded.header.quantiles.len(), 101);
         assert!(reloaded.header.attribution.contains("Upworthy Research Archive"));
+    }
+
+    fn observed(creator: &str, text: &str, views: f64, followers: u64, age_hours: f64) -> Observed {
+        Observed { creator: creator.into(), text: text.into(), views: views as u64, followers: Some(followers), age_hours }
+    }
+
+    #[test]
+    fn outcome_pairs_learn_content_not_audience_or_age() {
+        // Views that follow audience size and the reading's age alone: no pair is confident.
+        let mut plain = Vec::new();
+        for i in 0..30u64 {
+            let (followers, age) = (1_000 * (1 + i % 7), 24.0 * (1 + i % 5) as f64);
+            plain.push(observed(&format!("c{}", i % 3), &format!("post number {i}"), followers as f64 * 0.5 * age.sqrt(), followers, age));
+        }
+        assert!(outcome_pairs(&plain).is_empty(), "{:?}", outcome_pairs(&plain).first());
+        // The same, but posts that ask a question draw 3× the views: every confident pair says so.
+        let mut asked = plain.clone();
+        for (i, o) in asked.iter_mut().enumerate() {
+            if i % 2 == 0 {
+                o.text = format!("Did you know about post {i}?");
+                o.views *= 3;
+            }
+        }
+        let pairs = outcome_pairs(&asked);
+        // Each creator has 5 questions and 5 statements: 25 pairs apiece, each told apart.
+        assert_eq!(pairs.len(), 75);
+        assert!(pairs.iter().all(|p| p.test_id.starts_with("outcomes:c")), "within a creator only");
+        assert!(pairs.iter().all(|p| (p.z > 0.0) == p.a.starts_with("Did you know")), "the question wins, whatever the audience");
+        // Creators are never mixed, and a creator is bounded.
+        let many: Vec<Observed> =
+            (0..500).map(|i| observed("big", &format!("post {i}"), (1 + i % 97) as f64 * 10.0, 5_000, 48.0)).collect();
+        assert!(outcome_pairs(&many).len() <= OUTCOME_POSTS_PER_CREATOR * (OUTCOME_POSTS_PER_CREATOR - 1) / 2);
     }
 
     #[test]

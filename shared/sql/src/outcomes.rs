@@ -117,3 +117,32 @@ impl SqlStore {
             .collect()
     }
 }
+
+impl SqlStore {
+    pub(crate) async fn read_training_observations(&self, limit: u32) -> Result<Vec<domain::outcomes::TrainingObservation>> {
+        // Each job once, by its latest reading with views; its age from the followed post's
+        // posting time where known, else from when it was analysed.
+        let q = "SELECT j.user_id::text, o.platform, s.caption, o.views, o.followers, gv_us(o.observed_at), \
+                 gv_us(COALESCE((SELECT MIN(t.posted_at) FROM tracked_posts t WHERE t.job_id = j.id), j.created_at)) \
+                 FROM job_outcomes o JOIN analysis_jobs j ON j.id = o.job_id JOIN content_submissions s ON s.id = j.submission_id \
+                 WHERE o.views IS NOT NULL AND s.caption IS NOT NULL AND j.score IS NOT NULL AND j.archived_at IS NULL \
+                 AND o.id = (SELECT o2.id FROM job_outcomes o2 WHERE o2.job_id = o.job_id AND o2.views IS NOT NULL \
+                             ORDER BY o2.observed_at DESC, o2.id DESC LIMIT 1) \
+                 ORDER BY o.observed_at DESC LIMIT $1";
+        type Row = (String, Option<String>, String, i64, Option<i64>, i64, i64);
+        let rows: Vec<Row> =
+            on_pool!(self, read, |pool, sql| sqlx::query_as(&sql(q)).bind(i64::from(limit)).fetch_all(pool).await.map_err(db_error)?);
+        rows.into_iter()
+            .map(|(user, platform, text, views, followers, observed, posted)| {
+                Ok(domain::outcomes::TrainingObservation {
+                    user_id: user.parse().map_err(|_| Error::Internal(format!("observation user {user}")))?,
+                    platform: platform.as_deref().and_then(|p| p.parse().ok()),
+                    text,
+                    views: views.max(0) as u64,
+                    followers: followers.map(|f| f.max(0) as u64),
+                    age_hours: ((observed - posted) as f64 / 3.6e9).max(0.0),
+                })
+            })
+            .collect()
+    }
+}

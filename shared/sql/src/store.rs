@@ -434,6 +434,10 @@ impl Store for SqlStore {
         self.write_decision(decision).await
     }
 
+    async fn training_observations(&self, limit: u32) -> Result<Vec<domain::outcomes::TrainingObservation>> {
+        self.read_training_observations(limit).await
+    }
+
     async fn job(&self, job_id: Uuid) -> Result<Option<Job>> {
         let q = format!("SELECT {JOB_COLS} FROM analysis_jobs WHERE id = $1::uuid");
         let row: Option<JobRow> = on_pool!(self, read, |pool, sql| {

@@ -511,6 +511,29 @@ async fn the_model_registry_function_answers_its_sample_event() {
     );
 }
 
+/// cron-retrain's schedule event runs a retraining from the blob store's training prefix and
+/// registers a candidate.
+#[tokio::test]
+async fn the_retrain_job_answers_its_schedule_event() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    crate::registry::creator_outcomes(&t, &ann.api_key, ann.user.id).await;
+    for (name, text) in [("train.csv", crate::registry::synthetic_tests(120, 1)), ("gate.csv", crate::registry::synthetic_tests(60, 2))] {
+        t.blobs.put(&format!("training/{name}"), text.into_bytes(), "text/csv").await.unwrap();
+    }
+    let mut config = t.config.clone();
+    config.training_prefix = Some("training".into());
+    let swaps = goviral_app::Swaps { store: Some(Arc::new(t.db.store.clone())), blobs: Some(t.blobs.clone()), ..Default::default() };
+    let composition = goviral_app::Composition::new(config).swap(swaps);
+    let scheduled: goviral_lambda::ScheduledEvent = serde_json::from_str(&event("schedule-retrain.json", &[])).expect("a scheduled event");
+    let report = goviral_lambda::retrain(&composition, scheduled).await.unwrap();
+    assert_eq!(
+        (report["label"].as_str(), report["state"].as_str(), report["outcome_pairs"].as_u64()),
+        (Some("headline@1"), Some("candidate"), Some(36)),
+        "{report}"
+    );
+}
+
 /// The text the intake sample event reports (its first record's size is this many bytes).
 const UPLOADED_SCRIPT: &str =
     "Stop scrolling: the three edits that doubled our watch time.\nWhich one will you try first? Tell me below.\n";

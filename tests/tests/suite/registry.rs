@@ -131,4 +131,92 @@ async fn register_approve_serve_roll_back(backend: Backend) {
     assert_eq!(scored_by(&t, &ann.api_key, ann.user.id).await.1, "headline@1");
 }
 
-contract!(register_approve_serve_roll_back);
+/// Public A/B tests where "you" headlines draw twice the clicks (as the scorer's own tests).
+pub fn synthetic_tests(tests: usize, salt: u64) -> String {
+    const TOPICS: &[&str] = &["garden", "budget", "sleep", "coffee", "running", "music", "school", "ocean", "kitchen", "cities"];
+    let mut csv = String::from("clickability_test_id,headline,impressions,clicks\n");
+    for t in 0..tests {
+        let (topic, n) = (TOPICS[(t * 7 + salt as usize) % TOPICS.len()], 10 + (t * 13 + salt as usize) % 20);
+        csv.push_str(&format!("{salt}-{t},What {n} {topic} facts mean for you,2000,{}\n", 120 + t % 20));
+        csv.push_str(&format!("{salt}-{t},What {n} {topic} facts mean for them,2000,{}\n", 60 + t % 17));
+    }
+    csv
+}
+
+/// A training directory as `GOVIRAL_TRAINING_DIR` names one: public tests and a gate set.
+pub fn training_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train.csv"), synthetic_tests(120, 1)).unwrap();
+    std::fs::write(dir.path().join("gate.csv"), synthetic_tests(60, 2)).unwrap();
+    dir
+}
+
+/// A creator's past posts with outcomes: the ones that ask a question drew 3× the views.
+pub async fn creator_outcomes(t: &TestApp, key: &str, user: uuid::Uuid) {
+    for i in 0..12u64 {
+        let caption = if i % 2 == 0 { format!("Did you know this about sleep, part {i}?") } else { format!("Sleep notes, part {i}") };
+        let body = json!({"content_type": "text", "caption": caption, "user_id": user, "platform_hint": "tiktok"});
+        let job = t.post("/api/v1/analyze").api_key(key).json(&body).send().await.body["job_id"].as_str().unwrap().to_string();
+        let result = domain::model::JobResult { score: 50.0, confidence: 0.6, insights: vec![], metrics: json!({}) };
+        t.app.store.complete_job(job.parse().unwrap(), &result, None, domain::model::now()).await.unwrap();
+        let views = if i % 2 == 0 { 3_000 + i * 10 } else { 1_000 + i * 10 };
+        let outcome = json!({"platform": "tiktok", "observed_at": "2026-11-20T09:00:00Z", "views": views, "followers": 4_000});
+        let r = t.post(&format!("/api/v1/analyze/{job}/outcome")).api_key(key).json(&outcome).send().await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+}
+
+/// Retraining: public tests plus the creator's outcome pairs → a gated candidate → approved →
+/// serving (the pipeline scores with it) → a second retrain promoted → rolled back.
+async fn retrain_register_approve_serve_roll_back(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    let stages = Stages::serving_registry(&t);
+    let _pipeline = t.start_pipeline(&stages);
+    let ops = t.user("ops@example.com", Plan::Enterprise, true).await;
+    let ann = t.user("ann@example.com", Plan::Pro, false).await;
+    creator_outcomes(&t, &ann.api_key, ann.user.id).await;
+    let dir = training_dir();
+    let swaps =
+        goviral_app::Swaps { store: Some(std::sync::Arc::new(t.db.store.clone())), blobs: Some(t.blobs.clone()), ..Default::default() };
+    let composition = goviral_app::Composition::new(t.config.clone()).swap(swaps);
+    let data = || goviral_scoring::retrain::TrainingData::from_dir(dir.path()).unwrap();
+
+    let first = composition.retrain(data(), 20261124).await.unwrap();
+    let v1 = &first.version;
+    assert_eq!((v1.label().as_str(), v1.state.as_str()), ("headline@1", "candidate"));
+    assert_eq!(first.observations, 12);
+    assert_eq!(first.outcome_pairs, 36, "6 questions × 6 statements, all one creator's");
+    assert_eq!(v1.metrics["training"]["outcome_pairs"], 36);
+    assert!(v1.training_data_hash.starts_with("sha256:") && v1.code_version.starts_with("goviral "));
+    assert_eq!(v1.metrics["serving"]["model"], "headline-v2 (built in)", "gated against what serves");
+    assert!(v1.metrics["gate"]["pairs"].as_u64().unwrap() >= 50, "{}", v1.metrics);
+    // The artifact is the trained model, and it learned the creator's lesson.
+    let model = goviral_scoring::Model::from_bytes(&domain::registry::artifact(t.blobs.as_ref(), v1).await.unwrap()).unwrap();
+    assert_eq!(model.header.training["outcome_pairs"], 36);
+    let u = |text: &str| model.utility(&model.encode(text, &goviral_scoring::text::Signals::of(text)));
+    assert!(u("Did you know this about running?") > u("Running notes"), "questions did better for this creator");
+
+    let approve = json!({"override_gate": !v1.gate_passed, "note": "first retrained model"});
+    let (status, body) = decide(&t, &ops.api_key, &format!("/api/v1/admin/models/{}/approve", v1.id), approve).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = decide(&t, &ops.api_key, &format!("/api/v1/admin/models/{}/promote", v1.id), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    assert_eq!(scored_by(&t, &ann.api_key, ann.user.id).await, ("headline@1".into(), "headline@1".into()));
+
+    // Retrained again, it is gated against headline@1 now; promoted, then rolled back.
+    let second = composition.retrain(data(), 7).await.unwrap();
+    let v2 = &second.version;
+    assert_eq!((v2.version, v2.metrics["serving"]["model"].as_str()), (2, Some("headline@1")));
+    let approve = json!({"override_gate": !v2.gate_passed, "note": "second"});
+    assert_eq!(decide(&t, &ops.api_key, &format!("/api/v1/admin/models/{}/approve", v2.id), approve).await.0, StatusCode::OK);
+    assert_eq!(decide(&t, &ops.api_key, &format!("/api/v1/admin/models/{}/promote", v2.id), json!({})).await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    assert_eq!(scored_by(&t, &ann.api_key, ann.user.id).await.1, "headline@2");
+    let (status, body) = decide(&t, &ops.api_key, "/api/v1/admin/models/rollback", json!({})).await;
+    assert_eq!((status, body["label"].as_str()), (StatusCode::OK, Some("headline@1")));
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    assert_eq!(scored_by(&t, &ann.api_key, ann.user.id).await.1, "headline@1");
+}
+
+contract!(register_approve_serve_roll_back, retrain_register_approve_serve_roll_back);
