@@ -302,7 +302,9 @@ impl App {
             .await?
             .ok_or_else(|| Error::validation("state", "is unknown, used or expired; start the connection again"))?;
         if let Some(error) = callback.error {
-            let why = callback.error_description.unwrap_or_default();
+            // The platform's words, bounded: they come back through the creator's browser.
+            let clip = |t: String| t.chars().filter(|c| !c.is_control()).take(200).collect::<String>();
+            let (error, why) = (clip(error), clip(callback.error_description.unwrap_or_default()));
             return Err(Error::Forbidden(format!(
                 "{} did not grant access ({error}{}{why})",
                 grant.platform,

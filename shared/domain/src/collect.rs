@@ -249,7 +249,17 @@ impl App {
                 }
                 continue;
             }
-            let api = self.platform_api(account.platform)?;
+            // The platform's app may have been removed from this deployment since: the checks
+            // wait (and end past their grace) rather than stall the run.
+            let api = match self.platform_api(account.platform) {
+                Ok(api) => api,
+                Err(e) => {
+                    for p in &posts {
+                        self.reschedule(p, at, Some(at + Duration::days(1)), Some(&e.to_string()), &mut report).await?;
+                    }
+                    continue;
+                }
+            };
             let ext = account.external_id.clone();
             let ids: Vec<String> = posts.iter().map(|p| p.post_id.clone()).collect();
             let read = self

@@ -113,10 +113,12 @@ pub struct Decision {
     pub at: OffsetDateTime,
 }
 
-/// Whatever serves a model: told to re-read the serving version after a promotion here.
+/// Whatever serves a model: told to re-read the serving version after a promotion here, and
+/// asked to re-check it when its TTL has passed.
 #[async_trait]
 pub trait ModelServing: Send + Sync {
     async fn refresh(&self);
+    async fn recheck(&self);
 }
 
 /// Registers a trained model: its artifact goes to the blob store under its id, then the

@@ -114,4 +114,8 @@ impl ModelServing for Serving {
     async fn refresh(&self) {
         self.refresh_now().await
     }
+
+    async fn recheck(&self) {
+        self.current().await;
+    }
 }

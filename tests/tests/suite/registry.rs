@@ -45,7 +45,9 @@ async fn decide(t: &TestApp, key: &str, path: &str, body: Value) -> (StatusCode,
 }
 
 async fn register_approve_serve_roll_back(backend: Backend) {
-    let t = TestApp::spawn(backend).await;
+    // The API's scorer re-reads the serving version every 100 ms (a Lambda's TTL, shortened).
+    let tune = |c: &mut goviral_app::Config| c.model_refresh = std::time::Duration::from_millis(100);
+    let t = TestApp::spawn_tuned(backend, Default::default(), Default::default(), tune).await;
     let stages = Stages::serving_registry(&t);
     let _pipeline = t.start_pipeline(&stages);
     let ops = t.user("ops@example.com", Plan::Enterprise, true).await;
@@ -129,6 +131,21 @@ async fn register_approve_serve_roll_back(backend: Backend) {
     wait_ttl().await;
     assert_eq!(compare_model(&t, &ann.api_key).await, "headline@1");
     assert_eq!(scored_by(&t, &ann.api_key, ann.user.id).await.1, "headline@1");
+
+    // Promoted by another process (another Lambda, the CLI): picked up within the TTL.
+    let elsewhere = domain::registry::Decision {
+        id: v2.id,
+        from: vec![domain::registry::ModelState::Retired],
+        to: domain::registry::ModelState::Serving,
+        by: ops.user.id.to_string(),
+        note: None,
+        overridden: false,
+        at: domain::model::now(),
+    };
+    assert!(t.app.store.decide_model_version(&elsewhere).await.unwrap());
+    wait_ttl().await;
+    assert_eq!(compare_model(&t, &ann.api_key).await, "headline@2");
+    assert_eq!(scored_by(&t, &ann.api_key, ann.user.id).await.1, "headline@2");
 }
 
 /// Public A/B tests where "you" headlines draw twice the clicks (as the scorer's own tests).

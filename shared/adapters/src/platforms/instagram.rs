@@ -15,7 +15,7 @@ use domain::model::{Platform, now};
 use domain::ports::Counters;
 use serde_json::Value;
 
-use super::{Caller, PlatformSettings, Reply, cache_key, count, plain_id, text};
+use super::{Caller, PlatformSettings, Reply, count, plain_id, text};
 
 const AUTHORIZE: &str = "https://www.instagram.com";
 const TOKEN: &str = "https://api.instagram.com";
@@ -36,11 +36,6 @@ impl Instagram {
 
     fn graph(&self, path: &str) -> String {
         self.settings.url(GRAPH, &format!("/{VERSION}{path}"))
-    }
-
-    async fn get(&self, what: &str, url: String, token: &str, classify: super::Classify) -> Result<Value, PlatformError> {
-        let key = cache_key(&url, token);
-        self.caller.call(what, || self.caller.http().get(&url).bearer_auth(token), Some(key), classify).await
     }
 
     /// A long-lived token from `/access_token` or `/refresh_access_token`.
@@ -174,7 +169,7 @@ impl PlatformApi for Instagram {
     }
 
     async fn profile(&self, token: &str) -> Result<PlatformProfile, PlatformError> {
-        let body = self.get("me", self.graph("/me?fields=user_id,username,followers_count"), token, classify).await?;
+        let body = self.caller.get("me", &self.graph("/me?fields=user_id,username,followers_count"), token, classify).await?;
         let id = text(&body["user_id"]).or_else(|| text(&body["id"])).or_else(|| count(&body["user_id"]).map(|n| n.to_string()));
         Ok(PlatformProfile {
             external_id: id.ok_or_else(|| PlatformError::Malformed("a profile without an id".into()))?,
@@ -185,20 +180,21 @@ impl PlatformApi for Instagram {
 
     async fn followers(&self, token: &str, account: &str) -> Result<Option<u64>, PlatformError> {
         let id = plain_id(account).ok_or_else(|| PlatformError::NotFound(format!("account {account}")))?;
-        let body = self.get("user", self.graph(&format!("/{id}?fields=followers_count")), token, classify).await?;
+        let body = self.caller.get("user", &self.graph(&format!("/{id}?fields=followers_count")), token, classify).await?;
         Ok(count(&body["followers_count"]))
     }
 
     async fn posts(&self, token: &str, _account: &str, ids: &[String]) -> Result<Vec<PostStats>, PlatformError> {
         let mut out = Vec::new();
         for id in ids.iter().filter_map(|i| plain_id(i)) {
-            let media = match self.get("media", self.graph(&format!("/{id}?fields={MEDIA_FIELDS}")), token, classify).await {
+            let media = match self.caller.get("media", &self.graph(&format!("/{id}?fields={MEDIA_FIELDS}")), token, classify).await {
                 Ok(m) => m,
                 Err(PlatformError::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
             let mut stats = Self::stats(&media)?;
-            let insights = self.get("media.insights", self.graph(&format!("/{id}/insights?metric=views,shares")), token, classify).await;
+            let insights =
+                self.caller.get("media.insights", &self.graph(&format!("/{id}/insights?metric=views,shares")), token, classify).await;
             match insights {
                 Ok(body) => {
                     for metric in body["data"].as_array().into_iter().flatten() {
@@ -231,7 +227,7 @@ impl PlatformApi for Instagram {
             if let Some(a) = &after {
                 url.push_str(&format!("&after={}", form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()));
             }
-            let body = self.get("user.media", url, token, classify).await?;
+            let body = self.caller.get("user.media", &url, token, classify).await?;
             let items = body["data"].as_array().ok_or_else(|| PlatformError::Malformed("media without `data`".into()))?;
             for item in items {
                 out.push(Self::stats(item)?);

@@ -58,7 +58,7 @@ impl Default for Backoff {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct PlatformSettings {
     pub client_id: String,
     pub client_secret: String,
@@ -68,6 +68,17 @@ pub struct PlatformSettings {
     pub timeout: Duration,
     pub budget: Budget,
     pub backoff: Backoff,
+}
+
+impl std::fmt::Debug for PlatformSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client secret never reaches a log.
+        f.debug_struct("PlatformSettings")
+            .field("client_id", &self.client_id)
+            .field("base_url", &self.base_url)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PlatformSettings {
@@ -189,6 +200,11 @@ impl Caller {
         use tracing::Instrument;
         let span = tracing::info_span!("platform_call", platform = self.platform.as_str(), call = what);
         self.attempts(what, request, cache_key, classify).instrument(span).await
+    }
+
+    /// A GET with the bearer token, revalidated with its ETag where the platform sends one.
+    pub async fn get(&self, what: &str, url: &str, token: &str, classify: Classify) -> Result<Value, PlatformError> {
+        self.call(what, || self.http.get(url).bearer_auth(token), Some(cache_key(url, token)), classify).await
     }
 
     async fn attempts(

@@ -139,7 +139,7 @@ impl PlatformApi for TikTok {
 
     async fn profile(&self, token: &str) -> Result<PlatformProfile, PlatformError> {
         let url = self.api("/user/info/?fields=open_id,username,display_name,follower_count");
-        let body = self.caller.call("user.info", || self.caller.http().get(&url).bearer_auth(token), None, classify).await?;
+        let body = self.caller.get("user.info", &url, token, classify).await?;
         let user = &body["data"]["user"];
         Ok(PlatformProfile {
             external_id: text(&user["open_id"]).ok_or_else(|| PlatformError::Malformed("a user without open_id".into()))?,

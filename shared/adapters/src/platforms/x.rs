@@ -15,7 +15,7 @@ use domain::model::{Platform, now};
 use domain::ports::Counters;
 use serde_json::Value;
 
-use super::{Caller, PlatformSettings, Reply, cache_key, count, host_and_path, oauth_tokens, plain_id, rfc3339, text, token_classifier};
+use super::{Caller, PlatformSettings, Reply, count, host_and_path, oauth_tokens, plain_id, rfc3339, text, token_classifier};
 
 const AUTHORIZE: &str = "https://x.com";
 const API: &str = "https://api.x.com";
@@ -38,8 +38,7 @@ impl XApi {
     }
 
     async fn get(&self, what: &str, url: String, token: &str) -> Result<Value, PlatformError> {
-        let key = cache_key(&url, token);
-        self.caller.call(what, || self.caller.http().get(&url).bearer_auth(token), Some(key), classify).await
+        self.caller.get(what, &url, token, classify).await
     }
 
     async fn token(&self, form: &[(&str, &str)], refreshing: bool) -> Result<TokenGrant, PlatformError> {

@@ -42,6 +42,10 @@ impl App {
         if !principal.user.is_active {
             return Err(Error::Forbidden("the account is inactive".into()));
         }
+        // Ranking is synchronous: the serving model is re-checked here once its TTL has passed.
+        if let Some(serving) = &self.model_serving {
+            serving.recheck().await;
+        }
         let comparison_id = Uuid::now_v7();
         // A replay is answered again (ranking is deterministic) and not charged again.
         let reserved_key = match idempotency_key {
