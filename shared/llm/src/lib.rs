@@ -42,12 +42,18 @@ impl Scorer for EnrichedScorer {
         let findings: Vec<(&str, &str)> = out.insights.iter().map(|i| (i.category.as_str(), i.message.as_str())).collect();
         let brief = openai::Brief { text: &request.text, platform: request.platform.map(|p| p.as_str()), score: out.score, findings };
         let answer = llm.rewrite(&brief).await;
+        let mut scored_rewrites = Vec::new();
         let status = match answer {
             Ok(answer) => {
+                // Each suggested opening is scored in place, so the advice says what it changes.
+                let rewrites = self.on_device.score_openings(&request.text, request.platform, &answer.rewrites.hook_rewrites).await;
+                scored_rewrites.clone_from(&rewrites);
                 for insight in &mut out.insights {
                     let category = insight.category.as_str();
                     if category == "hook" {
-                        insight.recommendations.extend(answer.rewrites.hook_rewrites.iter().map(|h| format!("Try this opening: \"{h}\"")));
+                        insight.recommendations.extend(rewrites.iter().map(|r| {
+                            format!("Try this opening: \"{}\" (predicted score {:.0}, {:+.0} on yours)", r.opening, r.score, r.change)
+                        }));
                     }
                     insight
                         .recommendations
@@ -65,6 +71,9 @@ impl Scorer for EnrichedScorer {
         };
         if let serde_json::Value::Object(m) = &mut out.metrics {
             m.insert("llm".into(), status);
+            if !scored_rewrites.is_empty() {
+                m.insert("rewrites".into(), json!(scored_rewrites));
+            }
         }
         Ok(out)
     }

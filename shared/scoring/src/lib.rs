@@ -46,6 +46,36 @@ impl ModelScorer {
     }
 }
 
+/// A suggested opening, scored: the whole text with its first line replaced.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScoredRewrite {
+    pub opening: String,
+    /// The text's score with this opening.
+    pub score: f64,
+    /// Points over the text as it is.
+    pub change: f64,
+}
+
+impl ModelScorer {
+    /// Scores each `openings` in place of `text`'s first line, with the model serving now.
+    pub async fn score_openings(&self, text: &str, platform: Option<domain::model::Platform>, openings: &[String]) -> Vec<ScoredRewrite> {
+        let loaded = self.serving.current().await;
+        let base = score::score(&loaded.model, text, platform).score;
+        let rest = text.split_once('\n').map(|(_, rest)| rest);
+        openings
+            .iter()
+            .map(|opening| {
+                let rewritten = match rest {
+                    Some(rest) => format!("{opening}\n{rest}"),
+                    None => opening.clone(),
+                };
+                let score = score::score(&loaded.model, &rewritten, platform).score;
+                ScoredRewrite { opening: opening.clone(), score, change: ((score - base) * 10.0).round() / 10.0 }
+            })
+            .collect()
+    }
+}
+
 impl domain::ports::Ranker for ModelScorer {
     fn rank(&self, variants: &[String], _platform: Option<domain::model::Platform>) -> domain::ports::Ranking {
         let loaded = self.serving.now();

@@ -53,7 +53,15 @@ async fn success_enriches_insights_records_usage_and_hashes_the_prompt() {
     assert_eq!(out.metrics["llm"]["status"], "enriched");
     assert_eq!(out.token_usage.as_ref().unwrap()["total_tokens"], 375);
     let hook = &out.insights[0].recommendations;
-    assert!(hook.iter().any(|r| r.starts_with("Try this opening: \"5 sourdough mistakes")), "{hook:?}");
+    assert!(hook.iter().any(|r| r.starts_with("Try this opening: \"5 sourdough mistakes") && r.contains("(predicted score ")), "{hook:?}");
+    // Each rewrite is scored in place of the opening; the change is against the text as it is.
+    let rewrites = out.metrics["rewrites"].as_array().expect("scored rewrites");
+    assert!(!rewrites.is_empty());
+    for r in rewrites {
+        let (score, change) = (r["score"].as_f64().unwrap(), r["change"].as_f64().unwrap());
+        assert!((0.0..=100.0).contains(&score));
+        assert!((score - base.score - change).abs() < 0.06, "{r} vs {}", base.score);
+    }
     assert!(out.insights[4].recommendations.iter().any(|r| r.contains("Comment below")));
     let hash = out.prompt_hash.clone().unwrap();
     assert_eq!(hash.len(), 64);
