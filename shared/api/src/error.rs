@@ -69,6 +69,18 @@ impl ApiError {
         }
     }
 
+    /// What a person is told, as one line: the message, and a validation error's fields.
+    pub fn public_message(&self) -> String {
+        let message = self.body().message;
+        match self {
+            ApiError::Domain(Error::Validation(fields)) => {
+                let named: Vec<String> = fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect();
+                format!("{message} ({})", named.join("; "))
+            }
+            _ => message,
+        }
+    }
+
     fn body(&self) -> ErrorDetail {
         let (code, message, details) = match self {
             ApiError::Domain(e) => {

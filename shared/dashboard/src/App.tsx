@@ -8,6 +8,7 @@ import { Compare } from "./pages/Compare";
 import { History } from "./pages/History";
 import { Keys } from "./pages/Keys";
 import { Webhooks } from "./pages/Webhooks";
+import { Accounts } from "./pages/Accounts";
 import { Usage } from "./pages/Usage";
 import { Admin } from "./pages/Admin";
 
@@ -26,6 +27,7 @@ const NAV = [
   { to: "/usage", label: "Usage" },
   { to: "/keys", label: "API keys" },
   { to: "/webhooks", label: "Webhooks" },
+  { to: "/accounts", label: "Accounts" },
 ];
 
 function Shell() {
@@ -90,6 +92,7 @@ function Shell() {
   else if (path === "/usage") page = <Usage />;
   else if (path === "/keys") page = <Keys onSessionEnded={() => setSession(null)} />;
   else if (path === "/webhooks") page = <Webhooks />;
+  else if (path === "/accounts") page = <Accounts />;
   else if (path === "/admin" && session.roles.includes("admin")) page = <Admin />;
   else
     page = (

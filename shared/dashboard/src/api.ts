@@ -59,7 +59,32 @@ export interface Metrics {
   score_band?: [number, number];
   media?: Media;
   media_findings?: MediaFinding[];
+  creator_baseline?: CreatorBaseline;
+  model_version?: string;
   [key: string]: unknown;
+}
+
+export interface CreatorBaseline {
+  platform: Platform | null;
+  sample_size: number;
+  needed: number;
+  median_views: number | null;
+  predicted_vs_median: number | null;
+  predicted_vs_median_band: [number, number] | null;
+  percentile_among_past: number | null;
+  calibration: { pairs: number; pairwise_accuracy: number | null; rank_correlation: number | null };
+}
+
+export interface Account {
+  account_id: string;
+  platform: Platform;
+  external_id: string;
+  handle: string | null;
+  followers: number | null;
+  status: "active" | "reauth_required";
+  scopes: string[];
+  last_error: string | null;
+  connected_at: string;
 }
 
 export interface Ranked { rank: number; index: number; text: string; score: number; p_beats_next: number | null; reasons: string[] }
@@ -88,9 +113,9 @@ export class ApiError extends Error {
 
   /** The message with the field errors it names, for a person. */
   describe(): string {
-    const fields = Array.isArray(this.details)
-      ? (this.details as { field?: string; message?: string }[]).map((d) => `${d.field}: ${d.message}`)
-      : [];
+    // A validation error names its fields: `{"fields": [{"field", "message"}]}`.
+    const listed = (this.details as { fields?: unknown } | null | undefined)?.fields ?? this.details;
+    const fields = Array.isArray(listed) ? (listed as { field?: string; message?: string }[]).map((d) => `${d.field}: ${d.message}`) : [];
     return fields.length ? `${this.message} (${fields.join("; ")})` : this.message;
   }
 }

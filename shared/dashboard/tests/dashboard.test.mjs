@@ -77,6 +77,9 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     assert.equal(await page.locator("meter").count(), 5, "five sub-scores");
     assert.equal(await page.locator(".insights > li").count(), 5, "five insights");
     assert.ok((await page.locator(".fixes li").count()) >= 1, "with fixes");
+    // No outcomes yet: the baseline against the creator's own posts says what it needs.
+    const baseline = page.locator(".card", { has: page.getByRole("heading", { name: "Against your own posts" }) });
+    assert.match(await baseline.innerText(), /Once 5 of your posts on tiktok have outcomes \(0 so far\)/);
     await page.screenshot({ path: outputPath("02-caption-result.png"), fullPage: true });
   });
 
@@ -164,6 +167,18 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     await page.getByLabel("Status").selectOption("complete");
     await page.waitForFunction(() => [...document.querySelectorAll("tbody .badge")].every((b) => b.textContent === "complete"));
     await page.screenshot({ path: outputPath("06-history.png"), fullPage: true });
+  });
+
+  it("lists connected accounts and says plainly when a platform cannot be connected here", async () => {
+    await page.getByRole("link", { name: "Accounts" }).click();
+    await page.getByRole("heading", { name: "Accounts", level: 1 }).waitFor();
+    await page.getByText("None yet.").waitFor();
+    // This server has no YouTube app registered: the API's reason is shown, and the page stays.
+    await page.getByRole("button", { name: "Connect YouTube" }).click();
+    await page.getByRole("alert").waitFor();
+    assert.match(await page.getByRole("alert").innerText(), /no youtube app configured/i);
+    assert.match(page.url(), /\/accounts$/);
+    await page.screenshot({ path: outputPath("07a-accounts.png"), fullPage: true });
   });
 
   it("issues a key, revokes it, and a session on a revoked key ends", async () => {
@@ -265,9 +280,9 @@ describe("the dashboard", { timeout: 300_000 }, () => {
   });
 
   it("logged no errors in the page", () => {
-    // The deliberate failures (wrong key, another user's job, revoked key) answer 401/403/404,
-    // which Chromium logs as failed loads; anything else is a bug.
-    const unexpected = errors.filter((e) => !/status of (401|403|404)/.test(e));
+    // The deliberate failures (wrong key, another user's job, revoked key, a platform with no
+    // app here) answer 401/403/404/422, which Chromium logs as failed loads; anything else is a bug.
+    const unexpected = errors.filter((e) => !/status of (401|403|404|422)/.test(e));
     assert.deepEqual(unexpected, []);
   });
 });

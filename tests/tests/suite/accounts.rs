@@ -267,6 +267,20 @@ async fn connect_follow_and_collect(backend: Backend) {
         assert_eq!(done.status, StatusCode::CREATED, "{}: {:?}", fake.platform, done.body);
         assert_eq!((done.body["status"].as_str(), done.body["followers"].as_u64()), (Some("active"), Some(12_345)));
         assert_eq!(done.body["external_id"].as_str(), Some(fake.account_id().as_str()));
+        // A browser coming back is sent on to the dashboard's accounts page instead.
+        if fake.platform == Platform::X {
+            let again = t.post("/api/v1/accounts/connect").api_key(&ann.api_key).json(&json!({"platform": "x"})).send().await;
+            let back = fake.consent(again.body["authorize_url"].as_str().unwrap());
+            let browser = t.get(&path_and_query(&back)).header("accept", "text/html,application/xhtml+xml").send().await;
+            assert_eq!((browser.status, browser.header("location")), (StatusCode::SEE_OTHER, Some("/accounts?connected=x")));
+            let stale = t.get(&path_and_query(&back)).header("accept", "text/html").send().await;
+            assert_eq!(stale.status, StatusCode::SEE_OTHER);
+            assert!(
+                stale.header("location").unwrap().starts_with("/accounts?error=the+request+is+invalid+%28state%3A"),
+                "{:?}",
+                stale.header("location")
+            );
+        }
         let replay = t.get(&path_and_query(&back)).send().await;
         assert_eq!(
             (replay.status, replay.error_fields()),

@@ -47,6 +47,7 @@ pub async fn connect(
 #[utoipa::path(get, path = "/api/v1/accounts/callback", tag = "accounts", params(CallbackQuery),
     responses(
         (status = 201, body = AccountItem),
+        (status = 303, description = "A browser (Accept: text/html) is sent on to the dashboard's /accounts, told what happened"),
         (status = 403, description = "The creator declined, or the grant lacks a permission", body = ErrorBody),
         (status = 409, description = "Too many accounts connected", body = ErrorBody),
         (status = 422, description = "Unknown, used or expired state; a code the platform refused", body = ErrorBody),
@@ -55,11 +56,26 @@ pub async fn connect(
 pub async fn callback(
     State(app): State<Arc<App>>,
     RequestOrigin(origin): RequestOrigin,
+    headers: http::HeaderMap,
     ValidQuery(q): ValidQuery<CallbackQuery>,
-) -> ApiResult<(StatusCode, Json<AccountItem>)> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     let callback = Callback { state: Some(q.state), code: q.code, error: q.error, error_description: q.error_description };
-    let account = app.finish_connection(callback, &origin).await?;
-    Ok((StatusCode::CREATED, Json(account.into())))
+    let finished = app.finish_connection(callback, &origin).await;
+    // A creator's browser comes back here from the platform: it is sent on to the dashboard's
+    // accounts page, which says what happened. API clients get JSON.
+    let browser = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if browser {
+        let query = match &finished {
+            Ok(account) => format!("connected={}", account.platform.as_str()),
+            Err(e) => format!(
+                "error={}",
+                form_urlencoded::byte_serialize(crate::error::ApiError::Domain(e.clone()).public_message().as_bytes()).collect::<String>()
+            ),
+        };
+        return Ok((StatusCode::SEE_OTHER, [(http::header::LOCATION, format!("/accounts?{query}"))]).into_response());
+    }
+    Ok((StatusCode::CREATED, Json(AccountItem::from(finished?))).into_response())
 }
 
 /// Your connected accounts (never their tokens).

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import { api, API_BASE, CATEGORY_LABELS, type Job } from "../api";
+import { api, API_BASE, CATEGORY_LABELS, type CreatorBaseline, type Job } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Gauge } from "../components/Gauge";
 import { SubScores } from "../components/SubScores";
@@ -135,11 +135,45 @@ function Result({ job }: { job: Job }) {
           ))}
         </ul>
       </div>
+      {metrics.creator_baseline && <Baseline baseline={metrics.creator_baseline} />}
       {metrics.media && (
         <div className="card">
           <h2>Media timeline</h2>
           <MediaTimeline media={metrics.media} findings={findings} />
         </div>
+      )}
+    </div>
+  );
+}
+
+function Baseline({ baseline: b }: { baseline: CreatorBaseline }) {
+  const times = (x: number) => `${x.toFixed(x < 10 ? 1 : 0)}×`;
+  return (
+    <div className="card">
+      <h2>Against your own posts</h2>
+      {b.predicted_vs_median === null ? (
+        <p className="muted">
+          Once {b.needed} of your posts{b.platform ? ` on ${b.platform}` : ""} have outcomes ({b.sample_size} so far), this says how this post
+          should do against your usual.
+        </p>
+      ) : (
+        <>
+          <p>
+            Expected <strong>{times(b.predicted_vs_median)}</strong> your median views
+            {b.median_views !== null && <span className="muted"> ({b.median_views.toLocaleString()})</span>}
+            {b.predicted_vs_median_band && (
+              <span className="muted">
+                {" "}
+                · middle half of such posts: {times(b.predicted_vs_median_band[0])}–{times(b.predicted_vs_median_band[1])}
+              </span>
+            )}
+          </p>
+          <p className="muted small">
+            From {b.sample_size} of your posts{b.platform ? ` on ${b.platform}` : ""}.
+            {b.calibration.pairwise_accuracy !== null &&
+              ` Past scores ranked your posts right ${Math.round(b.calibration.pairwise_accuracy * 100)}% of the time (${b.calibration.pairs} pairs).`}
+          </p>
+        </>
       )}
     </div>
   );
