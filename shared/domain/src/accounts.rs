@@ -447,6 +447,21 @@ impl App {
         }
     }
 
+    /// Current counts of the account's posts `ids`, with a live token (see `with_token`).
+    pub async fn read_posts(
+        &self,
+        api: &Arc<dyn PlatformApi>,
+        account: &mut ConnectedAccount,
+        ids: &[String],
+    ) -> std::result::Result<Vec<PostStats>, AccountFailure> {
+        let ext = account.external_id.clone();
+        self.with_token(account, |t| {
+            let (api, ext) = (api.clone(), ext.clone());
+            async move { api.posts(&t, &ext, ids).await }
+        })
+        .await
+    }
+
     /// The API of a connected account's platform.
     pub fn platform_api(&self, platform: Platform) -> Result<Arc<dyn PlatformApi>> {
         Ok(self.platforms()?.api(platform)?.clone())

@@ -147,15 +147,7 @@ impl App {
             },
             (None, None) => return Err(Error::validation("post_url", "give the post's address (or post_id)")),
         };
-        let ext = account.external_id.clone();
-        let ids = [post_id.clone()];
-        let found = self
-            .with_token(&mut account, |t| {
-                let (api, ext, ids) = (api.clone(), ext.clone(), ids.clone());
-                async move { api.posts(&t, &ext, &ids).await }
-            })
-            .await
-            .map_err(platform_error)?;
+        let found = self.read_posts(&api, &mut account, std::slice::from_ref(&post_id)).await.map_err(platform_error)?;
         let stats = found
             .into_iter()
             .find(|p| p.post_id == post_id)
@@ -163,6 +155,7 @@ impl App {
         if stats.author_id.as_ref().is_some_and(|a| *a != account.external_id) {
             return Err(Error::validation("post_url", "the post belongs to another account"));
         }
+        let ext = account.external_id.clone();
         let followers = match self
             .with_token(&mut account, |t| {
                 let (api, ext) = (api.clone(), ext.clone());
@@ -260,14 +253,8 @@ impl App {
                     continue;
                 }
             };
-            let ext = account.external_id.clone();
             let ids: Vec<String> = posts.iter().map(|p| p.post_id.clone()).collect();
-            let read = self
-                .with_token(&mut account, |t| {
-                    let (api, ext, ids) = (api.clone(), ext.clone(), ids.clone());
-                    async move { api.posts(&t, &ext, &ids).await }
-                })
-                .await;
+            let read = self.read_posts(&api, &mut account, &ids).await;
             match read {
                 Ok(found) => {
                     for post in &posts {

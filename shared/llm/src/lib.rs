@@ -46,7 +46,8 @@ impl Scorer for EnrichedScorer {
         let status = match answer {
             Ok(answer) => {
                 // Each suggested opening is scored in place, so the advice says what it changes.
-                let rewrites = self.on_device.score_openings(&request.text, request.platform, &answer.rewrites.hook_rewrites).await;
+                let rewrites =
+                    self.on_device.score_openings(&request.text, out.score, request.platform, &answer.rewrites.hook_rewrites).await;
                 scored_rewrites.clone_from(&rewrites);
                 for insight in &mut out.insights {
                     let category = insight.category.as_str();

@@ -57,10 +57,16 @@ pub struct ScoredRewrite {
 }
 
 impl ModelScorer {
-    /// Scores each `openings` in place of `text`'s first line, with the model serving now.
-    pub async fn score_openings(&self, text: &str, platform: Option<domain::model::Platform>, openings: &[String]) -> Vec<ScoredRewrite> {
+    /// Scores each `openings` in place of `text`'s first line, with the model serving now;
+    /// `base` is the text's own score.
+    pub async fn score_openings(
+        &self,
+        text: &str,
+        base: f64,
+        platform: Option<domain::model::Platform>,
+        openings: &[String],
+    ) -> Vec<ScoredRewrite> {
         let loaded = self.serving.current().await;
-        let base = score::score(&loaded.model, text, platform).score;
         let rest = text.split_once('\n').map(|(_, rest)| rest);
         openings
             .iter()
