@@ -87,6 +87,48 @@ export interface Account {
   connected_at: string;
 }
 
+export interface TrackedPost {
+  tracked_post_id: string;
+  account_id: string;
+  platform: Platform;
+  post_id: string;
+  post_url: string | null;
+  posted_at: string;
+  followers: number | null;
+  checks_done: number;
+  next_check_at: string | null;
+  last_error: string | null;
+}
+
+export interface Observation {
+  outcome_id: string;
+  platform: Platform | null;
+  post_url: string | null;
+  observed_at: string;
+  views: number | null;
+  likes: number | null;
+  comments: number | null;
+  shares: number | null;
+  followers: number | null;
+  source: "api" | "platform";
+}
+
+export interface ModelVersion {
+  model_version_id: string;
+  label: string;
+  state: "candidate" | "approved" | "rejected" | "serving" | "retired";
+  gate_summary: string;
+  gate_passed: boolean;
+  overridden: boolean;
+  code_version: string;
+  training_data_hash: string;
+  decided_by: string | null;
+  decided_at: string | null;
+  decision_note: string | null;
+  serving_since: string | null;
+  created_at: string;
+}
+
 export interface Ranked { rank: number; index: number; text: string; score: number; p_beats_next: number | null; reasons: string[] }
 export interface Comparison { comparison_id: string; ranking: Ranked[]; pairwise: number[][]; confidence: number; model: string }
 

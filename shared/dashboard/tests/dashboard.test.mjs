@@ -6,7 +6,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { apiCall, launchBrowser, makeClip, outputPath, startServer } from "./harness.mjs";
+import { writeFileSync } from "node:fs";
+import { ROOT, apiCall, launchBrowser, makeClip, outputPath, startServer } from "./harness.mjs";
 
 describe("the dashboard", { timeout: 300_000 }, () => {
   let server, browser, context, page, me;
@@ -80,6 +81,9 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     // No outcomes yet: the baseline against the creator's own posts says what it needs.
     const baseline = page.locator(".card", { has: page.getByRole("heading", { name: "Against your own posts" }) });
     assert.match(await baseline.innerText(), /Once 5 of your posts on tiktok have outcomes \(0 so far\)/);
+    // No account connected: following the published post starts there.
+    const follow = page.locator(".card", { has: page.getByRole("heading", { name: "Follow the published post" }) });
+    assert.match(await follow.innerText(), /Connect an account to follow how this post does/);
     await page.screenshot({ path: outputPath("02-caption-result.png"), fullPage: true });
   });
 
@@ -272,6 +276,37 @@ describe("the dashboard", { timeout: 300_000 }, () => {
     // Later readings draw the request rates.
     await p.locator("table").first().locator("svg.sparkline").first().waitFor({ timeout: 20_000 });
     await p.screenshot({ path: outputPath("11-operations.png"), fullPage: true });
+    // The model registry: a candidate that does not beat the serving model is approved only
+    // with a reason, then promoted, then rolled back, each decision shown with who made it.
+    const gate = join(tmpdir(), `gate-${process.pid}.csv`);
+    writeFileSync(gate, "clickability_test_id,headline,impressions,clicks\nt1,You will not believe this,1000,90\nt1,A thing happened,1000,20\n");
+    const registered = server.model("register", "--file", join(ROOT, "shared/scoring/model/headline.gvnm"), "--training-data", gate, "--gate", gate);
+    assert.equal(registered.gate_passed, false, "the same model is not better than itself");
+    const reasons = [];
+    p.on("dialog", (d) => {
+      reasons.push(d.message());
+      d.accept("browser test: same model, checking the flow");
+    });
+    await p.reload();
+    const models = p.locator(".card", { has: p.getByRole("heading", { name: "Scorer models" }) });
+    await models.getByText("The built-in model serves").waitFor();
+    await models.getByRole("button", { name: "Approve anyway…" }).click();
+    await models.getByRole("button", { name: "Promote" }).waitFor();
+    assert.match(reasons[0], /did not beat the serving model/);
+    assert.match(await models.innerText(), /approved over the gate[\s\S]*browser test: same model/);
+    await models.getByRole("button", { name: "Promote" }).click();
+    await models.getByText(/Serving headline@1 since/).waitFor();
+    assert.equal(await models.getByRole("button", { name: "Roll back" }).count(), 0, "nothing served before it");
+    // A second version promoted over it; rolling back brings the first back.
+    server.model("register", "--file", join(ROOT, "shared/scoring/model/headline.gvnm"), "--training-data", gate, "--gate", gate);
+    await p.reload();
+    await models.getByRole("button", { name: "Approve anyway…" }).click();
+    await models.getByRole("button", { name: "Promote" }).click();
+    await models.getByText(/Serving headline@2 since/).waitFor();
+    await p.screenshot({ path: outputPath("11b-models.png"), fullPage: true });
+    await models.getByRole("button", { name: "Roll back" }).click();
+    await models.getByText(/Serving headline@1 since/).waitFor();
+    assert.match(await models.locator("tbody").innerText(), /headline@2[\s\S]*retired/);
     // Not for customers: the page is not offered, and the data is refused.
     const customer = server.user("customer@example.com", "pro");
     const refused = await apiCall(server.base, customer.api_key, "GET", "/metrics?format=json");

@@ -66,6 +66,8 @@ export async function startServer(extraEnv = {}) {
     logs,
     /** A user made with the operator CLI: {user_id, api_key, client_secret}. */
     user: (email, plan = "pro", role = null) => run(["users", "create", "--email", email, "--plan", plan, ...(role ? ["--role", role] : [])]),
+    /** The operator CLI's `goviral model …`, on this server's database. */
+    model: (...args) => run(["model", ...args]),
     stop: async () => {
       child.kill("SIGTERM");
       await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));

@@ -73,6 +73,7 @@ fn score_line(model: &Model, line: &str) -> Result<Value, String> {
         "sub_scores": scored.sub_scores,
         "insights": scored.insights,
         "drivers": scored.drivers,
+        "rewrites": scored.rewrites,
         "model": model.header.name,
     }))
 }

@@ -46,14 +46,16 @@ impl Scorer for EnrichedScorer {
         let status = match answer {
             Ok(answer) => {
                 // Each suggested opening is scored in place, so the advice says what it changes.
-                let rewrites =
-                    self.on_device.score_openings(&request.text, out.score, request.platform, &answer.rewrites.hook_rewrites).await;
+                let rewrites = self.on_device.score_openings(&request.text, &answer.rewrites.hook_rewrites).await;
                 scored_rewrites.clone_from(&rewrites);
                 for insight in &mut out.insights {
                     let category = insight.category.as_str();
                     if category == "hook" {
                         insight.recommendations.extend(rewrites.iter().map(|r| {
-                            format!("Try this opening: \"{}\" (predicted score {:.0}, {:+.0} on yours)", r.opening, r.score, r.change)
+                            format!(
+                                "Try this opening: \"{}\": as an opening it scores {:.0}, {:+.0} on yours.",
+                                r.opening, r.score, r.change
+                            )
                         }));
                     }
                     insight
@@ -72,8 +74,9 @@ impl Scorer for EnrichedScorer {
         };
         if let serde_json::Value::Object(m) = &mut out.metrics {
             m.insert("llm".into(), status);
-            if !scored_rewrites.is_empty() {
-                m.insert("rewrites".into(), json!(scored_rewrites));
+            // The LLM's openings join the ones made from the text's own words.
+            if let Some(serde_json::Value::Array(all)) = m.get_mut("rewrites") {
+                all.extend(scored_rewrites.iter().map(|r| json!(r)));
             }
         }
         Ok(out)

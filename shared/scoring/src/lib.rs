@@ -27,7 +27,7 @@ static EMBEDDED: &[u8] = include_bytes!("../model/headline.gvnm");
 
 pub mod score;
 
-pub use score::{Scored, compare, score, score_with};
+pub use score::{Scored, ScoredRewrite, compare, score, score_with};
 
 /// The scorer port on the serving model: what the inference stage calls, and what ranks.
 pub struct ModelScorer {
@@ -46,39 +46,13 @@ impl ModelScorer {
     }
 }
 
-/// A suggested opening, scored: the whole text with its first line replaced.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ScoredRewrite {
-    pub opening: String,
-    /// The text's score with this opening.
-    pub score: f64,
-    /// Points over the text as it is.
-    pub change: f64,
-}
-
 impl ModelScorer {
-    /// Scores each `openings` in place of `text`'s first line, with the model serving now;
-    /// `base` is the text's own score.
-    pub async fn score_openings(
-        &self,
-        text: &str,
-        base: f64,
-        platform: Option<domain::model::Platform>,
-        openings: &[String],
-    ) -> Vec<ScoredRewrite> {
+    /// Scores each of `openings` (an LLM's) against the text's first line, with the model
+    /// serving now.
+    pub async fn score_openings(&self, text: &str, openings: &[String]) -> Vec<ScoredRewrite> {
         let loaded = self.serving.current().await;
-        let rest = text.split_once('\n').map(|(_, rest)| rest);
-        openings
-            .iter()
-            .map(|opening| {
-                let rewritten = match rest {
-                    Some(rest) => format!("{opening}\n{rest}"),
-                    None => opening.clone(),
-                };
-                let score = score::score(&loaded.model, &rewritten, platform).score;
-                ScoredRewrite { opening: opening.clone(), score, change: ((score - base) * 10.0).round() / 10.0 }
-            })
-            .collect()
+        let first = text::Signals::of(text).first_line;
+        openings.iter().map(|opening| score::rewrite(&loaded.model, "suggested", opening.clone(), &first)).collect()
     }
 }
 
@@ -109,6 +83,7 @@ impl domain::ports::Scorer for ModelScorer {
             "drivers": scored.drivers,
             "utility": scored.utility,
             "model_version": loaded.version,
+            "rewrites": scored.rewrites,
             "score_band": model.score_band(scored.utility),
             "score_band_basis": "scores whose content the model cannot tell apart from this one (it would pick either with 25–75% probability)",
             "score_basis": format!("percentile of the model's utility among {} A/B-tested headlines", model.header.training["headlines"]),

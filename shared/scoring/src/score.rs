@@ -31,6 +31,24 @@ pub struct Scored {
     pub sub_scores: BTreeMap<&'static str, f64>,
     pub insights: Vec<Insight>,
     pub drivers: Drivers,
+    /// Changes to the opening made from the text's own words, each scored, best first; only
+    /// those the model predicts to score higher.
+    pub rewrites: Vec<ScoredRewrite>,
+}
+
+/// An opening, scored as the model scores headlines, against the words it would replace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoredRewrite {
+    /// What was done: `lead_with_sentence`, `drop_filler`, `first_clause` (made here from the
+    /// creator's words) or `suggested` (an opening the LLM wrote).
+    pub kind: &'static str,
+    pub opening: String,
+    /// What it takes the place of: the first sentence (`lead_with_sentence`) or first line.
+    pub replaces: String,
+    /// The opening's score, 0–100, on the same scale as the text's.
+    pub score: f64,
+    /// Points over `replaces`.
+    pub change: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -194,7 +212,8 @@ pub fn score(model: &Model, text: &str, platform: Option<Platform>) -> Scored {
 pub fn score_with(model: &Model, text: &str, signals: Signals, platform: Option<Platform>) -> Scored {
     let Assessed { signals, score, confidence, utility, drivers } = assess_with(model, text, signals);
     let hook_utility = model.utility(&model.encode(&signals.first_line, &Signals::of(&signals.first_line)));
-    let hook = hook_insight(model.percentile(hook_utility), &signals, &drivers);
+    let rewrites = own_word_rewrites(model, &signals);
+    let hook = hook_insight(model.percentile(hook_utility), &signals, &drivers, &rewrites);
     let insights_by_category =
         [hook, emotion_insight(&signals), story_insight(&signals), pacing_insight(&signals, platform), cta_insight(&signals, platform)];
     let mut sub_scores = BTreeMap::new();
@@ -203,16 +222,114 @@ pub fn score_with(model: &Model, text: &str, signals: Signals, platform: Option<
         sub_scores.insert(category.as_str(), round(sub.clamp(0.0, 100.0), 1));
         insights.push(Insight { category: *category, message, recommendations, weight: *weight });
     }
-    Scored { score, confidence, utility, sub_scores, insights, drivers }
+    Scored { score, confidence, utility, sub_scores, insights, drivers, rewrites }
+}
+
+/// Sentences tried at the front, at most: each is one more scoring.
+const LEAD_CANDIDATES: usize = 8;
+/// The least predicted gain worth suggesting, in points.
+const MIN_GAIN: f64 = 1.0;
+
+/// An opening's score: the model rates headlines, and an opening is the post's headline.
+pub fn opening_score(model: &Model, opening: &str) -> f64 {
+    round(model.percentile(model.utility(&model.encode(opening, &Signals::of(opening)))), 2)
+}
+
+/// `opening` scored against what it would replace.
+pub fn rewrite(model: &Model, kind: &'static str, opening: String, replaces: &str) -> ScoredRewrite {
+    let (score, before) = (opening_score(model, &opening), opening_score(model, replaces));
+    ScoredRewrite { kind, opening, replaces: replaces.to_string(), score, change: round(score - before, 1) }
+}
+
+/// Openings made only by moving, cutting or trimming the creator's own words, so the post
+/// stays about what it is about: a later sentence led with (in place of the first), filler
+/// words dropped from the first line, a long first line cut to its first clause. Each is
+/// scored against what it replaces; those predicted to gain `MIN_GAIN` points or more are
+/// kept, best first.
+fn own_word_rewrites(model: &Model, signals: &Signals) -> Vec<ScoredRewrite> {
+    let first = signals.first_line.as_str();
+    let mut out = Vec::new();
+    // Sentences are cut at . ! ? and line ends, which can fall inside a quotation: a piece
+    // that starts with punctuation or leaves a quote open is not a sentence to move.
+    if let Some(first_sentence) = signals.sentences.first().filter(|f| whole(f) && f.split_whitespace().count() >= 2) {
+        for sentence in signals.sentences.iter().skip(1).take(LEAD_CANDIDATES) {
+            let words = sentence.split_whitespace().count();
+            let is_call = !domain::features::cta_phrases_in(sentence).is_empty();
+            let is_tags = sentence.split_whitespace().all(|w| w.starts_with('#') || w.starts_with('@'));
+            let usable = whole(sentence) && !is_call && !is_tags && !sentence.contains("http") && !leans_back(sentence);
+            if (5..=25).contains(&words) && usable && sentence != first_sentence {
+                out.push(rewrite(model, "lead_with_sentence", sentence.clone(), first_sentence));
+            }
+        }
+    }
+    let kept: Vec<&str> = first
+        .split_whitespace()
+        .filter(|w| !crate::text::FILLER.contains(&w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase().as_str()))
+        .collect();
+    if kept.len() < first.split_whitespace().count() && kept.len() >= 3 {
+        out.push(rewrite(model, "drop_filler", capitalise_first(&kept.join(" ")), first));
+    }
+    if signals.first_line_words > 14 {
+        let cut = [", ", ": ", "; ", " — ", " – ", " - ", ". "]
+            .iter()
+            .filter_map(|sep| first.find(sep))
+            .filter(|i| (4..=14).contains(&first[..*i].split_whitespace().count()))
+            .min();
+        if let Some(i) = cut.filter(|i| whole(&first[..*i])) {
+            out.push(rewrite(model, "first_clause", first[..i].trim().to_string(), first));
+        }
+    }
+    out.retain(|r| r.change >= MIN_GAIN);
+    out.sort_by(|a, b| b.change.total_cmp(&a.change).then_with(|| a.opening.cmp(&b.opening)));
+    out.dedup_by(|a, b| a.opening == b.opening);
+    out.truncate(3);
+    out
+}
+
+/// Whether a sentence leans on the one before it ("He's got a point, though."): it cannot
+/// open the post on its own.
+fn leans_back(s: &str) -> bool {
+    const BACK: &[&str] = &[
+        "he", "she", "it", "they", "he's", "she's", "it's", "they're", "his", "her", "its", "their", "him", "them", "but", "and", "so",
+        "or", "though", "then", "also", "that's",
+    ];
+    let first = s.split_whitespace().next().unwrap_or("").trim_matches(|c: char| !c.is_alphanumeric() && c != '\'').to_lowercase();
+    BACK.contains(&first.replace('’', "'").as_str()) || s.trim_end_matches(['.', '!', '?']).to_lowercase().ends_with("though")
+}
+
+/// Whether `s` reads as a whole: it opens with a letter, digit or symbol (not punctuation)
+/// and closes every double quote it opens.
+fn whole(s: &str) -> bool {
+    let opens = s.chars().next().is_some_and(|c| !c.is_ascii_punctuation() && !matches!(c, '“' | '”' | '‘' | '’'));
+    let straight = s.matches('"').count() % 2 == 0;
+    opens && straight && s.matches('“').count() == s.matches('”').count()
+}
+
+fn capitalise_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 type Assessment = (f64, String, Vec<String>);
 
-fn hook_insight(percentile: f64, s: &Signals, d: &Drivers) -> Assessment {
+fn hook_insight(percentile: f64, s: &Signals, d: &Drivers, rewrites: &[ScoredRewrite]) -> Assessment {
     let first = quote(&s.first_line, 90);
     let mut recs = Vec::new();
+    // The scored changes first: they say what to do and what it is predicted to change.
+    for r in rewrites {
+        let predicted = format!("as an opening it scores {:.0}, {:+.0} on yours", r.score, r.change);
+        recs.push(match r.kind {
+            "lead_with_sentence" => format!("Lead with your own line \"{}\": {predicted}.", r.opening),
+            "drop_filler" => format!("Open with \"{}\", without the filler: {predicted}.", r.opening),
+            _ => format!("Cut the opening to \"{}\" and let the rest follow on the next line: {predicted}.", r.opening),
+        });
+    }
+    let has = |kind: &str| rewrites.iter().any(|r| r.kind == kind);
     let opening_words: Vec<String> = s.first_line.split_whitespace().map(clean_word).collect();
-    if s.first_line_words > 14 {
+    if s.first_line_words > 14 && !has("first_clause") {
         let head: Vec<&str> = s.first_line.split_whitespace().take(10).collect();
         recs.push(format!(
             "Cut the opening from {} words to about 10; everything after \"{}\" arrives after the scroll decision.",
@@ -221,7 +338,7 @@ fn hook_insight(percentile: f64, s: &Signals, d: &Drivers) -> Assessment {
         ));
     }
     let fillers: Vec<&String> = s.filler.iter().filter(|f| opening_words.iter().any(|w| w.eq_ignore_ascii_case(f))).collect();
-    if !fillers.is_empty() {
+    if !fillers.is_empty() && !has("drop_filler") {
         let list: Vec<String> = fillers.iter().map(|f| format!("\"{f}\"")).collect();
         recs.push(format!("Drop {} from the opening; they add length, not meaning.", list.join(", ")));
     }
@@ -554,6 +671,52 @@ mod tests {
         let hook = s.insights.iter().find(|i| i.category == InsightCategory::Hook).unwrap();
         let replaced: Vec<&String> = hook.recommendations.iter().filter(|r| r.contains("in its place")).collect();
         assert!(replaced.iter().all(|r| VAGUE.iter().any(|v| r.contains(&format!("\"{v}\"")))), "{replaced:?}");
+    }
+
+    #[test]
+    fn rewrites_are_the_creators_own_words_scored_against_what_they_replace() {
+        let text = "Sourdough starter tips. I finally figured out why my loaves were flat after 3 years of baking. Follow for more!";
+        let s = score(model(), text, None);
+        // The story line beats the label as an opening; the call to action is never proposed.
+        let lead = s.rewrites.iter().find(|r| r.kind == "lead_with_sentence").expect("a stronger sentence to lead with");
+        assert_eq!(lead.opening, "I finally figured out why my loaves were flat after 3 years of baking.");
+        assert_eq!(lead.replaces, "Sourdough starter tips.");
+        assert!(s.rewrites.iter().all(|r| !r.opening.contains("Follow")), "{:?}", s.rewrites);
+        for r in &s.rewrites {
+            // Only the creator's words, moved or trimmed; the number is what the model says.
+            assert!(r.opening.split_whitespace().all(|w| text.contains(w)), "{r:?}");
+            assert_eq!(r.score, opening_score(model(), &r.opening));
+            assert!((r.score - opening_score(model(), &r.replaces) - r.change).abs() < 0.06, "{r:?}");
+            assert!(r.change >= MIN_GAIN);
+        }
+        assert!(s.rewrites.windows(2).all(|w| w[0].change >= w[1].change), "best first");
+        let hook = &s.insights[0].recommendations[0];
+        assert!(hook.starts_with("Lead with your own line \"I finally figured out") && hook.contains("on yours"), "{hook}");
+        // A long first line is cut at its first clause when that scores higher; filler goes.
+        let s = score(model(), "10 Million People Are In Prison, On Parole, Or On Probation Because Of Drugs. What Color Are They?", None);
+        let cut = s.rewrites.iter().find(|r| r.kind == "first_clause").expect("the first clause opens stronger");
+        assert_eq!(cut.opening, "10 Million People Are In Prison");
+        assert!(s.insights[0].recommendations.iter().any(|r| r.starts_with("Cut the opening to \"10 Million People Are In Prison\"")));
+        let s = score(model(), "13 Hilarious Images To Help You See Just How Silly Stereotypes Really Are", None);
+        let trimmed = s.rewrites.iter().find(|r| r.kind == "drop_filler").expect("filler out scores higher");
+        assert_eq!(trimmed.opening, "13 Hilarious Images To Help You See How Silly Stereotypes Are");
+        // Pieces that are not sentences are never moved: a quotation cut at its "?", a line
+        // that leans on the one before.
+        let s = score(model(), "'If We Evolved From Monkeys, Why Are There Still Monkeys?' And Other Dumb Questions Answered", None);
+        assert!(s.rewrites.iter().all(|r| r.kind != "lead_with_sentence"), "{:?}", s.rewrites);
+        let s = score(model(), "Stephen Fry Wants You To Stop Setting Goals For Yourself. He's Got A Point, Though.", None);
+        assert!(s.rewrites.iter().all(|r| r.kind != "lead_with_sentence"), "{:?}", s.rewrites);
+        // A single plain sentence: nothing to move, nothing suggested for the sake of it.
+        let s = score(model(), "Sourdough for beginners", None);
+        assert!(s.rewrites.is_empty(), "{:?}", s.rewrites);
+        // Every suggestion keeps the subject.
+        for text in
+            ["5 mistakes everyone makes with sourdough. You will want to save this one.", "I just really love my sourdough starter so much"]
+        {
+            for r in score(model(), text, None).rewrites {
+                assert!(r.opening.to_lowercase().contains("sourdough") || r.kind == "lead_with_sentence", "{text}: {r:?}");
+            }
+        }
     }
 
     #[test]

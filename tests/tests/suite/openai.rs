@@ -53,14 +53,22 @@ async fn success_enriches_insights_records_usage_and_hashes_the_prompt() {
     assert_eq!(out.metrics["llm"]["status"], "enriched");
     assert_eq!(out.token_usage.as_ref().unwrap()["total_tokens"], 375);
     let hook = &out.insights[0].recommendations;
-    assert!(hook.iter().any(|r| r.starts_with("Try this opening: \"5 sourdough mistakes") && r.contains("(predicted score ")), "{hook:?}");
-    // Each rewrite is scored in place of the opening; the change is against the text as it is.
+    assert!(
+        hook.iter().any(|r| r.starts_with("Try this opening: \"5 sourdough mistakes") && r.contains("as an opening it scores ")),
+        "{hook:?}"
+    );
+    // Each suggested opening is scored as the model scores headlines, against the first line
+    // it would replace; the ones made on-device from the text's own words come first.
     let rewrites = out.metrics["rewrites"].as_array().expect("scored rewrites");
-    assert!(!rewrites.is_empty());
-    for r in rewrites {
+    let suggested: Vec<&serde_json::Value> = rewrites.iter().filter(|r| r["kind"] == "suggested").collect();
+    assert_eq!(suggested.len(), 1, "{rewrites:?}");
+    let model = goviral_scoring::Model::embedded();
+    for r in suggested {
         let (score, change) = (r["score"].as_f64().unwrap(), r["change"].as_f64().unwrap());
-        assert!((0.0..=100.0).contains(&score));
-        assert!((score - base.score - change).abs() < 0.06, "{r} vs {}", base.score);
+        assert_eq!(r["opening"], "5 sourdough mistakes you're making (and the 1-minute fix)");
+        assert_eq!(score, goviral_scoring::score::opening_score(model, r["opening"].as_str().unwrap()));
+        let replaced = goviral_scoring::score::opening_score(model, r["replaces"].as_str().unwrap());
+        assert!((score - replaced - change).abs() < 0.06, "{r} vs {replaced}");
     }
     assert!(out.insights[4].recommendations.iter().any(|r| r.contains("Comment below")));
     let hash = out.prompt_hash.clone().unwrap();

@@ -2,6 +2,7 @@ import { useEffect, useState } from "react";
 import { api, ApiError } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
 import { Sparkline } from "../components/Sparkline";
+import { Models } from "../components/Models";
 
 interface Series {
   name: string;
@@ -184,6 +185,8 @@ export function Admin() {
           ))}
         </dl>
       </div>
+
+      <Models />
     </section>
   );
 }

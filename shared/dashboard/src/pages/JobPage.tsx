@@ -4,6 +4,7 @@ import { ErrorNote } from "../components/ErrorNote";
 import { Gauge } from "../components/Gauge";
 import { SubScores } from "../components/SubScores";
 import { MediaTimeline } from "../components/MediaTimeline";
+import { FollowPost } from "../components/FollowPost";
 import { StageTimeline, type StreamEvent } from "../components/StageTimeline";
 import { Link } from "../router";
 
@@ -85,6 +86,7 @@ export function JobPage({ jobId }: { jobId: string }) {
       )}
       {job && job.status === "failed" && <Failure job={job} />}
       {job && job.status === "complete" && <Result job={job} />}
+      {job && job.status === "complete" && <FollowPost jobId={jobId} />}
     </section>
   );
 }
