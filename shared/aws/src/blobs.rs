@@ -53,6 +53,18 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<()> {
+        // S3 answers a missing key with success too.
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| unavailable("s3 delete", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
     async fn copy(&self, from: &str, to: &str) -> Result<bool> {
         // Keys are plain ASCII segments (ids and prefixes), so the source needs no escaping.
         let copied = self.client.copy_object().bucket(&self.bucket).key(to).copy_source(format!("{}/{from}", self.bucket)).send().await;

@@ -522,6 +522,8 @@ pub trait BlobStore: Send + Sync {
     async fn get(&self, key: &str) -> crate::Result<Option<Vec<u8>>>;
     /// Copies `from` to `to` inside the store (S3: server-side); false when `from` is missing.
     async fn copy(&self, from: &str, to: &str) -> crate::Result<bool>;
+    /// Removes the blob; a missing one is not an error.
+    async fn delete(&self, key: &str) -> crate::Result<()>;
     /// Size and checksum, read in chunks so a large blob is never whole in memory.
     async fn digest(&self, key: &str) -> crate::Result<Option<BlobDigest>>;
     /// Copies the blob to a local file (for tools that read files, like ffmpeg); false when

@@ -154,7 +154,16 @@ pub async fn register(store: &dyn Store, blobs: &dyn BlobStore, candidate: Candi
         overridden: false,
         serving_since: None,
     };
-    store.insert_model_version(&version).await
+    // No version without its artifact, and no artifact left behind without its version.
+    match store.insert_model_version(&version).await {
+        Ok(inserted) => Ok(inserted),
+        Err(e) => {
+            if let Err(cleanup) = blobs.delete(&version.artifact_key).await {
+                tracing::warn!(error = %cleanup, key = %version.artifact_key, "an unregistered model artifact could not be removed");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// A registered version's artifact, checked against its digest.

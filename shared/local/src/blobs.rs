@@ -78,6 +78,14 @@ impl BlobStore for FileBlobStore {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.path(key)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(e)),
+        }
+    }
+
     async fn copy(&self, from: &str, to: &str) -> Result<bool> {
         let (from, to) = (self.path(from)?, self.path(to)?);
         let tmp = Self::staging(&to).await?;

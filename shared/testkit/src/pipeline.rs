@@ -146,6 +146,10 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
         self.inner.copy(from, to).await
     }
 
+    async fn delete(&self, key: &str) -> domain::Result<()> {
+        self.inner.delete(key).await
+    }
+
     async fn digest(&self, key: &str) -> domain::Result<Option<domain::ports::BlobDigest>> {
         self.inner.digest(key).await
     }

@@ -756,8 +756,17 @@ fn captions(n: usize) -> Vec<String> {
     ];
     const TOPICS: &[&str] =
         &["sourdough", "morning routines", "city cycling", "budget travel", "houseplants", "public speaking", "cold showers"];
-    const TAILS: &[&str] =
-        &["", " for 30 days", " and it changed everything!", " (watch till the end) #tips #learn", "\nFollow for part 2 🔥", "?"];
+    const TAILS: &[&str] = &[
+        "",
+        " for 30 days",
+        " and it changed everything!",
+        " (watch till the end) #tips #learn",
+        "\nFollow for part 2 🔥",
+        "?",
+        // Posts of several sentences: each later one is also tried as the opening.
+        ". I finally figured out what works after 3 years of getting it wrong. Here is the exact routine I use every single week. Save this so you have it later!",
+        "\nMost people skip the first step because nobody explains it. I tested 4 methods over 30 days and one was clearly better. The results surprised me more than I expected.\n#learn #tips",
+    ];
     (0..n).map(|i| format!("{} {}{}", OPENERS[i % OPENERS.len()], TOPICS[(i / 6) % TOPICS.len()], TAILS[(i / 42) % TAILS.len()])).collect()
 }
 

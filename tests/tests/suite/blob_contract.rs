@@ -25,6 +25,11 @@ async fn contract(blobs: &dyn BlobStore) {
     assert!(blobs.fetch_to("fetched/0004", &dir.path().join("out.mp4")).await.unwrap());
     assert!(std::fs::read(dir.path().join("out.mp4")).unwrap() == video, "the file comes back byte for byte");
     assert!(!blobs.fetch_to("fetched/none", &dir.path().join("none.mp4")).await.unwrap());
+    // Deleted, it is gone; deleting what is not there is not an error.
+    blobs.delete("jobs/0002/frame.bin").await.unwrap();
+    assert_eq!(blobs.get("jobs/0002/frame.bin").await.unwrap(), None);
+    blobs.delete("jobs/0002/frame.bin").await.unwrap();
+    assert!(blobs.get("jobs/0003/empty").await.unwrap().is_some(), "only that key");
 }
 
 #[tokio::test]

@@ -236,4 +236,36 @@ async fn retrain_register_approve_serve_roll_back(backend: Backend) {
     assert_eq!(scored_by(&t, &ann.api_key, ann.user.id).await.1, "headline@1");
 }
 
-contract!(register_approve_serve_roll_back, retrain_register_approve_serve_roll_back);
+/// A registration the database cannot record leaves no artifact behind in the blob store.
+async fn a_registration_that_cannot_be_recorded_leaves_no_artifact(backend: Backend) {
+    use sqlx::Connection;
+    let db = goviral_testkit::TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = goviral_local::blobs::FileBlobStore::new(dir.path());
+    // The registry's table gone: the insert fails after the artifact was uploaded.
+    let drop = "ALTER TABLE model_versions RENAME TO model_versions_elsewhere";
+    if db.sqlite_path().is_some() {
+        sqlx::query(drop).execute(&mut sqlx::SqliteConnection::connect(&db.url).await.unwrap()).await.unwrap();
+    } else {
+        sqlx::query(drop).execute(&mut sqlx::PgConnection::connect(&db.url).await.unwrap()).await.unwrap();
+    }
+    let failed = domain::registry::register(&db.store, &blobs, candidate(0.75, 0.7)).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let left: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|x| x == "gvnm")).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+contract!(
+    register_approve_serve_roll_back,
+    retrain_register_approve_serve_roll_back,
+    a_registration_that_cannot_be_recorded_leaves_no_artifact
+);
