@@ -17,6 +17,16 @@ use goviral_sql::{PoolSettings, SqlStore};
 use sqlx::Connection;
 
 /// Where the suites find PostgreSQL; a new database is created there per test.
+/// Every file below `dir`, at any depth (what a blob directory holds).
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
+}
+
 pub fn postgres_admin_url() -> String {
     std::env::var("GOVIRAL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }

@@ -251,17 +251,9 @@ async fn a_registration_that_cannot_be_recorded_leaves_no_artifact(backend: Back
     }
     let failed = domain::registry::register(&db.store, &blobs, candidate(0.75, 0.7)).await;
     assert!(failed.is_err(), "{failed:?}");
-    let left: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|x| x == "gvnm")).collect();
+    let left: Vec<_> =
+        goviral_testkit::files_under(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|x| x == "gvnm")).collect();
     assert!(left.is_empty(), "{left:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }
 
 contract!(

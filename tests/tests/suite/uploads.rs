@@ -232,17 +232,8 @@ async fn a_large_upload_streams_and_a_short_one_leaves_nothing() {
     let status = t.get(&format!("/api/v1/uploads/{short_id}")).api_key(&ann.api_key).send().await;
     assert_eq!(status.body["status"], "pending");
     let dir = t.blob_dir().to_path_buf();
-    let leftovers: Vec<_> = walk(&dir).into_iter().filter(|p| p.to_string_lossy().contains(".tmp-")).collect();
+    let leftovers: Vec<_> = goviral_testkit::files_under(&dir).into_iter().filter(|p| p.to_string_lossy().contains(".tmp-")).collect();
     assert!(leftovers.is_empty(), "staging files left: {leftovers:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out
 }
 
 /// A real (generated) video goes from upload to a complete job whose metrics carry what was
