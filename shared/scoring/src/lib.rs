@@ -52,7 +52,8 @@ impl ModelScorer {
     pub async fn score_openings(&self, text: &str, openings: &[String]) -> Vec<ScoredRewrite> {
         let loaded = self.serving.current().await;
         let first = text::Signals::of(text).first_line;
-        openings.iter().map(|opening| score::rewrite(&loaded.model, "suggested", opening.clone(), &first)).collect()
+        let before = score::opening_score(&loaded.model, &first);
+        openings.iter().map(|opening| score::rewrite(&loaded.model, "suggested", opening.clone(), &first, before)).collect()
     }
 }
 

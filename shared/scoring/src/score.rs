@@ -212,7 +212,7 @@ pub fn score(model: &Model, text: &str, platform: Option<Platform>) -> Scored {
 pub fn score_with(model: &Model, text: &str, signals: Signals, platform: Option<Platform>) -> Scored {
     let Assessed { signals, score, confidence, utility, drivers } = assess_with(model, text, signals);
     let hook_utility = model.utility(&model.encode(&signals.first_line, &Signals::of(&signals.first_line)));
-    let rewrites = own_word_rewrites(model, &signals);
+    let rewrites = own_word_rewrites(model, &signals, round(model.percentile(hook_utility), 2));
     let hook = hook_insight(model.percentile(hook_utility), &signals, &drivers, &rewrites);
     let insights_by_category =
         [hook, emotion_insight(&signals), story_insight(&signals), pacing_insight(&signals, platform), cta_insight(&signals, platform)];
@@ -235,9 +235,9 @@ pub fn opening_score(model: &Model, opening: &str) -> f64 {
     round(model.percentile(model.utility(&model.encode(opening, &Signals::of(opening)))), 2)
 }
 
-/// `opening` scored against what it would replace.
-pub fn rewrite(model: &Model, kind: &'static str, opening: String, replaces: &str) -> ScoredRewrite {
-    let (score, before) = (opening_score(model, &opening), opening_score(model, replaces));
+/// `opening` scored against what it would replace, whose `opening_score` is `before`.
+pub fn rewrite(model: &Model, kind: &'static str, opening: String, replaces: &str, before: f64) -> ScoredRewrite {
+    let score = opening_score(model, &opening);
     ScoredRewrite { kind, opening, replaces: replaces.to_string(), score, change: round(score - before, 1) }
 }
 
@@ -245,20 +245,22 @@ pub fn rewrite(model: &Model, kind: &'static str, opening: String, replaces: &st
 /// stays about what it is about: a later sentence led with (in place of the first), filler
 /// words dropped from the first line, a long first line cut to its first clause. Each is
 /// scored against what it replaces; those predicted to gain `MIN_GAIN` points or more are
-/// kept, best first.
-fn own_word_rewrites(model: &Model, signals: &Signals) -> Vec<ScoredRewrite> {
+/// kept, best first. `first_score` is the first line's `opening_score`.
+fn own_word_rewrites(model: &Model, signals: &Signals, first_score: f64) -> Vec<ScoredRewrite> {
     let first = signals.first_line.as_str();
     let mut out = Vec::new();
     // Sentences are cut at . ! ? and line ends, which can fall inside a quotation: a piece
     // that starts with punctuation or leaves a quote open is not a sentence to move.
     if let Some(first_sentence) = signals.sentences.first().filter(|f| whole(f) && f.split_whitespace().count() >= 2) {
+        // Scored once, against every candidate (the first line itself when it is one sentence).
+        let first_sentence_score = if first_sentence == first { first_score } else { opening_score(model, first_sentence) };
         for sentence in signals.sentences.iter().skip(1).take(LEAD_CANDIDATES) {
             let words = sentence.split_whitespace().count();
             let is_call = !domain::features::cta_phrases_in(sentence).is_empty();
             let is_tags = sentence.split_whitespace().all(|w| w.starts_with('#') || w.starts_with('@'));
             let usable = whole(sentence) && !is_call && !is_tags && !sentence.contains("http") && !leans_back(sentence);
             if (5..=25).contains(&words) && usable && sentence != first_sentence {
-                out.push(rewrite(model, "lead_with_sentence", sentence.clone(), first_sentence));
+                out.push(rewrite(model, "lead_with_sentence", sentence.clone(), first_sentence, first_sentence_score));
             }
         }
     }
@@ -267,7 +269,7 @@ fn own_word_rewrites(model: &Model, signals: &Signals) -> Vec<ScoredRewrite> {
         .filter(|w| !crate::text::FILLER.contains(&w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase().as_str()))
         .collect();
     if kept.len() < first.split_whitespace().count() && kept.len() >= 3 {
-        out.push(rewrite(model, "drop_filler", capitalise_first(&kept.join(" ")), first));
+        out.push(rewrite(model, "drop_filler", capitalise_first(&kept.join(" ")), first, first_score));
     }
     if signals.first_line_words > 14 {
         let cut = [", ", ": ", "; ", " — ", " – ", " - ", ". "]
@@ -276,7 +278,7 @@ fn own_word_rewrites(model: &Model, signals: &Signals) -> Vec<ScoredRewrite> {
             .filter(|i| (4..=14).contains(&first[..*i].split_whitespace().count()))
             .min();
         if let Some(i) = cut.filter(|i| whole(&first[..*i])) {
-            out.push(rewrite(model, "first_clause", first[..i].trim().to_string(), first));
+            out.push(rewrite(model, "first_clause", first[..i].trim().to_string(), first, first_score));
         }
     }
     out.retain(|r| r.change >= MIN_GAIN);
@@ -301,7 +303,7 @@ fn leans_back(s: &str) -> bool {
 /// and closes every double quote it opens.
 fn whole(s: &str) -> bool {
     let opens = s.chars().next().is_some_and(|c| !c.is_ascii_punctuation() && !matches!(c, '“' | '”' | '‘' | '’'));
-    let straight = s.matches('"').count() % 2 == 0;
+    let straight = s.matches('"').count().is_multiple_of(2);
     opens && straight && s.matches('“').count() == s.matches('”').count()
 }
 
