@@ -247,7 +247,7 @@ pub struct ModelRun {
     pub job_id: Uuid,
     pub model_name: String,
     /// The registered version of the on-device model that scored (`headline@3`); the
-    /// built-in one when none is registered (`headline-v2 (built in)`).
+    /// built-in one when none is registered (`headline-v3 (built in)`).
     pub model_version: Option<String>,
     pub latency_ms: i64,
     pub token_usage: Option<serde_json::Value>,

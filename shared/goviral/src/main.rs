@@ -92,7 +92,7 @@ enum ModelCommand {
         out: std::path::PathBuf,
         #[arg(long, default_value_t = 20261124)]
         seed: u64,
-        #[arg(long, default_value = "headline-v2")]
+        #[arg(long, default_value = "headline-v3")]
         name: String,
     },
     /// Pairwise accuracy (with a 95% interval) and calibration error on an A/B test CSV.

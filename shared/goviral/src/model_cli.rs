@@ -13,7 +13,7 @@ pub fn train(data: &Path, embeddings: Option<&Path>, out: &Path, seed: u64, name
     let embeddings = embeddings.map(train::Embeddings::load).transpose()?;
     let model = train::train(
         &variants,
-        &TrainOptions { seed, embeddings: embeddings.as_ref(), name: name.into(), calibration_share: 0.2, outcome_pairs: &[] },
+        &TrainOptions { seed, embeddings: embeddings.as_ref(), name: name.into(), folds: train::FOLDS, outcome_pairs: &[] },
     );
     std::fs::write(out, model.to_bytes()).map_err(|e| format!("{}: {e}", out.display()))?;
     let summary = serde_json::json!({

@@ -99,7 +99,7 @@ pub async fn retrain(
                 seed,
                 embeddings: data.embeddings.as_ref(),
                 name: "headline".into(),
-                calibration_share: 0.2,
+                folds: train::FOLDS,
                 outcome_pairs: &pairs,
             };
             train::train(&data.public, &options)

@@ -16,7 +16,7 @@ use crate::Model;
 /// A model in service and the name results give it.
 pub struct Loaded {
     pub model: Arc<Model>,
-    /// `headline@3`, or `headline-v2 (built in)`.
+    /// `headline@3`, or `headline-v3 (built in)`.
     pub version: String,
     /// The registry's id for it (None: the built-in model).
     pub id: Option<Uuid>,

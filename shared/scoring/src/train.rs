@@ -4,8 +4,9 @@
 //! Every pair of different headlines from the same test is a training example: the one with
 //! the higher click-through rate should get the higher utility. Pairs are weighted by the
 //! strength of the evidence (|z| of a two-proportion test, capped at 4), so noisy pairs count
-//! little and no pair dominates. Evaluation follows the archive's protocol: significant pairs
-//! only (|z| ≥ 1.96), ties count as wrong.
+//! little and no pair dominates, and by √(2/n) for a test of n headlines, so a test's n(n−1)/2
+//! pairs do not drown the many two- and three-headline tests. Evaluation follows the
+//! archive's protocol: significant pairs only (|z| ≥ 1.96), ties count as wrong.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -19,8 +20,10 @@ pub const BITS: u32 = 17;
 /// Inverse L2 strength, as in scikit-learn's C.
 pub const C: f64 = 0.5;
 pub const Z_CAP: f64 = 4.0;
-/// Scales of the token part tried on the held-out tests; 0 leaves it out.
+/// Scales of the token part tried by cross-validation; 0 leaves it out.
 pub const TOKEN_SCALES: [f64; 3] = [0.0, 4.0, 8.0];
+/// Folds of tests the token scale is chosen and the temperature fitted on.
+pub const FOLDS: usize = 5;
 pub const SIGNIFICANT_Z: f64 = 1.96;
 pub const ATTRIBUTION: &str = "Trained on the Upworthy Research Archive (J. Nathan Matias, Kevin Munger, Marianne Aubin Le Quere, Charles Ebersole, \"The Upworthy Research Archive, a time series of 32,487 experiments in U.S. media\", Scientific Data 8, 2021), licensed CC BY 4.0.";
 
@@ -335,9 +338,17 @@ fn fit(pairs: &[Pair], vocab: &Vocabulary, tokens: TokenPart<'_>) -> Fitted {
             });
         }
     }
+    let mut headlines_per_test: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for p in pairs {
+        headlines_per_test.entry(&p.test_id).or_default().extend([p.a.as_str(), p.b.as_str()]);
+    }
     let examples: Vec<Example> = pairs
         .iter()
-        .map(|p| example(&cache[p.a.as_str()], &cache[p.b.as_str()], if p.z > 0.0 { 1.0 } else { -1.0 }, p.z.abs().min(Z_CAP)))
+        .map(|p| {
+            let n = headlines_per_test[p.test_id.as_str()].len() as f64;
+            let weight = p.z.abs().min(Z_CAP) * (2.0 / n).sqrt();
+            example(&cache[p.a.as_str()], &cache[p.b.as_str()], if p.z > 0.0 { 1.0 } else { -1.0 }, weight)
+        })
         .collect();
     let size = 1usize << BITS;
     let dim = tokens.map_or(0, |(e, _)| e.dim);
@@ -409,46 +420,79 @@ pub struct TrainOptions<'a> {
     /// Token embeddings for the token part; without them the model is n-grams and signals only.
     pub embeddings: Option<&'a Embeddings>,
     pub name: String,
-    /// Share of tests held out to fit the temperature (and report a held-out accuracy).
-    pub calibration_share: f64,
+    /// Folds of tests for cross-validation (the token scale, the temperature and the held-out
+    /// accuracy all come from out-of-fold predictions).
+    pub folds: usize,
     /// Pairs from real outcomes (`outcome_pairs`), fitted beside the public tests' pairs; the
     /// temperature and held-out accuracy stay the public tests'.
     pub outcome_pairs: &'a [Pair],
 }
 
-/// Trains on every test in `variants`: a first fit without the calibration tests fits the
-/// temperature on them; the final weights use every test.
-pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
+/// The out-of-fold utility differences of every significant public pair, per token scale:
+/// each fold's pairs are predicted by a model fitted on the other folds (plus every outcome
+/// pair). Folds run on the machine's cores; results come back in fold order, so they repeat.
+fn out_of_fold(variants: &[Variant], options: &TrainOptions<'_>, folds: usize, scales: &[f64]) -> Vec<Vec<(f64, bool)>> {
     let mut tests: Vec<&str> = variants.iter().map(|v| v.test_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
     tests.sort_unstable();
     Rng(options.seed).shuffle(&mut tests);
-    let held: HashSet<&str> = tests[..(tests.len() as f64 * options.calibration_share) as usize].iter().copied().collect();
+    let fold_of: HashMap<&str, usize> = tests.iter().enumerate().map(|(i, t)| (*t, i % folds)).collect();
+    let public = pairs(variants);
+    let outcome_texts = || options.outcome_pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]);
+    let run_fold = |k: usize| -> Vec<Vec<(f64, bool)>> {
+        let (held, mut fitting): (Vec<Pair>, Vec<Pair>) = public.iter().cloned().partition(|p| fold_of[p.test_id.as_str()] == k);
+        fitting.extend(options.outcome_pairs.iter().cloned());
+        let headlines = variants.iter().filter(|v| fold_of[v.test_id.as_str()] != k).map(|v| v.headline.as_str()).chain(outcome_texts());
+        let vocab = vocabulary(&sorted(headlines.collect::<HashSet<_>>().into_iter().collect()));
+        let significant: Vec<&Pair> = held.iter().filter(|p| p.z.abs() >= SIGNIFICANT_Z).collect();
+        scales
+            .iter()
+            .map(|&alpha| {
+                let tokens = options.embeddings.filter(|_| alpha > 0.0).map(|e| (e, alpha));
+                let model = model_from(&vocab, fit(&fitting, &vocab, tokens), tokens, 1.0, serde_json::Value::Null);
+                significant.iter().map(|p| (utility_delta(&model, p), p.z > 0.0)).collect()
+            })
+            .collect()
+    };
+    // Each fit holds its examples (a few hundred MiB on the full archive): a worker per core.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(folds);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut per_fold: Vec<(usize, Vec<Vec<(f64, bool)>>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if k >= folds {
+                            return done;
+                        }
+                        done.push((k, run_fold(k)));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a training fold panicked")).collect()
+    });
+    per_fold.sort_by_key(|(k, _)| *k);
+    (0..scales.len()).map(|i| per_fold.iter().flat_map(|(_, by_scale)| by_scale[i].iter().copied()).collect()).collect()
+}
+
+/// Trains on every test in `variants`. Cross-validation over tests chooses the token scale and
+/// fits the temperature on out-of-fold predictions; the final weights use every test.
+pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
+    let tests = variants.iter().map(|v| v.test_id.as_str()).collect::<HashSet<_>>().len();
+    let folds = options.folds.clamp(2, tests.max(2));
     let mut all_pairs = pairs(variants);
-    let (calibration, mut fitting): (Vec<Pair>, Vec<Pair>) = all_pairs.iter().cloned().partition(|p| held.contains(p.test_id.as_str()));
-    fitting.extend(options.outcome_pairs.iter().cloned());
     all_pairs.extend(options.outcome_pairs.iter().cloned());
     let outcome_texts = options.outcome_pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]);
 
-    let fit_headlines: Vec<&str> = variants
-        .iter()
-        .filter(|v| !held.contains(v.test_id.as_str()))
-        .map(|v| v.headline.as_str())
-        .chain(outcome_texts.clone())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let vocab = vocabulary(&sorted(fit_headlines));
-    let significant: Vec<&Pair> = calibration.iter().filter(|p| p.z.abs() >= SIGNIFICANT_Z).collect();
-    // The token part's scale is chosen on the held-out tests (0 = no token part).
+    // The token part's scale is chosen out of fold (0 = no token part).
     let scales: &[f64] = if options.embeddings.is_some() { &TOKEN_SCALES } else { &[0.0] };
-    let mut candidates = Vec::new();
-    for &alpha in scales {
-        let tokens = options.embeddings.filter(|_| alpha > 0.0).map(|e| (e, alpha));
-        let first = model_from(&vocab, fit(&fitting, &vocab, tokens), tokens, 1.0, serde_json::Value::Null);
-        let deltas: Vec<(f64, bool)> = significant.iter().map(|p| (utility_delta(&first, p), p.z > 0.0)).collect();
-        let accuracy = deltas.iter().filter(|(d, won)| (*d > 0.0) == *won && *d != 0.0).count() as f64 / deltas.len().max(1) as f64;
-        candidates.push((alpha, accuracy, deltas));
-    }
+    let accuracy = |deltas: &[(f64, bool)]| {
+        deltas.iter().filter(|(d, won)| (*d > 0.0) == *won && *d != 0.0).count() as f64 / deltas.len().max(1) as f64
+    };
+    let candidates: Vec<(f64, f64, Vec<(f64, bool)>)> =
+        scales.iter().zip(out_of_fold(variants, options, folds, scales)).map(|(alpha, d)| (*alpha, accuracy(&d), d)).collect();
     let best = candidates.iter().enumerate().fold(0, |best, (i, c)| if c.1 > candidates[best].1 { i } else { best });
     let (alpha, held_out_accuracy, deltas) = &candidates[best];
     let (alpha, held_out_accuracy) = (*alpha, *held_out_accuracy);
@@ -462,12 +506,12 @@ pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
     let iterations = fitted.iterations;
     let training = serde_json::json!({
         "seed": options.seed,
-        "tests": tests.len(),
+        "tests": tests,
         "headlines": all_headlines.len(),
         "pairs": all_pairs.len(),
         "significant_pairs": all_pairs.iter().filter(|p| p.z.abs() >= SIGNIFICANT_Z).count(),
-        "calibration_tests": held.len(),
-        "calibration_pairs": deltas.len(),
+        "folds": folds,
+        "held_out_pairs": deltas.len(),
         "held_out_accuracy": (held_out_accuracy * 10_000.0).round() / 10_000.0,
         "token_scale_candidates": candidates.iter().map(|c| serde_json::json!({"scale": c.0, "held_out_accuracy": (c.1 * 10_000.0).round() / 10_000.0})).collect::<Vec<_>>(),
         "token_scale": alpha,
@@ -479,7 +523,7 @@ pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
             DENSE_FEATURES.len(),
             if tokens.is_some() { "mean all-MiniLM-L6-v2 input embedding of the WordPiece tokens, folded to one score per token" } else { "no token part" }
         ),
-        "objective": format!("logistic loss on same-test pair differences, weights min(|z|, {Z_CAP}), C = {C}"),
+        "objective": format!("logistic loss on same-test pair differences, weights min(|z|, {Z_CAP})·√(2/headlines in the test), C = {C}"),
     });
     let mut training = training;
     // (Left out when there are none, so the public-data model's bytes stay what they were.)
@@ -743,7 +787,7 @@ mod tests {
     #[test]
     fn training_is_reproducible_and_learns_the_signal() {
         let data = synthetic(120, 1);
-        let options = TrainOptions { seed: 42, embeddings: None, name: "synthetic".into(), calibration_share: 0.2, outcome_pairs: &[] };
+        let options = TrainOptions { seed: 42, embeddings: None, name: "synthetic".into(), folds: FOLDS, outcome_pairs: &[] };
         let first = train(&data, &options);
         assert_eq!(first.to_bytes(), train(&data, &options).to_bytes(), "same data and seed, same bytes");
         let reloaded = Model::from_bytes(&first.to_bytes()).unwrap();

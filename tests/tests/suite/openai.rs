@@ -36,7 +36,7 @@ async fn on_device() -> ScoreOutput {
 fn assert_fallback(out: &ScoreOutput, reason: &str) {
     assert_eq!(out.metrics["llm"]["status"], "fallback", "{}", out.metrics["llm"]);
     assert!(out.metrics["llm"]["reason"].as_str().unwrap().contains(reason), "{}", out.metrics["llm"]);
-    assert_eq!(out.model_name, "headline-v2");
+    assert_eq!(out.model_name, "headline-v3");
     assert!(out.token_usage.is_none());
     assert_eq!(out.insights.len(), 5);
     assert!(out.insights.iter().all(|i| !i.recommendations.is_empty()));
@@ -49,7 +49,7 @@ async fn success_enriches_insights_records_usage_and_hashes_the_prompt() {
     let out = score(&s).await;
     let base = on_device().await;
     assert_eq!(out.score, base.score, "the score stays on-device");
-    assert_eq!(out.model_name, "headline-v2+gpt-test");
+    assert_eq!(out.model_name, "headline-v3+gpt-test");
     assert_eq!(out.metrics["llm"]["status"], "enriched");
     assert_eq!(out.token_usage.as_ref().unwrap()["total_tokens"], 375);
     let hook = &out.insights[0].recommendations;
@@ -165,7 +165,7 @@ async fn jobs_scored_through_the_pipeline_record_the_llm_run() {
     assert!(done["insights"][0]["recommendations"].to_string().contains("Try this opening"));
     let runs = t.app.store.model_runs(job.parse().unwrap()).await.unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].model_name, "headline-v2+gpt-test");
+    assert_eq!(runs[0].model_name, "headline-v3+gpt-test");
     assert_eq!(runs[0].token_usage.as_ref().unwrap()["total_tokens"], 375);
     assert_eq!(runs[0].prompt_hash.as_ref().unwrap().len(), 64);
     assert!(!mock.requests()[0].to_string().contains("jane.doe"));

@@ -64,11 +64,11 @@ async fn happy_path_scores_explains_and_delivers_a_signed_webhook() {
     assert!(done["score"].as_f64().unwrap() > 0.0 && done["confidence"].as_f64().unwrap() > 0.0);
     assert_eq!(done["insights"].as_array().unwrap().len(), 5);
     assert!(done["insights"][0]["message"].as_str().unwrap().contains("Did you know 3 habits"), "insights quote the text");
-    assert_eq!(done["metrics"]["model"], "headline-v2");
+    assert_eq!(done["metrics"]["model"], "headline-v3");
     assert_eq!(done["metrics"]["sub_scores"].as_object().unwrap().len(), 5, "{}", done["metrics"]);
     let id: uuid::Uuid = job.parse().unwrap();
     let runs = t.app.store.model_runs(id).await.unwrap();
-    assert_eq!((runs.len(), runs[0].model_name.as_str()), (1, "headline-v2"));
+    assert_eq!((runs.len(), runs[0].model_name.as_str()), (1, "headline-v3"));
     assert!(runs[0].prompt_hash.is_some());
     let got = hits(&receiver, 1).await;
     assert_eq!(got.len(), 1);

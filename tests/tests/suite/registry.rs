@@ -55,7 +55,7 @@ async fn register_approve_serve_roll_back(backend: Backend) {
     let wait_ttl = || tokio::time::sleep(std::time::Duration::from_millis(120));
 
     // Nothing registered: the built-in model serves, and says so.
-    let built_in = "headline-v2 (built in)".to_string();
+    let built_in = "headline-v3 (built in)".to_string();
     assert_eq!(scored_by(&t, &ann.api_key, ann.user.id).await, (built_in.clone(), built_in.clone()));
     assert_eq!(compare_model(&t, &ann.api_key).await, built_in);
 
@@ -205,7 +205,7 @@ async fn retrain_register_approve_serve_roll_back(backend: Backend) {
     assert_eq!(first.outcome_pairs, 36, "6 questions × 6 statements, all one creator's");
     assert_eq!(v1.metrics["training"]["outcome_pairs"], 36);
     assert!(v1.training_data_hash.starts_with("sha256:") && v1.code_version.starts_with("goviral "));
-    assert_eq!(v1.metrics["serving"]["model"], "headline-v2 (built in)", "gated against what serves");
+    assert_eq!(v1.metrics["serving"]["model"], "headline-v3 (built in)", "gated against what serves");
     assert!(v1.metrics["gate"]["pairs"].as_u64().unwrap() >= 50, "{}", v1.metrics);
     // The artifact is the trained model, and it learned the creator's lesson.
     let model = goviral_scoring::Model::from_bytes(&domain::registry::artifact(t.blobs.as_ref(), v1).await.unwrap()).unwrap();

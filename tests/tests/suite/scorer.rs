@@ -30,13 +30,7 @@ fn the_committed_model_is_reproducible_from_the_archive_and_holds_its_dev_accura
     let embeddings = train::Embeddings::load(std::path::Path::new(&dir)).unwrap();
     let rebuilt = train::train(
         &train::read_variants(&train_csv).unwrap(),
-        &TrainOptions {
-            seed,
-            embeddings: Some(&embeddings),
-            name: committed.header.name.clone(),
-            calibration_share: 0.2,
-            outcome_pairs: &[],
-        },
+        &TrainOptions { seed, embeddings: Some(&embeddings), name: committed.header.name.clone(), folds: train::FOLDS, outcome_pairs: &[] },
     );
     if rebuilt.to_bytes() != goviral_scoring::Model::embedded_bytes() {
         std::fs::write(std::env::temp_dir().join("rebuilt.gvnm"), rebuilt.to_bytes()).unwrap();
