@@ -428,15 +428,15 @@ pub struct TrainOptions<'a> {
     pub outcome_pairs: &'a [Pair],
 }
 
-/// The out-of-fold utility differences of every significant public pair, per token scale:
-/// each fold's pairs are predicted by a model fitted on the other folds (plus every outcome
-/// pair). Folds run on the machine's cores; results come back in fold order, so they repeat.
-fn out_of_fold(variants: &[Variant], options: &TrainOptions<'_>, folds: usize, scales: &[f64]) -> Vec<Vec<(f64, bool)>> {
+/// The out-of-fold utility differences of every significant pair of `public` (the pairs of
+/// `variants`), per token scale: each fold's pairs are predicted by a model fitted on the
+/// other folds (plus every outcome pair). Folds run on the machine's cores; results come back
+/// in fold order, so they repeat.
+fn out_of_fold(variants: &[Variant], public: &[Pair], options: &TrainOptions<'_>, folds: usize, scales: &[f64]) -> Vec<Vec<(f64, bool)>> {
     let mut tests: Vec<&str> = variants.iter().map(|v| v.test_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
     tests.sort_unstable();
     Rng(options.seed).shuffle(&mut tests);
     let fold_of: HashMap<&str, usize> = tests.iter().enumerate().map(|(i, t)| (*t, i % folds)).collect();
-    let public = pairs(variants);
     let outcome_texts = || options.outcome_pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]);
     let run_fold = |k: usize| -> Vec<Vec<(f64, bool)>> {
         let (held, mut fitting): (Vec<Pair>, Vec<Pair>) = public.iter().cloned().partition(|p| fold_of[p.test_id.as_str()] == k);
@@ -482,8 +482,7 @@ fn out_of_fold(variants: &[Variant], options: &TrainOptions<'_>, folds: usize, s
 pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
     let tests = variants.iter().map(|v| v.test_id.as_str()).collect::<HashSet<_>>().len();
     let folds = options.folds.clamp(2, tests.max(2));
-    let mut all_pairs = pairs(variants);
-    all_pairs.extend(options.outcome_pairs.iter().cloned());
+    let public = pairs(variants);
     let outcome_texts = options.outcome_pairs.iter().flat_map(|p| [p.a.as_str(), p.b.as_str()]);
 
     // The token part's scale is chosen out of fold (0 = no token part).
@@ -492,7 +491,7 @@ pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
         deltas.iter().filter(|(d, won)| (*d > 0.0) == *won && *d != 0.0).count() as f64 / deltas.len().max(1) as f64
     };
     let candidates: Vec<(f64, f64, Vec<(f64, bool)>)> =
-        scales.iter().zip(out_of_fold(variants, options, folds, scales)).map(|(alpha, d)| (*alpha, accuracy(&d), d)).collect();
+        scales.iter().zip(out_of_fold(variants, &public, options, folds, scales)).map(|(alpha, d)| (*alpha, accuracy(&d), d)).collect();
     let best = candidates.iter().enumerate().fold(0, |best, (i, c)| if c.1 > candidates[best].1 { i } else { best });
     let (alpha, held_out_accuracy, deltas) = &candidates[best];
     let (alpha, held_out_accuracy) = (*alpha, *held_out_accuracy);
@@ -502,6 +501,8 @@ pub fn train(variants: &[Variant], options: &TrainOptions<'_>) -> Model {
     let all_headlines =
         sorted(variants.iter().map(|v| v.headline.as_str()).chain(outcome_texts).collect::<HashSet<_>>().into_iter().collect());
     let vocab = vocabulary(&all_headlines);
+    let mut all_pairs = public;
+    all_pairs.extend(options.outcome_pairs.iter().cloned());
     let fitted = fit(&all_pairs, &vocab, tokens);
     let iterations = fitted.iterations;
     let training = serde_json::json!({
