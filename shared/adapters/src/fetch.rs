@@ -23,6 +23,11 @@ pub struct HttpMediaFetcher {
     allow_loopback: bool,
     max_bytes: u64,
     timeout: Duration,
+    /// Bytes per second, judged over each `rate_window`; 0 judges nothing.
+    min_rate: u64,
+    /// A server must answer, and then send at least `min_rate`'s worth of bytes, in every
+    /// window this long.
+    rate_window: Duration,
 }
 
 impl HttpMediaFetcher {
@@ -47,11 +52,34 @@ impl HttpMediaFetcher {
             .user_agent("GoViralNow-Fetch/1")
             .build()
             .expect("the HTTP client builds");
-        HttpMediaFetcher { client, allow_loopback, max_bytes, timeout }
+        HttpMediaFetcher { client, allow_loopback, max_bytes, timeout, min_rate: 0, rate_window: Duration::from_secs(10) }
+    }
+
+    /// Gives a download up when it brings less than `bytes_per_sec` over a `window` (or no
+    /// answer within one): a server trickling bytes gets a clear refusal in seconds instead
+    /// of holding a download place until the timeout.
+    pub fn with_min_rate(mut self, bytes_per_sec: u64, window: Duration) -> Self {
+        self.min_rate = bytes_per_sec;
+        self.rate_window = window.max(Duration::from_millis(100));
+        self
+    }
+
+    fn too_slow(&self) -> Error {
+        Error::validation(
+            "source_url",
+            format!(
+                "the media server sent under {} KiB/s for {} s; upload the file instead",
+                self.min_rate / 1024,
+                self.rate_window.as_secs_f64()
+            ),
+        )
     }
 
     async fn download(&self, url: reqwest::Url, dest: &Path) -> Result<FetchedMedia> {
-        let response = self.client.get(url).send().await.map_err(request_error)?;
+        let judged = self.min_rate > 0;
+        let send = self.client.get(url).send();
+        let response = if judged { tokio::time::timeout(self.rate_window, send).await.map_err(|_| self.too_slow())? } else { send.await };
+        let response = response.map_err(request_error)?;
         let status = response.status();
         if !status.is_success() {
             return Err(status_error(status));
@@ -62,7 +90,34 @@ impl HttpMediaFetcher {
         let mut response = response;
         let mut file = tokio::fs::File::create(dest).await.map_err(|e| Error::Unavailable(format!("writing the download: {e}")))?;
         let (mut hasher, mut bytes, mut head, mut media_type) = (Sha256::new(), 0u64, Vec::with_capacity(SNIFF_BYTES), None);
-        while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+        let (mut window_start, mut window_bytes) = (tokio::time::Instant::now(), 0u64);
+        loop {
+            let next = if judged {
+                match tokio::time::timeout_at(window_start + self.rate_window, response.chunk()).await {
+                    Ok(next) => Some(next.map_err(request_error)?),
+                    Err(_) => None, // the window ended with nothing more
+                }
+            } else {
+                Some(response.chunk().await.map_err(request_error)?)
+            };
+            let chunk = match next {
+                Some(Some(chunk)) => chunk,
+                Some(None) => break,
+                None => Default::default(),
+            };
+            if judged {
+                window_bytes += chunk.len() as u64;
+                let now = tokio::time::Instant::now();
+                if now >= window_start + self.rate_window {
+                    if (window_bytes as f64) < self.min_rate as f64 * self.rate_window.as_secs_f64() {
+                        return Err(self.too_slow());
+                    }
+                    (window_start, window_bytes) = (now, 0);
+                }
+            }
+            if chunk.is_empty() {
+                continue;
+            }
             bytes += chunk.len() as u64;
             if bytes > self.max_bytes {
                 return Err(too_big(bytes, self.max_bytes));

@@ -53,7 +53,11 @@ impl WebhookSender for HttpWebhookSender {
             }
             Err(e) => match refused_in_chain(&e) {
                 Some(reason) => DeliveryOutcome::Refused { reason },
-                None => DeliveryOutcome::Failed { retryable: true, reason: format!("request failed: {}", domain::error::chain(&e)) },
+                // Without the URL: a Slack- or Discord-style target carries its secret in the path.
+                None => DeliveryOutcome::Failed {
+                    retryable: true,
+                    reason: format!("request failed: {}", domain::error::chain(&e.without_url())),
+                },
             },
         }
     }

@@ -912,6 +912,20 @@ pub struct CallbackQuery {
     pub error_description: Option<String>,
 }
 
+/// What the platform's redirect brought to the creator's browser, sent on by the dashboard
+/// with the creator's own session: the connection is finished only for the account that
+/// started it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinishConnectionRequest {
+    #[schema(max_length = 256)]
+    pub state: String,
+    #[schema(max_length = 2048)]
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
 /// A connected account; its tokens are never shown.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountItem {

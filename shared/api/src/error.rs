@@ -54,7 +54,7 @@ impl ApiError {
                 Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 Error::Forbidden(_) => StatusCode::FORBIDDEN,
                 Error::Conflict(_) | Error::InProgress(_) => StatusCode::CONFLICT,
-                Error::RateLimited { .. } | Error::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+                Error::RateLimited { .. } | Error::QuotaExceeded { .. } | Error::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Error::InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
                 Error::Unavailable(_) | Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,6 +95,7 @@ impl ApiError {
                         "resets_at": resets_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
                     })),
                     Error::InsufficientCredits { required, balance } => Some(serde_json::json!({"required": required, "balance": balance})),
+                    Error::TooMany { what, limit, .. } => Some(serde_json::json!({"what": what, "limit": limit})),
                     _ => None,
                 };
                 let message = match e {

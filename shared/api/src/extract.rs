@@ -32,7 +32,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
 pub const SESSION_COOKIE: &str = "gv_session";
 
 /// The session cookie's value, from any `Cookie` header.
-fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
+pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -89,12 +89,12 @@ pub struct JsonBody<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        // Declared JSON or refused: a body with no type is what another site's page can send
+        // without asking the browser first (a "simple" request), so it is never taken as JSON.
         let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
-        if let Some(ct) = content_type {
-            let essence = ct.split(';').next().unwrap_or_default().trim().to_string();
-            if essence != "application/json" && !essence.ends_with("+json") {
-                return Err(ApiError::UnsupportedMediaType);
-            }
+        let essence = content_type.as_deref().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_string();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(request, state).await.map_err(body_error)?;
         parse_json(&bytes).map(JsonBody)

@@ -44,7 +44,7 @@ pub enum Endpoint {
     /// Posts followed on connected accounts.
     AnalyzePosts,
     Accounts,
-    /// The platforms' OAuth redirect (authenticated by its `state`, not a credential).
+    /// The platforms' OAuth redirect, and the dashboard finishing it with the creator's session.
     AccountsCallback,
     UserHistory,
     InsightTemplates,
@@ -142,7 +142,7 @@ impl Endpoint {
             Endpoint::Accounts => {
                 &[("GET", "/api/v1/accounts"), ("POST", "/api/v1/accounts/connect"), ("DELETE", "/api/v1/accounts/{account_id}")]
             }
-            Endpoint::AccountsCallback => &[("GET", "/api/v1/accounts/callback")],
+            Endpoint::AccountsCallback => &[("GET", "/api/v1/accounts/callback"), ("POST", "/api/v1/accounts/callback")],
             Endpoint::UserHistory => &[("GET", "/api/v1/users/{user_id}/history")],
             Endpoint::InsightTemplates => &[("GET", "/api/v1/insights/templates")],
             Endpoint::AdminJobs => &[("GET", "/api/v1/admin/jobs")],
@@ -194,7 +194,7 @@ impl Endpoint {
                 .route("/api/v1/accounts", get(accounts::list))
                 .route("/api/v1/accounts/connect", post(accounts::connect))
                 .route("/api/v1/accounts/{account_id}", delete(accounts::disconnect)),
-            Endpoint::AccountsCallback => r.route("/api/v1/accounts/callback", get(accounts::callback)),
+            Endpoint::AccountsCallback => r.route("/api/v1/accounts/callback", get(accounts::callback).post(accounts::finish)),
             Endpoint::UserHistory => r.route("/api/v1/users/{user_id}/history", get(users::history)),
             Endpoint::InsightTemplates => r.route("/api/v1/insights/templates", get(insights::templates)),
             Endpoint::AdminJobs => r.route("/api/v1/admin/jobs", get(admin::jobs)),
@@ -284,5 +284,6 @@ fn shared_middleware(routes: Router) -> Router {
         .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
             axum::response::IntoResponse::into_response(ApiError::Domain(domain::Error::Internal("handler panicked".into())))
         }))
+        .layer(axum::middleware::from_fn(server::reserve_gate))
         .layer(axum::middleware::from_fn(request_id::middleware))
 }

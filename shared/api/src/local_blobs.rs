@@ -79,10 +79,21 @@ pub(crate) async fn get(State(blobs): State<LocalBlobs>, Path(key): Path<String>
     let Some(bytes) = blobs.blobs.get(&key).await? else {
         return Err(Error::NotFound("blob").into());
     };
-    let media_type = match domain::uploads::parse_upload_key(&key) {
-        Some((_, id)) => blobs.store.upload(id).await?.map(|u| u.media_type),
-        None => None,
+    let served = domain::uploads::served_as(&key);
+    let media_type = match (served.content_type, domain::uploads::parse_upload_key(&key)) {
+        (Some(t), _) => Some(t.to_string()),
+        (None, Some((_, id))) => blobs.store.upload(id).await?.map(|u| u.media_type),
+        (None, None) => None,
     };
     let media_type = media_type.unwrap_or_else(|| "application/octet-stream".into());
-    Ok(([(header::CONTENT_TYPE, media_type)], bytes).into_response())
+    // Served on the dashboard's own origin: never sniffed, never run, a download unless it
+    // is a still the dashboard shows.
+    let headers = [
+        (header::CONTENT_TYPE, media_type),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        (header::CONTENT_SECURITY_POLICY, domain::uploads::SERVED_CSP.to_string()),
+        (header::CONTENT_DISPOSITION, served.disposition.to_string()),
+        (header::CACHE_CONTROL, "private, no-store".to_string()),
+    ];
+    Ok((headers, bytes).into_response())
 }

@@ -10,7 +10,7 @@ use crate::handlers::*;
 #[openapi(
     info(title = "GoViralNow API", description = "Score content for virality, with explained, actionable insights."),
     paths(
-        auth::token, auth::open_session, auth::session, auth::close_session, analyze::submit, compare::compare, analyze::status, analyze::archive, events::events, events::stream_token, outcomes::record, outcomes::history, accounts::track, accounts::tracked, accounts::connect, accounts::callback, accounts::list, accounts::disconnect, users::history, insights::templates,
+        auth::token, auth::open_session, auth::session, auth::close_session, analyze::submit, compare::compare, analyze::status, analyze::archive, events::events, events::stream_token, outcomes::record, outcomes::history, accounts::track, accounts::tracked, accounts::connect, accounts::callback, accounts::finish, accounts::list, accounts::disconnect, users::history, insights::templates,
         admin::jobs, admin::dead_letters, models::list, models::approve, models::reject, models::promote, models::rollback, hooks::completion, webhooks::create, webhooks::list, webhooks::delete,
         webhooks::signing_secret, webhooks::rotate_signing_secret,
         keys::create, keys::list, keys::rotate, keys::revoke, uploads::create, uploads::status,

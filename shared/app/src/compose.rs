@@ -410,11 +410,14 @@ impl Composition {
                 )),
             },
             media: self.media(),
-            fetcher: Arc::new(goviral_adapters::fetch::HttpMediaFetcher::new(
-                self.config.media.fetch_timeout,
-                self.config.media.fetch_max_bytes,
-                self.config.media.allow_loopback,
-            )),
+            fetcher: Arc::new(
+                goviral_adapters::fetch::HttpMediaFetcher::new(
+                    self.config.media.fetch_timeout,
+                    self.config.media.fetch_max_bytes,
+                    self.config.media.allow_loopback,
+                )
+                .with_min_rate(self.config.media.fetch_min_rate, self.config.media.fetch_rate_window),
+            ),
             webhooks: self.webhook_sender(),
             webhook_policy: WebhookPolicy { max_attempts: webhook_retries + 1, allow_loopback },
         })
@@ -478,7 +481,9 @@ impl Composition {
         let queue = store;
         let runner = Runner::new(self.state_machine(), ctx, queue, self.wake.clone(), self.config.pipeline_concurrency)
             .with_retry_delay_scale(self.config.pipeline_retry_scale)
-            .limiting(domain::pipeline::Stage::Extraction, goviral_media::analyses_at_once())
+            .per_user(self.config.pipeline_per_user)
+            .analysing_at_once(goviral_media::analyses_at_once())
+            .downloading_at_once(self.config.media.downloads_at_once)
             .yielding_to(Arc::new(goviral_api::server::answering));
         Ok(Arc::new(runner))
     }

@@ -58,6 +58,9 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// Pipeline steps the local runner executes at once.
     pub pipeline_concurrency: usize,
+    /// `GOVIRAL_PIPELINE_PER_USER`: the local runner's jobs under way at once for one user
+    /// (downloads included); users take turns for the rest.
+    pub pipeline_per_user: u32,
     pub webhook_timeout: Duration,
     /// Development only: let webhooks reach loopback addresses over http.
     pub webhook_allow_loopback: bool,
@@ -109,6 +112,14 @@ pub struct MediaConfig {
     pub fetch_timeout: Duration,
     /// `GOVIRAL_MEDIA_FETCH_MAX_BYTES`: the largest `source_url` download.
     pub fetch_max_bytes: u64,
+    /// `GOVIRAL_MEDIA_FETCH_MIN_BYTES_PER_SEC`: a download slower than this over any window
+    /// of `GOVIRAL_MEDIA_FETCH_RATE_WINDOW_MS` (10 s) is given up (a server trickling bytes
+    /// would otherwise hold a download place for the whole timeout); 0 turns it off.
+    pub fetch_min_rate: u64,
+    pub fetch_rate_window: Duration,
+    /// `GOVIRAL_MEDIA_DOWNLOADS_AT_ONCE`: `source_url` downloads the local runner makes at
+    /// once, outside its pipeline slots.
+    pub downloads_at_once: usize,
     /// `GOVIRAL_MEDIA_ALLOW_LOOPBACK`, development only: `source_url` may be http:// on loopback.
     pub allow_loopback: bool,
     /// `GOVIRAL_WHISPER_DIR`: the converted speech model (scripts/whisper-model); without it
@@ -214,6 +225,8 @@ impl Config {
                 stream_heartbeat: Duration::from_millis(parse(&lookup, "GOVIRAL_STREAM_HEARTBEAT_MS", 15_000u64)?.max(100)),
                 stream_max: Duration::from_secs(parse(&lookup, "GOVIRAL_STREAM_MAX_SECS", 1_800u64)?.max(1)),
                 stream_base_url: lookup("GOVIRAL_STREAM_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
+                streams_per_user: parse(&lookup, "GOVIRAL_STREAMS_PER_USER", 10u32)?.max(1),
+                streams_per_key: parse(&lookup, "GOVIRAL_STREAMS_PER_KEY", 5u32)?.max(1),
                 // Cookies marked Secure are sent over https only: always so on AWS, and on one
                 // machine when it is reached over https.
                 secure_cookies: parse(
@@ -221,6 +234,7 @@ impl Config {
                     "GOVIRAL_SECURE_COOKIES",
                     mode == Profile::Aws || public_url(&lookup)?.is_some_and(|u| u.starts_with("https://")),
                 )?,
+                dashboard_origins: dashboard_origins(&lookup)?,
             },
             dashboard_dir: lookup("GOVIRAL_DASHBOARD_DIR").map(PathBuf::from),
             log_json: parse(&lookup, "GOVIRAL_LOG_JSON", mode == Profile::Aws)?,
@@ -230,6 +244,7 @@ impl Config {
                 None => None,
             },
             pipeline_concurrency: parse(&lookup, "GOVIRAL_PIPELINE_CONCURRENCY", 16usize)?,
+            pipeline_per_user: parse(&lookup, "GOVIRAL_PIPELINE_PER_USER", 4u32)?.max(1),
             webhook_timeout: Duration::from_millis(parse(&lookup, "GOVIRAL_WEBHOOK_TIMEOUT_MS", 10_000u64)?),
             webhook_allow_loopback: parse(&lookup, "GOVIRAL_WEBHOOK_ALLOW_LOOPBACK", false)?,
             pipeline_retry_scale: parse(&lookup, "GOVIRAL_PIPELINE_RETRY_SCALE", 1.0f64)?,
@@ -274,10 +289,16 @@ fn server_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<goviral_api
     if !(1..=100_000).contains(&max_connections) {
         return Err(ConfigError("GOVIRAL_HTTP_MAX_CONNECTIONS must be 1–100000".into()));
     }
+    let per_address = parse(lookup, "GOVIRAL_HTTP_MAX_CONNECTIONS_PER_ADDRESS", defaults.per_address)?;
+    if !(1..=max_connections).contains(&per_address) {
+        return Err(ConfigError("GOVIRAL_HTTP_MAX_CONNECTIONS_PER_ADDRESS must be 1–GOVIRAL_HTTP_MAX_CONNECTIONS".into()));
+    }
     Ok(goviral_api::server::ServerLimits {
         header_timeout: ms("GOVIRAL_HTTP_HEADER_TIMEOUT_MS", defaults.header_timeout)?,
         body_idle_timeout: ms("GOVIRAL_HTTP_BODY_IDLE_TIMEOUT_MS", defaults.body_idle_timeout)?,
         max_connections,
+        per_address,
+        reserve: parse(lookup, "GOVIRAL_HTTP_RESERVED_CONNECTIONS", defaults.reserve)?,
         drain_timeout: defaults.drain_timeout,
     })
 }
@@ -303,10 +324,32 @@ fn media(lookup: &impl Fn(&str) -> Option<String>) -> Result<MediaConfig, Config
         tool_timeout: ms("GOVIRAL_MEDIA_TOOL_TIMEOUT_MS", 120_000)?,
         fetch_timeout: ms("GOVIRAL_MEDIA_FETCH_TIMEOUT_MS", 120_000)?,
         fetch_max_bytes,
+        fetch_min_rate: parse(lookup, "GOVIRAL_MEDIA_FETCH_MIN_BYTES_PER_SEC", 32 * 1024u64)?,
+        fetch_rate_window: ms("GOVIRAL_MEDIA_FETCH_RATE_WINDOW_MS", 10_000)?,
+        downloads_at_once: parse(lookup, "GOVIRAL_MEDIA_DOWNLOADS_AT_ONCE", 4usize)?.clamp(1, 64),
         allow_loopback: parse(lookup, "GOVIRAL_MEDIA_ALLOW_LOOPBACK", false)?,
         whisper_dir: lookup("GOVIRAL_WHISPER_DIR").map(PathBuf::from),
         face_model: lookup("GOVIRAL_FACE_MODEL").map(PathBuf::from),
     })
+}
+
+/// `GOVIRAL_DASHBOARD_ORIGINS` (comma-separated `https://host[:port]`) and the public URL's
+/// origin: the pages a browser may sign in from besides the API's own origin.
+fn dashboard_origins(lookup: &impl Fn(&str) -> Option<String>) -> Result<Vec<String>, ConfigError> {
+    let mut origins: Vec<String> = public_url(lookup)?.map(|u| origin_of(&u)).into_iter().collect();
+    for origin in lookup("GOVIRAL_DASHBOARD_ORIGINS").unwrap_or_default().split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if !(origin.starts_with("https://") || origin.starts_with("http://127.0.0.1") || origin.starts_with("http://localhost")) {
+            return Err(ConfigError(format!("GOVIRAL_DASHBOARD_ORIGINS: {origin:?} must be https (or http on loopback)")));
+        }
+        origins.push(origin_of(origin));
+    }
+    Ok(origins)
+}
+
+/// `scheme://host[:port]` of a URL (what a browser sends as `Origin`).
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())
 }
 
 fn public_url(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
@@ -373,7 +416,20 @@ fn accounts(lookup: &impl Fn(&str) -> Option<String>, data_dir: &std::path::Path
                 calls,
                 window: Duration::from_secs(secs),
                 offset: if secs == budget.window.as_secs() { budget.offset } else { Duration::ZERO },
+                per_user: Budget::default_share(calls),
             };
+        }
+        let share_name = format!("{prefix}_USER_SHARE");
+        if let Some(share) = lookup(&share_name) {
+            match share.trim().parse::<u64>() {
+                Ok(n) if (1..=budget.calls).contains(&n) => budget.per_user = n,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{share_name}={share:?}: want a number of calls from 1 to the budget's {}",
+                        budget.calls
+                    )));
+                }
+            }
         }
         apps.push((platform, PlatformSettings { client_id, client_secret, base_url, timeout, budget, backoff }));
     }

@@ -147,11 +147,17 @@ impl UrlSigner for S3BlobStore {
     }
 
     async fn sign_get(&self, key: &str, expires_in: Duration) -> Result<SignedRequest> {
+        // S3 answers with the disposition and type named in the signed URL, so a download
+        // is a download there too (S3 sends no sniffing or script policy of its own: its
+        // origin is the bucket's, not the dashboard's).
+        let served = domain::uploads::served_as(key);
         let presigned = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .response_content_disposition(served.disposition)
+            .set_response_content_type(served.content_type.map(str::to_string))
             .presigned(presigning(expires_in)?)
             .await
             .map_err(|e| unavailable("s3 presign", aws_sdk_s3::error::DisplayErrorContext(e)))?;

@@ -91,6 +91,10 @@ pub enum PlatformError {
     /// Our quota with the platform is spent until `until`.
     #[error("the platform quota is spent until {until}")]
     QuotaExhausted { until: OffsetDateTime },
+    /// The user this call is for has spent their share of our quota (`share` calls per
+    /// `window`) until `until`; other users' calls go on.
+    #[error("this account's share of the platform's quota ({share} calls per {} s) is spent until {until}", window.as_secs())]
+    ShareSpent { until: OffsetDateTime, share: u64, window: Duration },
     /// The post or account is gone, or not visible with this grant.
     #[error("not found: {0}")]
     NotFound(String),
@@ -133,6 +137,37 @@ pub trait PlatformApi: Send + Sync {
     async fn recent_posts(&self, access_token: &str, account: &str, max: usize) -> std::result::Result<Vec<PostStats>, PlatformError>;
     /// The post id in one of the platform's post addresses, where the address holds one.
     fn post_id(&self, post_url: &str) -> Option<String>;
+}
+
+tokio::task_local! {
+    /// The user whose work the platform calls in this task are for (their share is spent).
+    static SPENDING_FOR: Uuid;
+}
+
+/// Runs `work` with every platform call in it counted against `user`'s share of the
+/// platform budgets (as well as the budget itself).
+pub async fn spending_for<F: std::future::Future>(user: Uuid, work: F) -> F::Output {
+    SPENDING_FOR.scope(user, work).await
+}
+
+/// The user the current platform calls are for, inside [`spending_for`].
+pub fn spent_for() -> Option<Uuid> {
+    SPENDING_FOR.try_with(|u| *u).ok()
+}
+
+impl PlatformError {
+    /// What a caller is told when a platform call made for them failed for want of quota:
+    /// their own share spent is a 429 with when to retry; the whole budget spent (or the
+    /// platform throttling us) is a 503.
+    pub fn share_refusal(&self) -> Option<Error> {
+        let PlatformError::ShareSpent { until, share, window } = self else { return None };
+        Some(Error::RateLimited {
+            policy: "platform-share",
+            limit: *share,
+            window_secs: window.as_secs(),
+            retry_after_secs: (*until - now()).whole_seconds().max(1) as u64,
+        })
+    }
 }
 
 /// Seals secrets at rest. `context` binds a sealed value to where it belongs: opening it
@@ -291,8 +326,10 @@ impl App {
 
     /// Finishes a connection from the platform's redirect: the state is used once, the code
     /// exchanged with its verifier, and the tokens kept sealed. Reconnecting an account
-    /// replaces its tokens.
-    pub async fn finish_connection(&self, callback: Callback, origin: &Origin) -> Result<ConnectedAccount> {
+    /// replaces its tokens. Only the account that started the connection can finish it:
+    /// otherwise a creator tricked into consenting through someone else's connect link would
+    /// hand their platform account to that person.
+    pub async fn finish_connection(&self, principal: &Principal, callback: Callback, origin: &Origin) -> Result<ConnectedAccount> {
         let platforms = self.platforms()?;
         let state = callback.state.filter(|s| !s.is_empty() && s.len() <= 256).ok_or_else(|| Error::validation("state", "is required"))?;
         let at = now();
@@ -301,6 +338,15 @@ impl App {
             .take_pending_grant(&state_hash(&state), at)
             .await?
             .ok_or_else(|| Error::validation("state", "is unknown, used or expired; start the connection again"))?;
+        if grant.user_id != principal.user.id {
+            // The state is spent either way: whoever started it cannot try it again.
+            let payload = serde_json::json!({"platform": grant.platform, "started_by": grant.user_id});
+            self.audit(principal.actor(), "account.connect_refused", payload, origin).await?;
+            return Err(Error::Forbidden(format!(
+                "this {} connection was started by another GoViralNow account; nothing was connected. Start the connection from your own Accounts page",
+                grant.platform
+            )));
+        }
         if let Some(error) = callback.error {
             // The platform's words, bounded: they come back through the creator's browser.
             let clip = |t: String| t.chars().filter(|c| !c.is_control()).take(200).collect::<String>();
@@ -315,8 +361,13 @@ impl App {
         let verifier = platforms.cipher.open(&grant.verifier, &format!("grant:{}", grant.state_hash)).await?;
         let verifier = String::from_utf8(verifier).map_err(|_| Error::Internal("a sealed verifier is not text".into()))?;
         let api = platforms.api(grant.platform)?;
-        let tokens = api.exchange_code(&code, &verifier, &platforms.redirect_uri).await.map_err(connect_error)?;
-        let profile = api.profile(&tokens.access_token).await.map_err(connect_error)?;
+        let (tokens, profile) = spending_for(grant.user_id, async {
+            let tokens = api.exchange_code(&code, &verifier, &platforms.redirect_uri).await?;
+            let profile = api.profile(&tokens.access_token).await?;
+            Ok((tokens, profile))
+        })
+        .await
+        .map_err(connect_error)?;
         let existing = self.store.account_by_external(grant.user_id, grant.platform, &profile.external_id).await?;
         let id = existing.as_ref().map_or_else(Uuid::now_v7, |a| a.id);
         let account = ConnectedAccount {
@@ -420,7 +471,17 @@ impl App {
 
     /// Runs `call` with a live access token: refreshed first when about to expire, and once
     /// more when the platform says it expired anyway (clocks differ, grants get revoked).
+    /// Every call counts against the account owner's share of the platform's budget.
     pub async fn with_token<T, F, Fut>(&self, account: &mut ConnectedAccount, call: F) -> std::result::Result<T, AccountFailure>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, PlatformError>>,
+    {
+        let user = account.user_id;
+        spending_for(user, self.with_token_spent(account, call)).await
+    }
+
+    async fn with_token_spent<T, F, Fut>(&self, account: &mut ConnectedAccount, call: F) -> std::result::Result<T, AccountFailure>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, PlatformError>>,
@@ -479,6 +540,9 @@ pub enum AccountFailure {
 
 /// A failed exchange or profile read while connecting, as the creator should see it.
 fn connect_error(e: PlatformError) -> Error {
+    if let Some(refusal) = e.share_refusal() {
+        return refusal;
+    }
     match e {
         PlatformError::Unauthorized(m) | PlatformError::Revoked(m) | PlatformError::Refused(m) => {
             Error::validation("code", format!("the platform refused the authorization code ({m}); start the connection again"))

@@ -118,6 +118,12 @@ pub const STREAM_TOKEN_TTL_SECS: i64 = 300;
 struct StreamClaims {
     sub: String,
     job: String,
+    /// The API key behind the credential it was minted with: the stream ends with the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
+    /// The dashboard session it was minted in: the stream ends with the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
     iss: String,
     aud: String,
     iat: i64,
@@ -127,10 +133,13 @@ struct StreamClaims {
 impl AuthConfig {
     /// A short-lived token that opens the live stream of `job_id` for `user_id` (browsers'
     /// EventSource cannot send headers, and an API key must never sit in a URL).
-    pub fn issue_stream_token(&self, user_id: uuid::Uuid, job_id: uuid::Uuid, now_unix: i64) -> Result<String> {
+    /// It names the key and session the caller used, so revoking either ends it too.
+    pub fn issue_stream_token(&self, subject: &StreamSubject, job_id: uuid::Uuid, now_unix: i64) -> Result<String> {
         let claims = StreamClaims {
-            sub: user_id.to_string(),
+            sub: subject.user_id.to_string(),
             job: job_id.to_string(),
+            kid: subject.key_id.map(|k| k.to_string()),
+            sid: subject.session_id.map(|s| s.to_string()),
             iss: JWT_ISSUER.into(),
             aud: STREAM_AUDIENCE.into(),
             iat: now_unix,
@@ -139,8 +148,9 @@ impl AuthConfig {
         self.sign(&claims)
     }
 
-    /// The user a stream token was issued to, if it is valid, unexpired and for `job_id`.
-    pub fn verify_stream_token(&self, token: &str, job_id: uuid::Uuid) -> Result<uuid::Uuid> {
+    /// Whom a stream token was issued to (and through which key and session), if it is
+    /// valid, unexpired and for `job_id`.
+    pub fn verify_stream_token(&self, token: &str, job_id: uuid::Uuid) -> Result<StreamSubject> {
         let key = DecodingKey::from_secret(&self.jwt_secret);
         let data = jsonwebtoken::decode::<StreamClaims>(token, &key, &validation(STREAM_AUDIENCE)).map_err(|e| {
             let expired = matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature);
@@ -149,8 +159,21 @@ impl AuthConfig {
         if data.claims.job != job_id.to_string() {
             return Err(Error::Unauthorized("this stream token is for another job".into()));
         }
-        data.claims.sub.parse().map_err(|_| Error::Unauthorized("stream token invalid".into()))
+        let invalid = || Error::Unauthorized("stream token invalid".into());
+        Ok(StreamSubject {
+            user_id: data.claims.sub.parse().map_err(|_| invalid())?,
+            key_id: data.claims.kid.as_deref().map(str::parse).transpose().map_err(|_| invalid())?,
+            session_id: data.claims.sid.as_deref().map(str::parse).transpose().map_err(|_| invalid())?,
+        })
     }
+}
+
+/// Who a stream token speaks for, and the credentials it hangs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSubject {
+    pub user_id: uuid::Uuid,
+    pub key_id: Option<uuid::Uuid>,
+    pub session_id: Option<uuid::Uuid>,
 }
 
 /// A dashboard session's audience: it rides in an HttpOnly cookie, never in a header.
@@ -161,6 +184,9 @@ pub const SESSION_TTL_SECS: i64 = 12 * 3600;
 #[derive(Debug, Serialize, Deserialize)]
 struct SessionClaims {
     sub: String,
+    /// The session's id: it is checked on every request, so ending it on the server ends
+    /// every copy of the cookie.
+    sid: String,
     /// The API key the session was opened with: the session ends with the key.
     kid: String,
     /// What every state-changing request of the session must send back in `X-CSRF-Token`.
@@ -175,6 +201,7 @@ struct SessionClaims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSubject {
     pub user_id: uuid::Uuid,
+    pub session_id: uuid::Uuid,
     pub key_id: uuid::Uuid,
     pub csrf: String,
 }
@@ -182,9 +209,11 @@ pub struct SessionSubject {
 impl AuthConfig {
     /// A session for the dashboard, opened with an API key (which is then forgotten by the
     /// browser): its own audience, so it is neither an access token nor a stream token.
-    pub fn issue_session_token(&self, user_id: uuid::Uuid, key_id: uuid::Uuid, csrf: &str, now_unix: i64) -> Result<String> {
+    pub fn issue_session_token(&self, session: &SessionSubject, now_unix: i64) -> Result<String> {
+        let (user_id, key_id, csrf) = (session.user_id, session.key_id, &session.csrf);
         let claims = SessionClaims {
             sub: user_id.to_string(),
+            sid: session.session_id.to_string(),
             kid: key_id.to_string(),
             csrf: csrf.to_string(),
             iss: JWT_ISSUER.into(),
@@ -204,6 +233,7 @@ impl AuthConfig {
         let invalid = || Error::Unauthorized("session invalid".into());
         Ok(SessionSubject {
             user_id: data.claims.sub.parse().map_err(|_| invalid())?,
+            session_id: data.claims.sid.parse().map_err(|_| invalid())?,
             key_id: data.claims.kid.parse().map_err(|_| invalid())?,
             csrf: data.claims.csrf,
         })

@@ -97,7 +97,7 @@ fn observation(post: &TrackedPost, stats: &PostStats, at: OffsetDateTime) -> Out
         source: OutcomeSource::Platform,
         input: OutcomeInput {
             platform: Some(post.platform),
-            post_url: post.post_url.clone().or_else(|| stats.permalink.clone()),
+            post_url: post.post_url.clone().or_else(|| safe_permalink(stats, post.platform)),
             observed_at: at,
             views: stats.views,
             likes: stats.likes,
@@ -109,9 +109,18 @@ fn observation(post: &TrackedPost, stats: &PostStats, at: OffsetDateTime) -> Out
     }
 }
 
+/// The platform's own address for the post, kept only when it is one we would accept from
+/// a person (https, on the platform's hosts): it is shown as a link.
+fn safe_permalink(stats: &PostStats, platform: crate::model::Platform) -> Option<String> {
+    stats.permalink.clone().filter(|u| crate::outcomes::post_url_problem(u, Some(platform)).is_none())
+}
+
 fn platform_error(e: AccountFailure) -> Error {
     match e {
         AccountFailure::Store(e) => e,
+        AccountFailure::Platform(p @ PlatformError::ShareSpent { .. }) => {
+            p.share_refusal().unwrap_or_else(|| Error::Unavailable(p.to_string()))
+        }
         AccountFailure::Platform(PlatformError::Revoked(m) | PlatformError::Forbidden(m) | PlatformError::Unauthorized(m)) => {
             Error::Conflict(format!("the account must be connected again: {m}"))
         }
@@ -135,6 +144,9 @@ impl App {
             Some(a) if a.user_id == job.user_id => a,
             _ => return Err(Error::validation("account_id", "is not one of this account's connected accounts")),
         };
+        if let Some(why) = input.post_url.as_deref().and_then(|u| crate::outcomes::post_url_problem(u, Some(account.platform))) {
+            return Err(Error::validation("post_url", why));
+        }
         if account.status != AccountStatus::Active {
             return Err(Error::Conflict("the account must be connected again before its posts can be read".into()));
         }
@@ -178,7 +190,7 @@ impl App {
             account_id: account.id,
             platform: account.platform,
             post_id,
-            post_url: input.post_url.clone().or_else(|| stats.permalink.clone()),
+            post_url: input.post_url.clone().or_else(|| safe_permalink(&stats, account.platform)),
             posted_at,
             followers,
             next_check_at: next_check(posted_at, at),
@@ -284,6 +296,8 @@ impl App {
                         PlatformError::RateLimited { retry_after } => {
                             (Some(at + Duration::seconds(retry_after.as_secs().max(1) as i64)), e.to_string())
                         }
+                        // This creator's share is spent: their posts wait, the others' go on.
+                        PlatformError::ShareSpent { until, .. } => (Some(*until), e.to_string()),
                         PlatformError::Revoked(_) | PlatformError::Forbidden(_) | PlatformError::Unauthorized(_) => {
                             report.accounts_needing_reconnect += 1;
                             (Some(at + Duration::days(1)), format!("reconnect the account: {e}"))

@@ -33,6 +33,10 @@ pub enum Error {
     /// `policy` names the limit (`submissions`, `auth-failures`) in the RateLimit headers.
     #[error("rate limit of {limit} requests per {window_secs} s exceeded")]
     RateLimited { policy: &'static str, limit: u64, window_secs: u64, retry_after_secs: u64 },
+    /// The caller holds as many of something as one caller may at once (live streams): one
+    /// must end before another starts.
+    #[error("{message}")]
+    TooMany { what: &'static str, limit: u64, message: String },
     /// The period's allowance is spent (a hard-capped plan): not worth retrying before
     /// `resets_at`.
     #[error("the monthly allowance of {allowance} units is used up ({used} used; this needs {required}); it resets at {resets_at}")]
@@ -65,6 +69,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::InProgress(_) => "in_progress",
             Error::RateLimited { .. } => "rate_limit_exceeded",
+            Error::TooMany { .. } => "too_many",
             Error::QuotaExceeded { .. } => "quota_exceeded",
             Error::InsufficientCredits { .. } => "insufficient_credits",
             Error::Unavailable(_) => "unavailable",

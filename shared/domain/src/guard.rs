@@ -234,6 +234,53 @@ impl FailureThrottle {
     }
 }
 
+/// Counts of things held at once, per holder id (live streams per user and per key), each
+/// taken with a [`Held`] that gives it back when dropped.
+#[derive(Default)]
+pub struct Holdings {
+    held: Mutex<std::collections::HashMap<uuid::Uuid, usize>>,
+}
+
+impl Holdings {
+    /// Takes one for every `(holder, limit)` — all or none; on refusal, the first holder at
+    /// its limit.
+    pub fn take(self: &Arc<Self>, wanted: &[(uuid::Uuid, usize)]) -> std::result::Result<Held, (uuid::Uuid, usize)> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(full) = wanted.iter().find(|(id, limit)| held.get(id).copied().unwrap_or(0) >= *limit) {
+            return Err(*full);
+        }
+        for (id, _) in wanted {
+            *held.entry(*id).or_insert(0) += 1;
+        }
+        Ok(Held { holdings: self.clone(), ids: wanted.iter().map(|(id, _)| *id).collect() })
+    }
+
+    /// How many `holder` holds now.
+    pub fn count(&self, holder: uuid::Uuid) -> usize {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).get(&holder).copied().unwrap_or(0)
+    }
+}
+
+/// One taken place in [`Holdings`], given back when dropped.
+pub struct Held {
+    holdings: Arc<Holdings>,
+    ids: Vec<uuid::Uuid>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.holdings.held.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &self.ids {
+            if let Some(n) = held.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(id);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -151,6 +151,19 @@ impl User {
     }
 }
 
+/// A dashboard session, kept so it can be ended on the server: its id rides in the signed
+/// cookie, and every request checks it is still live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The API key it was opened with: the session ends with the key.
+    pub key_id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKey {
     pub id: Uuid,

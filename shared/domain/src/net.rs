@@ -80,6 +80,12 @@ fn is_local_name(host: &str) -> bool {
 /// credentials; with `allow_loopback` (local development only) also `http://` to loopback.
 /// Returns the parsed URL, or why it is refused. Host names that are not literals pass here
 /// and are checked again when they are resolved at delivery.
+/// The host of a URL, for logs and error messages: a webhook URL may carry its secret in
+/// its path or query (Slack, Discord), so only the host is ever written down.
+pub fn host_only(url: &str) -> String {
+    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "(not a URL)".into())
+}
+
 pub fn check_target_url(url: &str, allow_loopback: bool) -> Result<url::Url, String> {
     if url.chars().count() > URL_MAX_CHARS {
         return Err(format!("longer than {URL_MAX_CHARS} characters"));

@@ -108,20 +108,25 @@ pub fn validate_outcome(input: &OutcomeInput, at: OffsetDateTime) -> Result<()> 
     if counts.iter().all(|(_, v)| v.is_none()) {
         errors.push(FieldError::new("body", "give at least one of views, likes, comments, shares, followers"));
     }
-    if let Some(url) = &input.post_url {
-        match url::Url::parse(url) {
-            Ok(u) if u.scheme() == "https" && url.len() <= 2048 => {
-                let host = u.host_str().unwrap_or_default().trim_start_matches("www.").trim_start_matches("m.");
-                if let Some(p) = input.platform
-                    && !platform_hosts(p).iter().any(|h| host == *h || host.ends_with(&format!(".{h}")))
-                {
-                    errors.push(FieldError::new("post_url", format!("is not a {p} address ({})", platform_hosts(p).join(", "))));
-                }
-            }
-            _ => errors.push(FieldError::new("post_url", "must be an https:// URL of at most 2,048 characters")),
-        }
+    if let Some(why) = input.post_url.as_deref().and_then(|url| post_url_problem(url, input.platform)) {
+        errors.push(FieldError::new("post_url", why));
     }
     if errors.is_empty() { Ok(()) } else { Err(Error::Validation(errors)) }
+}
+
+/// What is wrong with a post's address, if anything: every address we keep (typed in,
+/// given when following a post, or read from a platform) is https, at most 2,048
+/// characters, and on the platform's own hosts, so it is safe to show as a link.
+pub fn post_url_problem(url: &str, platform: Option<Platform>) -> Option<String> {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" && url.len() <= 2048 && u.username().is_empty() && u.password().is_none() => {
+            let host = u.host_str().unwrap_or_default().trim_start_matches("www.").trim_start_matches("m.");
+            let p = platform?;
+            let on_platform = platform_hosts(p).iter().any(|h| host == *h || host.ends_with(&format!(".{h}")));
+            (!on_platform).then(|| format!("is not a {p} address ({})", platform_hosts(p).join(", ")))
+        }
+        _ => Some("must be an https:// URL of at most 2,048 characters".into()),
+    }
 }
 
 impl App {

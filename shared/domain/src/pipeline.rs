@@ -543,9 +543,46 @@ async fn video_to_file(ctx: &StageContext, job_id: Uuid, submission: &Submission
     }
     let (ContentType::Video, Some(url)) = (submission.content_type, &submission.source_url) else { return Ok(false) };
     let key = crate::media::fetched_key(job_id);
-    if ctx.blobs.fetch_to(&key, file).await? {
-        return Ok(true); // fetched by an earlier run of this stage
+    if !ctx.blobs.fetch_to(&key, file).await? {
+        download_to(ctx, job_id, url, file).await?;
     }
+    Ok(true)
+}
+
+/// What the extraction of the job in an execution's state will take, so the local runner
+/// can give each part its own limit: a download first (its own pool, no slot held), then a
+/// turn at media analysis only for a video (text never waits behind videos).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtractionPlan {
+    /// The job and its `source_url`, when the video is still to be downloaded.
+    pub download: Option<(Uuid, String)>,
+    /// Whether a video will be measured.
+    pub analyses_media: bool,
+}
+
+pub async fn plan_extraction(ctx: &StageContext, input: &Value) -> StageResult<ExtractionPlan> {
+    let Some(job_id) = input["job_id"].as_str().and_then(|s| s.parse::<Uuid>().ok()) else { return Ok(ExtractionPlan::default()) };
+    let (_, submission) = load(ctx, job_id).await?;
+    if submission.content_type != ContentType::Video {
+        return Ok(ExtractionPlan::default());
+    }
+    let download = match (submission.source_url, submission.upload_id) {
+        // Downloaded by an earlier run if the stored copy is there.
+        (Some(url), None) if ctx.blobs.digest(&crate::media::fetched_key(job_id)).await?.is_none() => Some((job_id, url)),
+        _ => None,
+    };
+    Ok(ExtractionPlan { download, analyses_media: true })
+}
+
+/// Downloads the job's `source_url` into its stored copy, which extraction then reads.
+pub async fn download_source(ctx: &StageContext, job_id: Uuid, url: &str) -> StageResult<()> {
+    let file = std::env::temp_dir().join(format!("goviral-download-{}", Uuid::new_v4().simple()));
+    let _cleanup = RemoveOnDrop(file.clone());
+    download_to(ctx, job_id, url, &file).await
+}
+
+/// Downloads `url` to `file` and stores it as the job's immutable copy.
+async fn download_to(ctx: &StageContext, job_id: Uuid, url: &str, file: &std::path::Path) -> StageResult<()> {
     let fetched = ctx.fetcher.fetch(url, file).await.map_err(|e| match e {
         Error::Validation(fields) => StageError::Permanent(format!(
             "the video at source_url could not be used: {}",
@@ -553,9 +590,9 @@ async fn video_to_file(ctx: &StageContext, job_id: Uuid, submission: &Submission
         )),
         other => StageError::from(other),
     })?;
-    ctx.blobs.put_file(&key, file, &fetched.media_type).await?;
+    ctx.blobs.put_file(&crate::media::fetched_key(job_id), file, &fetched.media_type).await?;
     tracing::info!(bytes = fetched.bytes, sha256 = %fetched.sha256, media_type = %fetched.media_type, "fetched the video from source_url");
-    Ok(true)
+    Ok(())
 }
 
 /// Why a job with no text is not given a score of nothing (which would look real).
@@ -737,9 +774,10 @@ pub async fn notify(ctx: &StageContext, state: &PipelineState) -> StageResult<No
             DeliveryStatus::Delivered => result.delivered += 1,
             DeliveryStatus::Dead => {
                 result.dead_lettered += 1;
-                tracing::warn!(target_url = %url, error = error.as_deref().unwrap_or_default(), "webhook dead-lettered");
+                let host = crate::net::host_only(&url);
+                tracing::warn!(target_host = %host, error = error.as_deref().unwrap_or_default(), "webhook dead-lettered");
             }
-            DeliveryStatus::Pending => retry_later.push(format!("{url}: {}", error.unwrap_or_default())),
+            DeliveryStatus::Pending => retry_later.push(format!("{}: {}", crate::net::host_only(&url), error.unwrap_or_default())),
         }
     }
     if !retry_later.is_empty() {

@@ -41,6 +41,12 @@ pub trait Store: Send + Sync {
     async fn rotate_api_key(&self, user_id: Uuid, old_id: Uuid, new_key: &ApiKey, now: OffsetDateTime) -> Result<bool>;
     async fn touch_api_key(&self, key_id: Uuid, now: OffsetDateTime) -> Result<()>;
 
+    // dashboard sessions
+    async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
+    async fn session(&self, id: Uuid) -> Result<Option<SessionRecord>>;
+    /// Ends a live session of this user; false when there is none.
+    async fn revoke_session(&self, user_id: Uuid, id: Uuid, now: OffsetDateTime) -> Result<bool>;
+
     // submissions and jobs
     /// Writes both rows in one transaction: both exist afterwards, or neither.
     async fn create_submission_and_job(&self, submission: &Submission, job: &Job) -> Result<()>;
@@ -426,8 +432,10 @@ pub trait RunQueue: Send + Sync {
     /// Starts an execution at `state` unless one exists for the job; true when started.
     async fn start_run(&self, run: &PipelineRun, now_us: i64) -> Result<bool>;
     /// Claims up to `limit` due, unfinished runs, leasing them until `lease_until_us` so a
-    /// crashed runner's work becomes due again when the lease ends.
-    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32) -> Result<Vec<PipelineRun>>;
+    /// crashed runner's work becomes due again when the lease ends. Users take turns, and no
+    /// user has more than `per_user` runs leased at once: one user's burst never holds up
+    /// another user's job.
+    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32, per_user: u32) -> Result<Vec<PipelineRun>>;
     /// Saves progress (state, data, attempt, when due) and sets the lease: keep it to carry
     /// on at once, 0 to hand the run back to the queue.
     async fn save_run(&self, run: &PipelineRun, lease_until_us: i64, now_us: i64) -> Result<()>;

@@ -197,7 +197,7 @@ impl App {
     /// under their id, as through the API).
     pub async fn operator(&self, user_id: Uuid) -> Result<Principal> {
         let user = self.store.user_by_id(user_id).await?.filter(|u| u.is_active).ok_or(Error::NotFound("user"))?;
-        let principal = Principal { user, method: crate::service::AuthMethod::Token };
+        let principal = Principal { user, method: crate::service::AuthMethod::Token { key_id: None } };
         principal.require_admin()?;
         Ok(principal)
     }

@@ -34,6 +34,9 @@ pub enum Metric {
     QueueDepth,
     /// Live streams open now (gauge).
     LiveStreams,
+    /// Connections or streams refused to keep one client from taking them all: why
+    /// (`per_address`, `reserve`, `streams_per_user`, `streams_per_key`).
+    ConnectionsRefused,
 }
 
 impl Metric {
@@ -46,6 +49,7 @@ impl Metric {
             Metric::WebhookDeliveries => "goviral_webhook_deliveries_total",
             Metric::QueueDepth => "goviral_queue_depth",
             Metric::LiveStreams => "goviral_live_streams",
+            Metric::ConnectionsRefused => "goviral_connections_refused_total",
         }
     }
 
@@ -59,6 +63,7 @@ impl Metric {
             Metric::WebhookDeliveries => ("WebhookDeliveries", "Count"),
             Metric::QueueDepth => ("QueueDepth", "Count"),
             Metric::LiveStreams => ("LiveStreams", "Count"),
+            Metric::ConnectionsRefused => ("ConnectionsRefused", "Count"),
         }
     }
 
@@ -71,12 +76,13 @@ impl Metric {
             Metric::WebhookDeliveries => "Webhook delivery attempts, by outcome.",
             Metric::QueueDepth => "Jobs queued or under way, by status.",
             Metric::LiveStreams => "Live job streams open now.",
+            Metric::ConnectionsRefused => "Connections and streams refused so one client cannot take them all, by reason.",
         }
     }
 
     fn kind(self) -> Kind {
         match self {
-            Metric::HttpRequests | Metric::WebhookDeliveries => Kind::Counter,
+            Metric::HttpRequests | Metric::WebhookDeliveries | Metric::ConnectionsRefused => Kind::Counter,
             Metric::HttpDuration | Metric::StageDuration | Metric::ModelLatency => Kind::Histogram,
             Metric::QueueDepth | Metric::LiveStreams => Kind::Gauge,
         }

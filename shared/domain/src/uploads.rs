@@ -18,6 +18,29 @@ use crate::service::{App, CAPTION_MAX_CHARS, Principal};
 pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(60 * 60);
 /// How long a download URL from the status route works.
 pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// How a stored file is served to a browser, wherever it is served from (the local server's
+/// `/blobs`, or S3 through a presigned URL): the dashboard's stills inline as JPEG, and
+/// everything else as a download, so a file whose bytes are HTML is never opened as a page
+/// on an origin that matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// `inline` or `attachment`.
+    pub disposition: &'static str,
+    /// The type to serve it as, where the key says it (otherwise the type it was stored with).
+    pub content_type: Option<&'static str>,
+}
+
+pub fn served_as(key: &str) -> Served {
+    if key.starts_with("thumbnails/") && key.ends_with(".jpg") {
+        Served { disposition: "inline", content_type: Some("image/jpeg") }
+    } else {
+        Served { disposition: "attachment", content_type: None }
+    }
+}
+
+/// The policy every served file carries: nothing in it may run, load or be framed.
+pub const SERVED_CSP: &str = "default-src 'none'; sandbox";
 pub const FILENAME_MAX_CHARS: usize = 255;
 
 const MIB: u64 = 1024 * 1024;

@@ -11,7 +11,7 @@ use domain::model::{from_micros, now, to_micros};
 use domain::pipeline::{Stage, StageContext, StageError, run_stage};
 use domain::ports::{CompletionEstimate, Pipeline, PipelineRun, RunQueue, Store};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use uuid::Uuid;
 
 use goviral_adapters::asl::{self, State, StateMachine, Transition};
@@ -35,9 +35,16 @@ pub struct Runner {
     /// background work: the runner then runs one job at a time and leaves the cores to the
     /// answers; a burst of submissions slows the jobs down, not the responses.
     foreground_busy: Arc<dyn Fn() -> bool + Send + Sync>,
-    /// Stages whose work is limited to so many at once (media analysis: a decoder and two
-    /// cores each); their Tasks wait for a turn.
+    /// Stages whose work is limited to so many at once; their Tasks wait for a turn.
     stage_limits: Vec<(Stage, Arc<Semaphore>)>,
+    /// Media analyses at once (a decoder and two cores each): an extraction that measures a
+    /// video waits for one; one of text does not.
+    analyses: Arc<Semaphore>,
+    /// Runs one user may have under way at once; users take turns for the slots.
+    per_user: u32,
+    /// `source_url` downloads under way at once. A download holds one of these, not a slot:
+    /// a slow server delays its own job only.
+    downloads: Arc<Semaphore>,
 }
 
 /// How long the runner waits before looking again while it yields to the API.
@@ -73,6 +80,9 @@ impl Runner {
             retry_delay_scale: 1.0,
             foreground_busy: Arc::new(|| false),
             stage_limits: Vec::new(),
+            analyses: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            per_user: u32::MAX,
+            downloads: Arc::new(Semaphore::new(4)),
         }
     }
 
@@ -87,6 +97,25 @@ impl Runner {
     /// their timeout running.
     pub fn limiting(mut self, stage: Stage, at_once: usize) -> Self {
         self.stage_limits.push((stage, Arc::new(Semaphore::new(at_once.max(1)))));
+        self
+    }
+
+    /// At most `at_once` videos measured at a time; the extractions of others wait their turn
+    /// (without their timeout running), and those of text never wait.
+    pub fn analysing_at_once(mut self, at_once: usize) -> Self {
+        self.analyses = Arc::new(Semaphore::new(at_once.max(1)));
+        self
+    }
+
+    /// At most `runs` of one user's jobs under way at once (downloads included).
+    pub fn per_user(mut self, runs: u32) -> Self {
+        self.per_user = runs.max(1);
+        self
+    }
+
+    /// At most `at_once` `source_url` downloads at a time, made outside the slots.
+    pub fn downloading_at_once(mut self, at_once: usize) -> Self {
+        self.downloads = Arc::new(Semaphore::new(at_once.max(1)));
         self
     }
 
@@ -156,10 +185,7 @@ impl Runner {
                     None => self.slots.clone().acquire_owned().await.expect("semaphore open"),
                 };
                 let this = self.clone();
-                tokio::spawn(async move {
-                    this.advance(run).await;
-                    drop(permit);
-                });
+                tokio::spawn(async move { this.advance(run, permit).await });
             }
         }
         // Wait for in-flight steps to save their progress.
@@ -167,7 +193,7 @@ impl Runner {
     }
 
     async fn claim(&self, now: i64, limit: u32) -> Vec<PipelineRun> {
-        match self.queue.claim_runs(now, now + LEASE.as_micros() as i64, limit).await {
+        match self.queue.claim_runs(now, now + LEASE.as_micros() as i64, limit, self.per_user).await {
             Ok(runs) => runs,
             Err(e) => {
                 tracing::error!(error = %e, "claiming runs failed");
@@ -176,15 +202,17 @@ impl Runner {
         }
     }
 
-    /// Drives a run through its states until it waits for a retry or ends.
-    async fn advance(&self, run: PipelineRun) {
+    /// Drives a run through its states until it waits for a retry or ends, holding `slot`
+    /// (given back while its video downloads).
+    async fn advance(&self, run: PipelineRun, slot: OwnedSemaphorePermit) {
         let span = tracing::info_span!("pipeline", job_id = %run.job_id);
-        self.advance_in_span(run).instrument(span).await
+        self.advance_in_span(run, slot).instrument(span).await
     }
 
-    async fn advance_in_span(&self, mut run: PipelineRun) {
+    async fn advance_in_span(&self, mut run: PipelineRun, slot: OwnedSemaphorePermit) {
+        let mut slot = Some(slot);
         loop {
-            match self.step(&mut run).await {
+            match self.step(&mut run, &mut slot).await {
                 Ok(Step::Continue) if run.next_run_at_us <= now_us() => continue,
                 Ok(Step::Continue) => {
                     if let Err(e) = self.queue.save_run(&run, 0, now_us()).await {
@@ -208,13 +236,13 @@ impl Runner {
     }
 
     /// Executes the run's current state and saves where it goes next.
-    async fn step(&self, run: &mut PipelineRun) -> domain::Result<Step> {
+    async fn step(&self, run: &mut PipelineRun, slot: &mut Option<OwnedSemaphorePermit>) -> domain::Result<Step> {
         let Some(state) = self.machine.states.get(&run.state).cloned() else {
             self.fail_job(run.job_id, "runner", "States.Runtime", &format!("no state named {}", run.state)).await?;
             return Ok(Step::Finished("failed"));
         };
         let next = match state {
-            State::Task { stage, result_path, timeout, retry, catch, then } => match self.task(stage, run, timeout).await? {
+            State::Task { stage, result_path, timeout, retry, catch, then } => match self.task(stage, run, timeout, slot).await? {
                 Ok(result) => {
                     if let Err(e) = asl::write_path(&mut run.data, result_path.as_deref(), result) {
                         return self.runtime_failure(run, &e).await;
@@ -288,16 +316,47 @@ impl Runner {
         }
     }
 
-    /// Runs a Task: waits for the stage's turn where its work is limited (queueing, which
-    /// does not count against the Task's timeout, as a message waiting in SQS would not make
-    /// its Lambda time out), then executes it. The run's lease is renewed all along, so a
-    /// long wait or a long stage is never taken for a crashed one and claimed twice.
-    async fn task(&self, stage: Stage, run: &PipelineRun, timeout: Option<Duration>) -> domain::Result<Result<Value, (String, String)>> {
+    /// Runs a Task. Extraction of a video by URL first downloads it with the slot given
+    /// back (in the download pool, which is bounded on its own), then waits for a turn at
+    /// media analysis and takes a slot again; waits do not count against the Task's timeout,
+    /// as a message waiting in SQS would not make its Lambda time out. The run's lease is
+    /// renewed all along, so a long download or stage is never taken for a crashed one and
+    /// claimed twice.
+    async fn task(
+        &self,
+        stage: Stage,
+        run: &PipelineRun,
+        timeout: Option<Duration>,
+        slot: &mut Option<OwnedSemaphorePermit>,
+    ) -> domain::Result<Result<Value, (String, String)>> {
         let work = async {
-            let _turn = match self.stage_limits.iter().find(|(s, _)| *s == stage) {
-                Some((_, turns)) => Some(turns.clone().acquire_owned().await.expect("semaphore open")),
-                None => None,
-            };
+            let mut turns = Vec::new();
+            if stage == Stage::Extraction {
+                let plan = domain::pipeline::plan_extraction(&self.ctx, &run.data)
+                    .await
+                    .map_err(|e| (e.type_name().to_string(), e.to_string()))?;
+                if let Some((job_id, url)) = plan.download {
+                    drop(slot.take());
+                    let _place = self.downloads.acquire().await.expect("semaphore open");
+                    let fetched = domain::pipeline::download_source(&self.ctx, job_id, &url);
+                    let fetched = match timeout {
+                        Some(t) => tokio::time::timeout(t, fetched)
+                            .await
+                            .map_err(|_| ("States.Timeout".to_string(), format!("downloading source_url took longer than {t:?}")))?,
+                        None => fetched.await,
+                    };
+                    fetched.map_err(|e| (e.type_name().to_string(), e.to_string()))?;
+                }
+                if plan.analyses_media {
+                    turns.push(self.analyses.clone().acquire_owned().await.expect("semaphore open"));
+                }
+            }
+            if let Some((_, limit)) = self.stage_limits.iter().find(|(s, _)| *s == stage) {
+                turns.push(limit.clone().acquire_owned().await.expect("semaphore open"));
+            }
+            if slot.is_none() {
+                *slot = Some(self.slots.clone().acquire_owned().await.expect("semaphore open"));
+            }
             self.execute(stage, &run.data, timeout).await
         };
         tokio::pin!(work);

@@ -71,6 +71,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0010_model_registry.sql"),
         sqlite: include_str!("../migrations/sqlite/0010_model_registry.sql"),
     },
+    Migration {
+        version: 11,
+        name: "fairness_sessions",
+        postgres: include_str!("../migrations/postgres/0011_fairness_sessions.sql"),
+        sqlite: include_str!("../migrations/sqlite/0011_fairness_sessions.sql"),
+    },
 ];
 
 const LEDGER: &str =

@@ -102,6 +102,32 @@ impl TryFrom<KeyRow> for ApiKey {
     }
 }
 
+pub(crate) const SESSION_COLS: &str = "id::text AS id, user_id::text AS user_id, key_id::text AS key_id, gv_us(created_at) AS created_at, gv_us(expires_at) AS expires_at, gv_us(revoked_at) AS revoked_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionRow {
+    id: String,
+    user_id: String,
+    key_id: String,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<SessionRow> for SessionRecord {
+    type Error = Error;
+    fn try_from(r: SessionRow) -> Result<SessionRecord> {
+        Ok(SessionRecord {
+            id: uuid(&r.id)?,
+            user_id: uuid(&r.user_id)?,
+            key_id: uuid(&r.key_id)?,
+            created_at: time(r.created_at),
+            expires_at: time(r.expires_at),
+            revoked_at: opt_time(r.revoked_at),
+        })
+    }
+}
+
 pub(crate) const SUBMISSION_COLS: &str = "id::text AS id, user_id::text AS user_id, content_type, source_url, upload_id::text AS upload_id, storage_key, caption, platform_hint, notify_webhook, status, gv_us(created_at) AS created_at";
 
 #[derive(sqlx::FromRow)]

@@ -11,8 +11,8 @@ use crate::{SqlStore, db_error};
 #[async_trait]
 impl RunQueue for SqlStore {
     async fn start_run(&self, run: &PipelineRun, now_us: i64) -> Result<bool> {
-        let q = "INSERT INTO pipeline_runs (job_id, state, data, attempt, next_run_at_us, lease_until_us, created_at_us, updated_at_us) \
-                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (job_id) DO NOTHING";
+        let q = "INSERT INTO pipeline_runs (job_id, state, data, attempt, next_run_at_us, lease_until_us, created_at_us, updated_at_us, user_id) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6, $6, (SELECT user_id::text FROM analysis_jobs WHERE id = $1::uuid)) ON CONFLICT (job_id) DO NOTHING";
         let inserted = on_pool!(self, write, |pool, sql| {
             sqlx::query(&sql(q))
                 .bind(run.job_id.to_string())
@@ -29,12 +29,29 @@ impl RunQueue for SqlStore {
         Ok(inserted == 1)
     }
 
-    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32) -> Result<Vec<PipelineRun>> {
-        let q = "UPDATE pipeline_runs SET lease_until_us = $2 WHERE job_id IN (SELECT job_id FROM pipeline_runs \
-                 WHERE outcome IS NULL AND next_run_at_us <= $1 AND lease_until_us <= $1 ORDER BY next_run_at_us LIMIT $3) \
+    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32, per_user: u32) -> Result<Vec<PipelineRun>> {
+        // Fair turns: each user's due runs are numbered in due order, counting on from the
+        // runs of theirs already under way; turn 1 of every user goes before anyone's turn 2,
+        // and no user passes `per_user` at once. One user's burst waits behind itself only.
+        let q = "UPDATE pipeline_runs SET lease_until_us = $2 WHERE job_id IN (\
+                   WITH busy AS (SELECT user_id, COUNT(*) AS n FROM pipeline_runs \
+                                 WHERE outcome IS NULL AND lease_until_us > $1 GROUP BY user_id), \
+                   due AS (SELECT job_id, user_id, next_run_at_us, \
+                                  ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY next_run_at_us, job_id) AS turn \
+                           FROM pipeline_runs WHERE outcome IS NULL AND next_run_at_us <= $1 AND lease_until_us <= $1) \
+                   SELECT due.job_id FROM due LEFT JOIN busy ON busy.user_id = due.user_id \
+                   WHERE due.turn + COALESCE(busy.n, 0) <= $4 \
+                   ORDER BY due.turn + COALESCE(busy.n, 0), due.next_run_at_us LIMIT $3) \
                  RETURNING job_id, state, data, attempt::bigint AS attempt, next_run_at_us";
         let rows: Vec<RunRow> = on_pool!(self, write, |pool, sql| {
-            sqlx::query_as(&sql(q)).bind(now_us).bind(lease_until_us).bind(limit as i64).fetch_all(pool).await.map_err(db_error)?
+            sqlx::query_as(&sql(q))
+                .bind(now_us)
+                .bind(lease_until_us)
+                .bind(limit as i64)
+                .bind(per_user.max(1) as i64)
+                .fetch_all(pool)
+                .await
+                .map_err(db_error)?
         });
         convert(rows)
     }
@@ -59,8 +76,8 @@ impl RunQueue for SqlStore {
     }
 
     async fn start_runs_for_queued(&self, state: &str, now_us: i64, limit: u32) -> Result<u64> {
-        let q = "INSERT INTO pipeline_runs (job_id, state, data, attempt, next_run_at_us, lease_until_us, created_at_us, updated_at_us) \
-                 SELECT id::text, $1, '{\"job_id\":\"' || id::text || '\"}', 0, $2, 0, $2, $2 FROM analysis_jobs \
+        let q = "INSERT INTO pipeline_runs (job_id, state, data, attempt, next_run_at_us, lease_until_us, created_at_us, updated_at_us, user_id) \
+                 SELECT id::text, $1, '{\"job_id\":\"' || id::text || '\"}', 0, $2, 0, $2, $2, user_id::text FROM analysis_jobs \
                  WHERE status = 'queued' AND NOT EXISTS (SELECT 1 FROM pipeline_runs r WHERE r.job_id = analysis_jobs.id::text) \
                  ORDER BY created_at LIMIT $3 ON CONFLICT (job_id) DO NOTHING";
         let started = on_pool!(self, write, |pool, sql| {

@@ -149,6 +149,47 @@ impl Store for SqlStore {
         convert(rows)
     }
 
+    async fn insert_session(&self, session: &SessionRecord) -> Result<()> {
+        let q = "INSERT INTO sessions (id, user_id, key_id, created_at, expires_at, revoked_at) \
+                 VALUES ($1::uuid, $2::uuid, $3::uuid, gv_ts($4), gv_ts($5), gv_ts($6))";
+        on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(session.id.to_string())
+                .bind(session.user_id.to_string())
+                .bind(session.key_id.to_string())
+                .bind(us(session.created_at))
+                .bind(us(session.expires_at))
+                .bind(session.revoked_at.map(us))
+                .execute(pool)
+                .await
+                .map_err(db_error)?;
+        });
+        Ok(())
+    }
+
+    async fn session(&self, id: Uuid) -> Result<Option<SessionRecord>> {
+        let q = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1::uuid");
+        let row: Option<SessionRow> = on_pool!(self, read, |pool, sql| {
+            sqlx::query_as(&sql(&q)).bind(id.to_string()).fetch_optional(pool).await.map_err(db_error)?
+        });
+        row.map(SessionRecord::try_from).transpose()
+    }
+
+    async fn revoke_session(&self, user_id: Uuid, id: Uuid, now: OffsetDateTime) -> Result<bool> {
+        let q = "UPDATE sessions SET revoked_at = gv_ts($3) WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL";
+        let done = on_pool!(self, write, |pool, sql| {
+            sqlx::query(&sql(q))
+                .bind(id.to_string())
+                .bind(user_id.to_string())
+                .bind(us(now))
+                .execute(pool)
+                .await
+                .map_err(db_error)?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     async fn revoke_api_key(&self, user_id: Uuid, key_id: Uuid, now: OffsetDateTime) -> Result<bool> {
         let q = "UPDATE api_keys SET revoked_at = gv_ts($3) WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL";
         let done = on_pool!(self, write, |pool, sql| {

@@ -40,6 +40,8 @@ pub fn test_config(database_url: &str, data_dir: &std::path::Path, rate_limits: 
         ("GOVIRAL_PIPELINE_RETRY_SCALE", "0.001".to_string()),
         // A live stream's heartbeat every 200 ms, so a test sees one quickly.
         ("GOVIRAL_STREAM_HEARTBEAT_MS", "200".to_string()),
+        // The deployed dashboard the sample events' browser requests come from.
+        ("GOVIRAL_DASHBOARD_ORIGINS", "https://app.goviralnow.example".to_string()),
         // The test database is migrated already.
         ("GOVIRAL_MIGRATE", "false".to_string()),
     ];
@@ -125,6 +127,12 @@ impl Call<'_> {
     pub fn json(mut self, body: &Value) -> Self {
         self.headers.push(("content-type".into(), "application/json".into()));
         self.body = Some(Bytes::from(body.to_string()));
+        self
+    }
+
+    /// A body sent with no Content-Type at all.
+    pub fn untyped(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Some(body.into());
         self
     }
 

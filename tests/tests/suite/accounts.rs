@@ -191,7 +191,7 @@ async fn budgets_stop_calls_before_the_platform_must() {
         let fake = FakePlatform::start(platform, 3).await;
         let tokens = grant(adapter(&fake, fake.settings(), None).as_ref(), &fake).await;
         let mut settings = fake.settings();
-        settings.budget = Budget { calls: 5, window: Duration::from_secs(3600), offset: Duration::ZERO };
+        settings.budget = Budget { calls: 5, window: Duration::from_secs(3600), offset: Duration::ZERO, per_user: 5 };
         let api = adapter(&fake, settings, Some(counters.clone()));
         let account = fake.account_id();
         fake.clear_log();
@@ -263,25 +263,33 @@ async fn connect_follow_and_collect(backend: Backend) {
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         let back = fake.consent(r.body["authorize_url"].as_str().unwrap());
         assert!(back.starts_with(&format!("http://{}/api/v1/accounts/callback?", t.addr)), "{back}");
-        let done = t.get(&path_and_query(&back)).send().await;
+        // No credentials and no browser: an API client finishes with its own credentials.
+        let anonymous = t.get(&path_and_query(&back)).send().await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{:?}", anonymous.body);
+        let done = t.get(&path_and_query(&back)).api_key(&ann.api_key).send().await;
         assert_eq!(done.status, StatusCode::CREATED, "{}: {:?}", fake.platform, done.body);
         assert_eq!((done.body["status"].as_str(), done.body["followers"].as_u64()), (Some("active"), Some(12_345)));
         assert_eq!(done.body["external_id"].as_str(), Some(fake.account_id().as_str()));
-        // A browser coming back is sent on to the dashboard's accounts page instead.
+        // A browser coming back is sent on to the dashboard's accounts page with what the
+        // platform said, and the page finishes the connection with the creator's session.
         if fake.platform == Platform::X {
             let again = t.post("/api/v1/accounts/connect").api_key(&ann.api_key).json(&json!({"platform": "x"})).send().await;
             let back = fake.consent(again.body["authorize_url"].as_str().unwrap());
             let browser = t.get(&path_and_query(&back)).header("accept", "text/html,application/xhtml+xml").send().await;
-            assert_eq!((browser.status, browser.header("location")), (StatusCode::SEE_OTHER, Some("/accounts?connected=x")));
-            let stale = t.get(&path_and_query(&back)).header("accept", "text/html").send().await;
-            assert_eq!(stale.status, StatusCode::SEE_OTHER);
-            assert!(
-                stale.header("location").unwrap().starts_with("/accounts?error=the+request+is+invalid+%28state%3A"),
-                "{:?}",
-                stale.header("location")
-            );
+            assert_eq!(browser.status, StatusCode::SEE_OTHER);
+            let location = browser.header("location").unwrap().to_string();
+            let sent_on = url::Url::parse(&format!("http://dashboard.invalid{location}")).unwrap();
+            assert_eq!(sent_on.path(), "/accounts");
+            let params: std::collections::HashMap<String, String> = sent_on.query_pairs().into_owned().collect();
+            let original: std::collections::HashMap<String, String> = url::Url::parse(&back).unwrap().query_pairs().into_owned().collect();
+            assert_eq!((params.get("state"), params.get("code")), (original.get("state"), original.get("code")));
+            let finish = json!({"state": params["state"], "code": params["code"]});
+            let finished = t.post("/api/v1/accounts/callback").api_key(&ann.api_key).json(&finish).send().await;
+            assert_eq!(finished.status, StatusCode::CREATED, "{:?}", finished.body);
+            let stale = t.post("/api/v1/accounts/callback").api_key(&ann.api_key).json(&finish).send().await;
+            assert_eq!((stale.status, stale.error_fields()), (StatusCode::UNPROCESSABLE_ENTITY, vec!["state".to_string()]));
         }
-        let replay = t.get(&path_and_query(&back)).send().await;
+        let replay = t.get(&path_and_query(&back)).api_key(&ann.api_key).send().await;
         assert_eq!(
             (replay.status, replay.error_fields()),
             (StatusCode::UNPROCESSABLE_ENTITY, vec!["state".to_string()]),
@@ -291,7 +299,11 @@ async fn connect_follow_and_collect(backend: Backend) {
     }
     let declined = t.post("/api/v1/accounts/connect").api_key(&ann.api_key).json(&json!({"platform": "x"})).send().await;
     let state = declined.body["state"].as_str().unwrap();
-    let no = t.get(&format!("/api/v1/accounts/callback?state={state}&error=access_denied&error_description=The+user+denied")).send().await;
+    let no = t
+        .get(&format!("/api/v1/accounts/callback?state={state}&error=access_denied&error_description=The+user+denied"))
+        .api_key(&ann.api_key)
+        .send()
+        .await;
     assert_eq!(no.status, StatusCode::FORBIDDEN);
     let bad = t.post("/api/v1/accounts/connect").api_key(&ann.api_key).json(&json!({"platform": "myspace"})).send().await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);

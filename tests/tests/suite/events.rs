@@ -172,7 +172,8 @@ async fn browsers_open_the_stream_with_a_short_lived_job_token(backend: Backend)
     let r = t.get(&format!("/api/v1/analyze/{other}/events?stream_token={token}")).send().await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a token opens its own job's stream only");
     let auth = &t.config.settings.auth;
-    let stale = auth.issue_stream_token(ann.user.id, job.parse().unwrap(), time::OffsetDateTime::now_utc().unix_timestamp() - 400).unwrap();
+    let subject = domain::auth::StreamSubject { user_id: ann.user.id, key_id: None, session_id: None };
+    let stale = auth.issue_stream_token(&subject, job.parse().unwrap(), time::OffsetDateTime::now_utc().unix_timestamp() - 400).unwrap();
     let r = t.get(&format!("/api/v1/analyze/{job}/events?stream_token={stale}")).send().await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.body["error"]["message"].as_str().unwrap().contains("expired"), "{:?}", r.body);

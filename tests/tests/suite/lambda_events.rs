@@ -463,7 +463,8 @@ async fn the_account_functions_and_cron_outcomes_answer_their_sample_events() {
     let back = url::Url::parse(&youtube.consent(started["authorize_url"].as_str().unwrap())).unwrap();
     let param = |name: &str| back.query_pairs().find(|(k, _)| k == name).unwrap().1.to_string();
     let (code, state) = (param("code"), param("state"));
-    let subs = [("REPLACE_WITH_STATE", state.as_str()), ("REPLACE_WITH_CODE", code.as_str())];
+    let subs =
+        [("REPLACE_WITH_STATE", state.as_str()), ("REPLACE_WITH_CODE", code.as_str()), ("REPLACE_WITH_API_KEY", ann.api_key.as_str())];
     let (status, _, account) = invoke(&t.app, Endpoint::AccountsCallback, &event("apigw-accounts-callback.json", &subs)).await;
     assert_eq!(status, StatusCode::CREATED, "{account}");
 

@@ -24,6 +24,7 @@ mod accounts;
 mod api_analyze;
 mod api_auth;
 mod api_resources;
+mod attacks;
 mod aws;
 mod blob_contract;
 mod counters_contract;

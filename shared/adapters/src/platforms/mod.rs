@@ -3,7 +3,10 @@
 //! API's documented shapes; what they share lives here:
 //!
 //! - one budget per platform (calls per window, counted in the hot counters so every Lambda
-//!   shares it): spent, the adapter answers "quota exhausted until …" without calling;
+//!   shares it): spent, the adapter answers "quota exhausted until …" without calling; and
+//!   within it a share per user (the user a call is made for, named by
+//!   [`domain::accounts::spending_for`]), so one tenant cannot spend everyone's budget: theirs
+//!   spent, they are told "share spent until …" and the others carry on;
 //! - back-off: a 429 (or the platform's rate-limit error) waits for `Retry-After` (or X's
 //!   `x-rate-limit-reset`) or an exponential delay, a few times, when the wait is short; a
 //!   longer one is handed back as "rate limited, retry in …" for the scheduler;
@@ -40,6 +43,16 @@ pub struct Budget {
     /// Windows start this long after each multiple of `window` since the epoch (YouTube's
     /// day starts at midnight Pacific: 08:00 UTC).
     pub offset: Duration,
+    /// Calls one user's work may make per window (connecting, following, collecting).
+    pub per_user: u64,
+}
+
+impl Budget {
+    /// A tenth of the budget per user (at least one call): ten busy tenants can share a
+    /// window, and no one of them can empty it.
+    pub fn default_share(calls: u64) -> u64 {
+        (calls / 10).max(1)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -94,7 +107,7 @@ impl PlatformSettings {
             // 600 requests per minute per endpoint.
             Platform::Tiktok => (600, 60, 0),
         };
-        Budget { calls, window: Duration::from_secs(window), offset: Duration::from_secs(offset) }
+        Budget { calls, window: Duration::from_secs(window), offset: Duration::from_secs(offset), per_user: Budget::default_share(calls) }
     }
 
     pub(crate) fn url(&self, real: &str, path: &str) -> String {
@@ -166,7 +179,9 @@ impl Caller {
         (end, format!("platform-budget:{}:{index}", self.platform.as_str()))
     }
 
-    /// Takes one call from the budget, or says when there will be one.
+    /// Takes one call from the user's share (when the call is made for a user) and from the
+    /// budget, or says when there will be one. The share is counted first, so a user past it
+    /// spends nothing of the others'.
     async fn spend(&self) -> Result<(), PlatformError> {
         let at = now();
         if let Some(until) = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner())
@@ -176,6 +191,15 @@ impl Caller {
         }
         let Some(counters) = &self.counters else { return Ok(()) };
         let (end, key) = self.window(at);
+        if let Some(user) = domain::accounts::spent_for() {
+            let used = counters
+                .increment(&format!("{key}:user:{user}"), to_micros(end) + 3_600_000_000, to_micros(at))
+                .await
+                .map_err(|e| PlatformError::Unavailable(format!("the quota counter: {e}")))?;
+            if used > self.budget.per_user {
+                return Err(PlatformError::ShareSpent { until: end, share: self.budget.per_user, window: self.budget.window });
+            }
+        }
         let used = counters
             .increment(&key, to_micros(end) + 3_600_000_000, to_micros(at))
             .await

@@ -9,8 +9,8 @@ use http::StatusCode;
 
 use super::path_id;
 use crate::dto::{
-    AccountItem, AccountsResponse, CallbackQuery, ConnectRequest, ConnectResponse, TrackPostRequest, TrackPostResponse,
-    TrackedPostsResponse,
+    AccountItem, AccountsResponse, CallbackQuery, ConnectRequest, ConnectResponse, FinishConnectionRequest, TrackPostRequest,
+    TrackPostResponse, TrackedPostsResponse,
 };
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Auth, JsonBody, RequestOrigin, ValidQuery};
@@ -42,40 +42,74 @@ pub async fn connect(
     ))
 }
 
-/// Where the platform sends the creator back: the authorization code is exchanged (with the
-/// PKCE verifier) and the tokens kept encrypted. The `state` proves whose connection it is.
+/// Where the platform sends the creator back. A browser (which arrives without its session:
+/// the cookie is not sent on another site's redirect) is sent on to the dashboard's
+/// `/accounts` page with what the platform said, and the page finishes the connection with
+/// the creator's own session (`POST`). An API client finishes it here with its credentials.
+/// Either way only the account that started the connection can finish it.
 #[utoipa::path(get, path = "/api/v1/accounts/callback", tag = "accounts", params(CallbackQuery),
     responses(
         (status = 201, body = AccountItem),
-        (status = 303, description = "A browser (Accept: text/html) is sent on to the dashboard's /accounts, told what happened"),
-        (status = 403, description = "The creator declined, or the grant lacks a permission", body = ErrorBody),
+        (status = 303, description = "A browser (Accept: text/html) is sent on to the dashboard's /accounts, which finishes the connection"),
+        (status = 401, description = "No credentials: finish in the dashboard, or call with the credentials that started it", body = ErrorBody),
+        (status = 403, description = "The creator declined; the grant lacks a permission; another account started this connection", body = ErrorBody),
         (status = 409, description = "Too many accounts connected", body = ErrorBody),
         (status = 422, description = "Unknown, used or expired state; a code the platform refused", body = ErrorBody),
         (status = 503, description = "The platform did not answer", body = ErrorBody),
-    ))]
+    ),
+    security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn callback(
     State(app): State<Arc<App>>,
     RequestOrigin(origin): RequestOrigin,
-    headers: http::HeaderMap,
     ValidQuery(q): ValidQuery<CallbackQuery>,
+    mut parts: http::request::Parts,
 ) -> ApiResult<axum::response::Response> {
+    use axum::extract::FromRequestParts;
     use axum::response::IntoResponse;
-    let callback = Callback { state: Some(q.state), code: q.code, error: q.error, error_description: q.error_description };
-    let finished = app.finish_connection(callback, &origin).await;
-    // A creator's browser comes back here from the platform: it is sent on to the dashboard's
-    // accounts page, which says what happened. API clients get JSON.
-    let browser = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
-    if browser {
-        let query = match &finished {
-            Ok(account) => format!("connected={}", account.platform.as_str()),
-            Err(e) => format!(
-                "error={}",
-                form_urlencoded::byte_serialize(crate::error::ApiError::Domain(e.clone()).public_message().as_bytes()).collect::<String>()
-            ),
-        };
-        return Ok((StatusCode::SEE_OTHER, [(http::header::LOCATION, format!("/accounts?{query}"))]).into_response());
+    let browser = parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    let credentials = ["authorization", "x-api-key"].iter().any(|h| parts.headers.contains_key(*h));
+    if browser && !credentials {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("state", &q.state);
+        for (name, value) in [("code", &q.code), ("error", &q.error), ("error_description", &q.error_description)] {
+            if let Some(v) = value {
+                query.append_pair(name, v);
+            }
+        }
+        let location = format!("/accounts?{}", query.finish());
+        let mut response = (StatusCode::SEE_OTHER, [(http::header::LOCATION, location)]).into_response();
+        // The code is single-use and bound to our verifier, but keep it out of referrers.
+        response.headers_mut().insert(http::header::REFERRER_POLICY, http::HeaderValue::from_static("no-referrer"));
+        return Ok(response);
     }
-    Ok((StatusCode::CREATED, Json(AccountItem::from(finished?))).into_response())
+    let Auth(principal) = Auth::from_request_parts(&mut parts, &app).await?;
+    let callback = Callback { state: Some(q.state), code: q.code, error: q.error, error_description: q.error_description };
+    let account = app.finish_connection(&principal, callback, &origin).await?;
+    Ok((StatusCode::CREATED, Json(AccountItem::from(account))).into_response())
+}
+
+/// Finish a connection with what the platform's redirect brought (the dashboard sends it on
+/// from `/accounts`, with the signed-in creator's session). Only the account that started the
+/// connection can finish it.
+#[utoipa::path(post, path = "/api/v1/accounts/callback", tag = "accounts", request_body = FinishConnectionRequest,
+    responses(
+        (status = 201, body = AccountItem),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The creator declined; the grant lacks a permission; another account started this connection", body = ErrorBody),
+        (status = 409, description = "Too many accounts connected", body = ErrorBody),
+        (status = 422, description = "Unknown, used or expired state; a code the platform refused", body = ErrorBody),
+        (status = 503, description = "The platform did not answer", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = [])))]
+pub async fn finish(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    RequestOrigin(origin): RequestOrigin,
+    JsonBody(body): JsonBody<FinishConnectionRequest>,
+) -> ApiResult<(StatusCode, Json<AccountItem>)> {
+    let callback = Callback { state: Some(body.state), code: body.code, error: body.error, error_description: body.error_description };
+    let account = app.finish_connection(&principal, callback, &origin).await?;
+    Ok((StatusCode::CREATED, Json(AccountItem::from(account))))
 }
 
 /// Your connected accounts (never their tokens).

@@ -45,7 +45,8 @@ pub async fn token(
     responses(
         (status = 200, body = SessionResponse, headers(("Set-Cookie" = String, description = "`gv_session=…; HttpOnly; SameSite=Strict; Path=/`"))),
         (status = 401, description = "Unknown or wrong key", body = ErrorBody),
-        (status = 403, description = "Revoked key or inactive user", body = ErrorBody),
+        (status = 403, description = "Revoked key or inactive user; sent by another site's page", body = ErrorBody),
+        (status = 415, description = "The body is not declared `application/json`", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 429, description = "Too many failed attempts from this address or for this key", body = ErrorBody),
         (status = 503, description = "Authentication is busy; retry after `Retry-After`", body = ErrorBody),
@@ -53,8 +54,10 @@ pub async fn token(
 pub async fn open_session(
     State(app): State<Arc<App>>,
     RequestOrigin(origin): RequestOrigin,
+    headers: http::HeaderMap,
     JsonBody(body): JsonBody<SessionRequest>,
 ) -> ApiResult<Response> {
+    from_our_pages(&app, &headers)?;
     let session = app.open_session(&body.api_key, &origin).await?;
     let max_age = (session.expires_at - domain::model::now()).whole_seconds().max(0);
     let cookie = session_cookie(&session.token, max_age, app.settings.secure_cookies);
@@ -85,13 +88,47 @@ fn session_response(user: domain::model::User, csrf_token: Option<String>, expir
     response
 }
 
-/// Sign out: the session cookie is cleared. Needs no credentials (a stale cookie can always
-/// be dropped).
-#[utoipa::path(delete, path = "/api/v1/auth/session", tag = "auth", responses((status = 204)))]
-pub async fn close_session(State(app): State<Arc<App>>) -> Response {
+/// Sign out: the session is ended on the server (a copy of the cookie stops working too) and
+/// the cookie cleared. Needs no credentials (a stale cookie can always be dropped), but
+/// another site cannot sign a browser out.
+#[utoipa::path(delete, path = "/api/v1/auth/session", tag = "auth",
+    responses((status = 204), (status = 403, description = "Sent by another site's page", body = ErrorBody)))]
+pub async fn close_session(
+    State(app): State<Arc<App>>,
+    RequestOrigin(origin): RequestOrigin,
+    headers: http::HeaderMap,
+) -> ApiResult<Response> {
+    from_our_pages(&app, &headers)?;
+    if let Some(token) = crate::extract::session_cookie(&headers) {
+        app.close_session(token, &origin).await?;
+    }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, app.settings.secure_cookies));
-    response
+    Ok(response)
+}
+
+/// Refuses a browser request made by another site's page (login CSRF: a page elsewhere,
+/// even on another port of this host, must not sign the browser in as someone else). Browsers
+/// say where a request comes from in `Sec-Fetch-Site` and `Origin`; clients that are not
+/// browsers send neither and are let through.
+fn from_our_pages(app: &App, headers: &http::HeaderMap) -> Result<(), Error> {
+    let refused = |why: &str| Err(Error::Forbidden(format!("sign-in and sign-out are only taken from GoViralNow's own pages ({why})")));
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or_default();
+        if !matches!(site, "same-origin" | "none") {
+            return refused(&format!("Sec-Fetch-Site: {site}"));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let own = origin.split_once("://").is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host));
+        let public = app.settings.dashboard_origins.iter().any(|p| p.eq_ignore_ascii_case(origin));
+        if !(own || public) {
+            return refused(&format!("Origin: {origin}"));
+        }
+    }
+    Ok(())
 }
 
 fn session_cookie(token: &str, max_age_secs: i64, secure: bool) -> HeaderValue {

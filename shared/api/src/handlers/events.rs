@@ -62,6 +62,7 @@ pub async fn stream_token(State(app): State<Arc<App>>, Auth(principal): Auth, Pa
         (status = 200, content_type = "text/event-stream", body = String,
             description = "`id: <n>`, `event: <kind>`, `data: {\"job_id\", \"seq\", \"kind\", \"at\", \"data\"}`; a comment every 15 s"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "`too_many`: this account or credential already holds its live streams", body = ErrorBody),
         (status = 503, description = "`overloaded`: too many streams are open; retry after Retry-After", body = ErrorBody)),
     security((), ("bearer" = []), ("api_key" = [])))]
 pub async fn events(
@@ -88,8 +89,22 @@ pub async fn events(
     // A client that resumes after the end of a finished job's stream gets an empty one.
     let ended = first.is_empty() && job.status.is_ended();
     let (heartbeat_every, open_for) = (app.settings.stream_heartbeat, app.settings.stream_max);
+    let place = app.take_stream_place(&principal)?;
     let permit = OPEN_STREAMS.try_acquire().map_err(|_| Error::Overloaded("too many live streams are open; retry shortly".into()))?;
-    let stream = Stream { app, principal, job_id, after, pending: first, ended, deadline: Instant::now() + open_for, _permit: permit };
+    let now = Instant::now();
+    let stream = Stream {
+        app,
+        principal,
+        job_id,
+        after,
+        pending: first,
+        ended,
+        deadline: now + open_for,
+        recheck_every: heartbeat_every,
+        next_check: now + heartbeat_every,
+        _place: place,
+        _permit: permit,
+    };
     let events = futures_util::stream::unfold(stream, Stream::next)
         .flat_map(|batch| futures_util::stream::iter(batch.into_iter().map(Ok::<_, Infallible>)));
     // A comment on a quiet stream keeps proxies and browsers from closing it.
@@ -106,6 +121,11 @@ struct Stream {
     pending: Vec<JobEvent>,
     ended: bool,
     deadline: Instant,
+    /// The credential is checked again this often (the heartbeat's period): a revoked key,
+    /// an ended session or a deactivated account closes the stream.
+    recheck_every: Duration,
+    next_check: Instant,
+    _place: domain::guard::Held,
     _permit: SemaphorePermit<'static>,
 }
 
@@ -121,6 +141,13 @@ impl Stream {
                 return Some((batch, self));
             }
             tokio::time::sleep(POLL).await;
+            if Instant::now() >= self.next_check {
+                if let Err(e) = self.app.check_credential_live(&self.principal).await {
+                    tracing::info!(job_id = %self.job_id, reason = %e, "live stream closed: its credential no longer stands");
+                    return None;
+                }
+                self.next_check = Instant::now() + self.recheck_every;
+            }
             match self.app.job_events(&self.principal, self.job_id, self.after).await {
                 Ok((job, events)) => {
                     self.ended = events.is_empty() && job.status.is_ended();

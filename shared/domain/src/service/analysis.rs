@@ -247,16 +247,43 @@ impl App {
     pub async fn stream_token(&self, principal: &Principal, job_id: Uuid) -> Result<(String, OffsetDateTime)> {
         self.visible_job(principal, job_id).await?;
         let at = now();
-        let token = self.settings.auth.issue_stream_token(principal.user.id, job_id, at.unix_timestamp())?;
+        let subject =
+            crate::auth::StreamSubject { user_id: principal.user.id, key_id: principal.key_id(), session_id: principal.session_id() };
+        let token = self.settings.auth.issue_stream_token(&subject, job_id, at.unix_timestamp())?;
         Ok((token, at + time::Duration::seconds(crate::auth::STREAM_TOKEN_TTL_SECS)))
     }
 
-    /// Who a stream token lets read the job's stream (as a principal for `job_events`).
+    /// Who a stream token lets read the job's stream (as a principal for `job_events`): only
+    /// while the key and session it was minted with are live.
     pub async fn stream_principal(&self, token: &str, job_id: Uuid) -> Result<Principal> {
-        let user_id = self.settings.auth.verify_stream_token(token, job_id)?;
-        let user = self.store.user_by_id(user_id).await?.filter(|u| u.is_active);
+        let subject = self.settings.auth.verify_stream_token(token, job_id)?;
+        let user = self.store.user_by_id(subject.user_id).await?.filter(|u| u.is_active);
         let user = user.ok_or_else(|| Error::Unauthorized("the stream token's account is inactive".into()))?;
-        Ok(Principal { user, method: AuthMethod::Token })
+        let principal = Principal { user, method: AuthMethod::Stream { key_id: subject.key_id, session_id: subject.session_id } };
+        self.check_credential_live(&principal).await?;
+        Ok(principal)
+    }
+
+    /// A place for one more live stream of this caller, held until dropped: at most
+    /// `streams_per_user` for the account and `streams_per_key` for the credential (the API
+    /// key, or the session) at once. Each stream holds a connection and a poll; without a
+    /// cap one account could hold every connection the server has.
+    pub fn take_stream_place(&self, principal: &Principal) -> Result<crate::guard::Held> {
+        let user_limit = self.settings.streams_per_user.max(1) as usize;
+        let key_limit = self.settings.streams_per_key.max(1) as usize;
+        let credential = principal.session_id().or(principal.key_id());
+        let mut wanted = vec![(principal.user.id, user_limit)];
+        wanted.extend(credential.map(|c| (c, key_limit)));
+        self.streams.take(&wanted).map_err(|(id, limit)| {
+            let (what, whose) =
+                if id == principal.user.id { ("streams_per_user", "this account") } else { ("streams_per_key", "this API key or session") };
+            crate::telemetry::metrics().count(crate::telemetry::Metric::ConnectionsRefused, &[("why", what)]);
+            Error::TooMany {
+                what,
+                limit: limit as u64,
+                message: format!("{whose} already has {limit} live streams open; close one (or poll the job) before opening another"),
+            }
+        })
     }
 
     /// The job and its live stream after event `after`. When the job has ended but its stream
@@ -409,7 +436,10 @@ mod tests {
             stream_heartbeat: std::time::Duration::from_secs(15),
             stream_max: std::time::Duration::from_secs(1_800),
             stream_base_url: None,
+            streams_per_user: 10,
+            streams_per_key: 5,
             secure_cookies: false,
+            dashboard_origins: Vec::new(),
         }
     }
 

@@ -75,10 +75,7 @@ impl App {
             }
             Credentials::ApiKey(key) => {
                 let principal = self.authenticate_api_key(&key, origin).await?;
-                let key_id = match principal.method {
-                    AuthMethod::ApiKey { key_id } => Some(key_id),
-                    AuthMethod::Token | AuthMethod::Session { .. } => None,
-                };
+                let key_id = principal.key_id();
                 (principal.user, key_id)
             }
         };
@@ -98,7 +95,7 @@ impl App {
         if let Some(key_id) = subject.key_id {
             self.check_key_live(key_id, user.id).await?;
         }
-        Ok(Principal { user, method: AuthMethod::Token })
+        Ok(Principal { user, method: AuthMethod::Token { key_id: subject.key_id } })
     }
 
     /// Opens a dashboard session with an API key (throttled and verified as on every route).
@@ -109,9 +106,31 @@ impl App {
         };
         let csrf_token = auth::random_token(24);
         let at = now();
-        let token = self.settings.auth.issue_session_token(principal.user.id, key_id, &csrf_token, at.unix_timestamp())?;
-        self.audit(principal.actor(), "session.open", serde_json::json!({"key_id": key_id}), origin).await?;
-        Ok(Session { token, csrf_token, expires_at: at + time::Duration::seconds(auth::SESSION_TTL_SECS), user: principal.user })
+        let record = SessionRecord {
+            id: Uuid::now_v7(),
+            user_id: principal.user.id,
+            key_id,
+            created_at: at,
+            expires_at: at + time::Duration::seconds(auth::SESSION_TTL_SECS),
+            revoked_at: None,
+        };
+        self.store.insert_session(&record).await?;
+        let subject = auth::SessionSubject { user_id: record.user_id, session_id: record.id, key_id, csrf: csrf_token.clone() };
+        let token = self.settings.auth.issue_session_token(&subject, at.unix_timestamp())?;
+        self.audit(principal.actor(), "session.open", serde_json::json!({"key_id": key_id, "session_id": record.id}), origin).await?;
+        Ok(Session { token, csrf_token, expires_at: record.expires_at, user: principal.user })
+    }
+
+    /// Signs out: the cookie's session is ended on the server, so a copy of the cookie stops
+    /// working too. A cookie that is not a valid session (expired, forged) has nothing to end.
+    pub async fn close_session(&self, token: &str, origin: &Origin) -> Result<()> {
+        let Ok(subject) = self.settings.auth.verify_session_token(token) else { return Ok(()) };
+        if self.store.revoke_session(subject.user_id, subject.session_id, now()).await? {
+            self.forget_key(subject.session_id);
+            let payload = serde_json::json!({"session_id": subject.session_id});
+            self.audit(subject.user_id.to_string(), "session.close", payload, origin).await?;
+        }
+        Ok(())
     }
 
     /// The caller behind a session cookie. A request that changes anything must carry the
@@ -126,24 +145,65 @@ impl App {
         if !user.is_active {
             return Err(Error::Forbidden("the account is inactive".into()));
         }
+        self.check_session_live(subject.session_id, user.id).await?;
         self.check_key_live(subject.key_id, user.id).await?;
-        Ok(Principal { user, method: AuthMethod::Session { key_id: subject.key_id, csrf: subject.csrf } })
+        Ok(Principal { user, method: AuthMethod::Session { session_id: subject.session_id, key_id: subject.key_id, csrf: subject.csrf } })
+    }
+
+    /// Whether the credential behind `principal` still stands: the account active, its key
+    /// not revoked, its session not ended. A live stream asks again at every heartbeat.
+    pub async fn check_credential_live(&self, principal: &Principal) -> Result<()> {
+        let user = self.store.user_by_id(principal.user.id).await?.ok_or_else(|| Error::Unauthorized("the account is gone".into()))?;
+        if !user.is_active {
+            return Err(Error::Forbidden("the account is inactive".into()));
+        }
+        if let Some(session_id) = principal.session_id() {
+            self.check_session_live(session_id, user.id).await?;
+        }
+        if let Some(key_id) = principal.key_id() {
+            self.check_key_live(key_id, user.id).await?;
+        }
+        Ok(())
+    }
+
+    /// A session is as good as its record: refused once it is ended or past its time.
+    async fn check_session_live(&self, session_id: Uuid, user_id: Uuid) -> Result<()> {
+        if self.known_live(session_id) {
+            return Ok(());
+        }
+        match self.store.session(session_id).await? {
+            Some(s) if s.user_id == user_id && s.revoked_at.is_none() && s.expires_at > now() => {
+                self.remember_live(session_id);
+                Ok(())
+            }
+            Some(s) if s.user_id == user_id => Err(Error::Unauthorized("the session has ended: sign in again".into())),
+            _ => Err(Error::Unauthorized("session invalid".into())),
+        }
+    }
+
+    /// Whether a key or session was found live within the last few seconds (revocations in
+    /// this process forget it at once; other processes see them within the cache's life).
+    fn known_live(&self, id: Uuid) -> bool {
+        let now_us = to_micros(now());
+        self.live_keys.lock().unwrap_or_else(|p| p.into_inner()).get(&id).is_some_and(|until| *until > now_us)
+    }
+
+    fn remember_live(&self, id: Uuid) {
+        let mut live = self.live_keys.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() >= VERIFIED_KEY_CACHE_MAX {
+            live.clear();
+        }
+        live.insert(id, to_micros(now()) + LIVE_KEY_CACHE_SECS * 1_000_000);
     }
 
     /// A token minted from a key is as good as the key: refused once it is revoked.
     async fn check_key_live(&self, key_id: Uuid, user_id: Uuid) -> Result<()> {
-        let now_us = to_micros(now());
-        let known_live = self.live_keys.lock().unwrap_or_else(|p| p.into_inner()).get(&key_id).is_some_and(|until| *until > now_us);
-        if known_live {
+        if self.known_live(key_id) {
             return Ok(());
         }
         match self.store.api_key(key_id).await? {
             Some(k) if k.user_id == user_id && k.revoked_at.is_none() => {
-                let mut live = self.live_keys.lock().unwrap_or_else(|p| p.into_inner());
-                if live.len() >= VERIFIED_KEY_CACHE_MAX {
-                    live.clear();
-                }
-                live.insert(key_id, now_us + LIVE_KEY_CACHE_SECS * 1_000_000);
+                self.remember_live(key_id);
                 Ok(())
             }
             Some(k) if k.user_id == user_id => Err(Error::Unauthorized("the API key this token came from has been revoked".into())),

@@ -83,21 +83,38 @@ pub struct Settings {
     /// Where live streams are served when not beside the API (AWS: the streaming function's
     /// URL); None: the same origin.
     pub stream_base_url: Option<String>,
+    /// Live streams one user, and one credential (API key or session), may hold open at once.
+    pub streams_per_user: u32,
+    pub streams_per_key: u32,
     /// The dashboard's session cookie is marked Secure (https only).
     pub secure_cookies: bool,
+    /// Where the dashboard is served (`scheme://host[:port]` each), besides the API's own
+    /// origin (behind CloudFront the API sees another Host): a browser's sign-in must come
+    /// from one of these or from the API's own origin.
+    pub dashboard_origins: Vec<String>,
 }
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthMethod {
-    Token,
+    /// A bearer token; `key_id` names the API key it was exchanged for (none for client
+    /// credentials, and for the system's own work).
+    Token {
+        key_id: Option<Uuid>,
+    },
     ApiKey {
         key_id: Uuid,
     },
     /// The dashboard's cookie session, opened with an API key.
     Session {
+        session_id: Uuid,
         key_id: Uuid,
         csrf: String,
+    },
+    /// A stream token, minted with one of the others (whose key and session it names).
+    Stream {
+        key_id: Option<Uuid>,
+        session_id: Option<Uuid>,
     },
 }
 
@@ -108,6 +125,23 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The API key behind the credential, if any: revoking it ends the credential.
+    pub fn key_id(&self) -> Option<Uuid> {
+        match &self.method {
+            AuthMethod::Token { key_id } | AuthMethod::Stream { key_id, .. } => *key_id,
+            AuthMethod::ApiKey { key_id } | AuthMethod::Session { key_id, .. } => Some(*key_id),
+        }
+    }
+
+    /// The dashboard session behind the credential, if any: ending it ends the credential.
+    pub fn session_id(&self) -> Option<Uuid> {
+        match &self.method {
+            AuthMethod::Session { session_id, .. } => Some(*session_id),
+            AuthMethod::Stream { session_id, .. } => *session_id,
+            AuthMethod::Token { .. } | AuthMethod::ApiKey { .. } => None,
+        }
+    }
+
     pub(crate) fn actor(&self) -> String {
         self.user.id.to_string()
     }
@@ -275,6 +309,8 @@ pub struct App {
     verifying: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<bool>>>>,
     throttle: FailureThrottle,
     decoy_hash: String,
+    /// Live streams open in this process, per user and per credential.
+    pub(crate) streams: Arc<crate::guard::Holdings>,
 }
 
 impl App {
@@ -295,6 +331,7 @@ impl App {
             verifying: Mutex::new(HashMap::new()),
             throttle: FailureThrottle::default(),
             decoy_hash,
+            streams: Arc::new(crate::guard::Holdings::default()),
         }
     }
 

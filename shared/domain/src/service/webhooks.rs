@@ -37,7 +37,8 @@ impl App {
             created_at: now(),
         };
         self.store.create_webhook(&sub, WEBHOOKS_PER_USER_MAX).await?;
-        let payload = serde_json::json!({"webhook_id": sub.id, "target_url": sub.target_url});
+        // The host only: the audit log is read by operators, and the path may be the secret.
+        let payload = serde_json::json!({"webhook_id": sub.id, "target_host": crate::net::host_only(&sub.target_url)});
         self.audit(principal.actor(), "webhook.create", payload, origin).await?;
         Ok(sub)
     }
