@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { useRouter } from "../router";
 import { useList } from "../useList";
 import { api, type Account, type Platform } from "../api";
@@ -13,15 +13,35 @@ const PLATFORMS: { id: Platform; label: string }[] = [
 
 /** Connected platform accounts: their posts' counts come back as outcomes, which feed the
  * creator baseline and retraining. Connecting sends the browser to the platform's consent
- * page; the platform sends it back to the API's callback. */
+ * page; the platform sends it back to the API's callback, which sends it on here with what
+ * the platform said, and this page finishes the connection with the signed-in creator's
+ * session (the API refuses it unless this account started it). */
 export function Accounts() {
   const { items: accounts, error, act } = useList<Account>("/api/v1/accounts");
   const [starting, setStarting] = useState<Platform | null>(null);
   // Where the platform's redirect leaves the creator: what happened, from the callback.
   const { search } = useRouter();
   const back = new URLSearchParams(search);
+  const returned = back.get("state");
   const connected = back.get("connected");
-  const failed = back.get("error");
+  const failed = returned ? null : back.get("error");
+  const [finished, setFinished] = useState<Account | null>(null);
+  const finishing = useRef(false);
+
+  useEffect(() => {
+    if (!returned || finishing.current) return;
+    finishing.current = true;
+    const body = {
+      state: returned,
+      code: back.get("code") ?? undefined,
+      error: back.get("error") ?? undefined,
+      error_description: back.get("error_description") ?? undefined,
+    };
+    // The code is single-use, but it has no business in the history or a bookmark.
+    window.history.replaceState(null, "", "/accounts");
+    act(async () => setFinished(await api<Account>("POST", "/api/v1/accounts/callback", body)));
+    // Once, for the address the platform sent the browser back to.
+  }, []);
 
   const connect = (platform: Platform) =>
     act(async () => {
@@ -55,9 +75,10 @@ export function Accounts() {
           ))}
         </div>
       </div>
-      {connected && (
+      {(finished || connected) && (
         <p className="card" role="status">
-          Connected your {PLATFORMS.find((p) => p.id === connected)?.label ?? connected} account.
+          Connected your {PLATFORMS.find((p) => p.id === (finished?.platform ?? connected))?.label ?? connected} account
+          {finished ? ` ${finished.handle ?? finished.external_id}` : ""}.
         </p>
       )}
       {failed && (
