@@ -15,7 +15,11 @@
 //!     unauthenticated clients (each from its own 127.0.1.x address, so the per-address
 //!     throttle does not shield the hashing pool) flood the token exchange and API-key
 //!     authentication while one real client works: the server's memory against idle, and
-//!     the real client's latency.
+//!     the real client's latency. Then, on a fresh server, three floods one at a time:
+//!     1,100 keep-alive connections from one address, 1,100 live streams from one user, and
+//!     20 videos from one user whose source sends a byte every 100 ms; during each, another
+//!     user's read latency (p50/p99), how long their caption takes to complete, and how
+//!     long `/healthz` takes.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -208,10 +212,11 @@ async fn main() {
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
         let job = serde_json::from_slice::<Value>(&body).unwrap()["job_id"].as_str().unwrap().to_string();
         let api_key = user["api_key"].as_str().unwrap().to_string();
-        let report = attack_bench(&client, &base, pid, &auth, &api_key, &job, Duration::from_secs(seconds), attackers).await;
+        let mut report = attack_bench(&client, &base, pid, &auth, &api_key, &job, Duration::from_secs(seconds), attackers).await;
         let _ = server.kill();
         let _ = server.wait();
         let _ = std::fs::remove_dir_all(&data_dir);
+        report["floods"] = floods_bench(&binary, Duration::from_secs(seconds.max(5))).await;
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
         return;
     }
@@ -373,7 +378,13 @@ async fn reliability_bench(binary: &str, mode: &str, total: usize, clients: usiz
     let data_dir = std::env::temp_dir().join(format!("goviral-bench-{mode}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let dir = data_dir.to_str().unwrap().to_string();
-    let env = [("GOVIRAL_DATA_DIR", dir.as_str()), ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000000"), ("RUST_LOG", "warn")];
+    // Every client is this process on 127.0.0.1: lift the per-address share above them.
+    let env = [
+        ("GOVIRAL_DATA_DIR", dir.as_str()),
+        ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000000"),
+        ("GOVIRAL_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "1024"),
+        ("RUST_LOG", "warn"),
+    ];
     let user = create_user(binary, &env, "load@example.com");
     let (server, base) = start_server(binary, &env);
     let server = Arc::new(std::sync::Mutex::new(server));
@@ -518,6 +529,10 @@ async fn streams_bench(binary: &str, n: usize) -> Value {
         ("GOVIRAL_DATA_DIR", data_dir.to_str().unwrap()),
         ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000000"),
         ("GOVIRAL_HTTP_MAX_CONNECTIONS", "4096"),
+        // Capacity, not fairness: one client holds every stream here.
+        ("GOVIRAL_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "4096"),
+        ("GOVIRAL_STREAMS_PER_USER", "100000"),
+        ("GOVIRAL_STREAMS_PER_KEY", "100000"),
         ("GOVIRAL_STREAM_HEARTBEAT_MS", "1000"),
         ("RUST_LOG", "warn"),
     ];
@@ -688,6 +703,216 @@ async fn attack_bench(
         "flood_answers": statuses.lock().unwrap().iter().map(|(s, n)| (s.to_string(), *n)).collect::<BTreeMap<_, _>>(),
         "server_rss_mib": {"idle": mib(idle), "peak": mib(peak), "peak_over_idle": mib(peak.saturating_sub(idle)), "2_s_after": mib(after)},
         "real_client": {"requests": latencies.len(), "failed": failures, "p50_ms": pct(0.5), "p99_ms": pct(0.99)},
+    })
+}
+
+/// What another user sees during a flood: their reads' latency, their caption's time to
+/// complete, and health's answer time.
+async fn victim_probe(client: &HttpClient, base: &str, key: &str, user_id: &str, job: &str, length: Duration) -> Value {
+    let healthz_started = Instant::now();
+    let (healthz, _) = request(client, "GET", &format!("{base}/healthz"), &[], None).await;
+    let healthz_ms = healthz_started.elapsed().as_secs_f64() * 1000.0;
+    let caption_started = Instant::now();
+    let body = json!({"content_type": "text", "caption": "5 mistakes everyone makes with sourdough", "user_id": user_id}).to_string();
+    let (status, bytes) =
+        request(client, "POST", &format!("{base}/api/v1/analyze"), &[("x-api-key", key), ("content-type", "application/json")], Some(body))
+            .await;
+    let caption = serde_json::from_slice::<Value>(&bytes).ok().and_then(|b| b["job_id"].as_str().map(str::to_string));
+    let caption_ms = match (status, caption) {
+        (201, Some(id)) => {
+            let mut done = None;
+            while caption_started.elapsed() < Duration::from_secs(30) {
+                let (_, bytes) = request(client, "GET", &format!("{base}/api/v1/analyze/{id}"), &[("x-api-key", key)], None).await;
+                if serde_json::from_slice::<Value>(&bytes).is_ok_and(|b| b["status"] == "complete") {
+                    done = Some(caption_started.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            done
+        }
+        _ => None,
+    };
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    let until = Instant::now() + length;
+    while Instant::now() < until {
+        let started = Instant::now();
+        let (status, _) = request(client, "GET", &format!("{base}/api/v1/analyze/{job}"), &[("x-api-key", key)], None).await;
+        latencies.push(started.elapsed().as_micros() as u64);
+        if status != 200 {
+            failed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
+    json!({
+        "healthz_status": healthz, "healthz_ms": (healthz_ms * 10.0).round() / 10.0,
+        "caption_complete_ms": caption_ms.map(|m| m.round()),
+        "reads": latencies.len(), "reads_failed": failed, "read_p50_ms": pct(0.5), "read_p99_ms": pct(0.99),
+    })
+}
+
+/// A source that answers an MP4's first bytes, then a byte every 100 ms, forever.
+async fn trickling_source() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let head = b"HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\n\r\n\0\0\0\x18ftypmp42\0\0\0\0mp42isom";
+                if stream.write_all(head).await.is_err() {
+                    return;
+                }
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if stream.write_all(b"\0").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (base, task)
+}
+
+/// The three floods of issue 23, one after another on one server (see the module doc).
+async fn floods_bench(binary: &str, length: Duration) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data_dir = std::env::temp_dir().join(format!("goviral-bench-floods-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let env = [
+        ("GOVIRAL_DATA_DIR", data_dir.to_str().unwrap()),
+        ("GOVIRAL_RATE_LIMIT_ENTERPRISE", "1000000000"),
+        // The slow sources are on this machine.
+        ("GOVIRAL_MEDIA_ALLOW_LOOPBACK", "true"),
+        ("RUST_LOG", "error"),
+    ];
+    let attacker = create_user(binary, &env, "attacker@example.com");
+    let victim = create_user(binary, &env, "victim@example.com");
+    let (mut server, base) = start_server(binary, &env);
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let (victim_key, victim_id) = (victim["api_key"].as_str().unwrap().to_string(), victim["user_id"].as_str().unwrap().to_string());
+    let (attacker_key, attacker_id) =
+        (attacker["api_key"].as_str().unwrap().to_string(), attacker["user_id"].as_str().unwrap().to_string());
+    let submit = |key: String, body: Value| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let (status, bytes) = request(
+                &client,
+                "POST",
+                &format!("{base}/api/v1/analyze"),
+                &[("x-api-key", &key), ("content-type", "application/json")],
+                Some(body.to_string()),
+            )
+            .await;
+            assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
+            serde_json::from_slice::<Value>(&bytes).unwrap()["job_id"].as_str().unwrap().to_string()
+        }
+    };
+    let victim_job = submit(victim_key.clone(), json!({"content_type": "text", "caption": "A post of mine", "user_id": victim_id})).await;
+    let server_addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let quiet = victim_probe(&client, &base, &victim_key, &victim_id, &victim_job, length).await;
+
+    // 1. One address holds 1,100 keep-alive connections, each asking for health every 20 s.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let holders: Vec<_> = (0..1_100)
+        .map(|_| {
+            let (stop, served) = (stop.clone(), served.clone());
+            tokio::spawn(async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(std::net::SocketAddr::from(([127, 0, 2, 1], 0))).unwrap();
+                let Ok(mut stream) = socket.connect(server_addr).await else { return };
+                let mut buf = [0u8; 1024];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => served.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        _ => return,
+                    };
+                    for _ in 0..200 {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let keep_alive = victim_probe(&client, &base, &victim_key, &victim_id, &victim_job, length).await;
+    let keep_alive_served = served.load(std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in holders {
+        let _ = h.await;
+    }
+
+    // 2. One user opens 1,100 live streams on a job of theirs that stays under way (its source
+    //    trickles), from many addresses, so the per-user and per-key caps are what stop them.
+    let (source, source_task) = trickling_source().await;
+    let streamed_job = submit(
+        attacker_key.clone(),
+        json!({"content_type": "video", "source_url": format!("{source}/v/streamed.mp4"), "user_id": attacker_id}),
+    )
+    .await;
+    let statuses = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streams: Vec<_> = (0..1_100usize)
+        .map(|i| {
+            let (stop, statuses, key, url) =
+                (stop.clone(), statuses.clone(), attacker_key.clone(), format!("{base}/api/v1/analyze/{streamed_job}/events"));
+            tokio::spawn(async move {
+                let mut connector = HttpConnector::new();
+                connector.set_local_address(Some(std::net::IpAddr::from([127, 0, 3 + (i / 250) as u8, 1 + (i % 250) as u8])));
+                let attacker: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+                let req = http::Request::builder().uri(url).header("x-api-key", key).body(Full::new(Bytes::new())).unwrap();
+                let Ok(resp) = attacker.request(req).await else { return };
+                *statuses.lock().unwrap().entry(resp.status().as_u16()).or_default() += 1;
+                let mut body = resp.into_body();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match tokio::time::timeout(Duration::from_millis(200), body.frame()).await {
+                        Ok(Some(Ok(_))) | Err(_) => {}
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stream_flood = victim_probe(&client, &base, &victim_key, &victim_id, &victim_job, length).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in streams {
+        let _ = s.await;
+    }
+    let stream_statuses: std::collections::BTreeMap<String, u64> =
+        statuses.lock().unwrap().iter().map(|(s, n)| (s.to_string(), *n)).collect();
+
+    // 3. One user sends 20 videos whose source trickles.
+    for i in 0..20 {
+        let body =
+            json!({"content_type": "video", "source_url": format!("{source}/v/{i}.mp4"), "caption": "Wait for it", "user_id": attacker_id});
+        submit(attacker_key.clone(), body).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let slow_sources = victim_probe(&client, &base, &victim_key, &victim_id, &victim_job, length).await;
+    source_task.abort();
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    json!({
+        "quiet": quiet,
+        "keep_alive_1100_from_one_address": {"victim": keep_alive, "attacker_requests_answered": keep_alive_served},
+        "streams_1100_from_one_user": {"victim": stream_flood, "attacker_answers": stream_statuses},
+        "slow_sources_20_from_one_user": {"victim": slow_sources},
     })
 }
 

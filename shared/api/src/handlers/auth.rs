@@ -113,19 +113,19 @@ pub async fn close_session(
 /// browsers send neither and are let through.
 fn from_our_pages(app: &App, headers: &http::HeaderMap) -> Result<(), Error> {
     let refused = |why: &str| Err(Error::Forbidden(format!("sign-in and sign-out are only taken from GoViralNow's own pages ({why})")));
-    if let Some(site) = headers.get("sec-fetch-site") {
-        let site = site.to_str().unwrap_or_default();
-        if !matches!(site, "same-origin" | "none") {
-            return refused(&format!("Sec-Fetch-Site: {site}"));
-        }
-    }
+    // A browser names the page's origin on every POST and DELETE: it must be ours (the
+    // API's own, or where the dashboard is served, which may be another site of ours).
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
         let own = origin.split_once("://").is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host));
-        let public = app.settings.dashboard_origins.iter().any(|p| p.eq_ignore_ascii_case(origin));
-        if !(own || public) {
-            return refused(&format!("Origin: {origin}"));
+        let dashboard = app.settings.dashboard_origins.iter().any(|p| p.eq_ignore_ascii_case(origin));
+        return if own || dashboard { Ok(()) } else { refused(&format!("Origin: {origin}")) };
+    }
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or_default();
+        if !matches!(site, "same-origin" | "none") {
+            return refused(&format!("Sec-Fetch-Site: {site}"));
         }
     }
     Ok(())
