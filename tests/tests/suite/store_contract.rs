@@ -25,7 +25,63 @@ contract!(
     audit_and_model_runs_append,
     ping_answers,
     outcomes_append_newest_first_under_a_cap,
+    sessions_end_once_and_only_for_their_user,
+    runs_are_claimed_in_turns_and_capped_per_user,
 );
+
+async fn sessions_end_once_and_only_for_their_user(backend: Backend) {
+    let (db, u) = seeded(backend).await;
+    let s = &db.store;
+    let k = key(u.id, "dddddddddddd");
+    s.insert_api_key(&k).await.unwrap();
+    let at = now();
+    let session = SessionRecord {
+        id: Uuid::now_v7(),
+        user_id: u.id,
+        key_id: k.id,
+        created_at: at,
+        expires_at: at + time::Duration::hours(12),
+        revoked_at: None,
+    };
+    s.insert_session(&session).await.unwrap();
+    assert_eq!(s.session(session.id).await.unwrap(), Some(session.clone()));
+    assert_eq!(s.session(Uuid::now_v7()).await.unwrap(), None);
+    assert!(!s.revoke_session(Uuid::now_v7(), session.id, now()).await.unwrap(), "another user cannot end it");
+    let ended = now();
+    assert!(s.revoke_session(u.id, session.id, ended).await.unwrap());
+    assert!(!s.revoke_session(u.id, session.id, now()).await.unwrap(), "ended once");
+    assert_eq!(s.session(session.id).await.unwrap().unwrap().revoked_at, Some(ended));
+}
+
+async fn runs_are_claimed_in_turns_and_capped_per_user(backend: Backend) {
+    use domain::model::to_micros;
+    use domain::ports::RunQueue;
+    let (db, ann) = seeded(backend).await;
+    let s = &db.store;
+    let bo = user("bo@example.com");
+    s.create_user(&bo).await.unwrap();
+    let at = now();
+    // Ann's burst of five, then one of Bo's.
+    let mut anns = Vec::new();
+    for i in 0..5 {
+        anns.push(new_job(s, ann.id, at + time::Duration::milliseconds(i)).await.id);
+    }
+    let bos = new_job(s, bo.id, at + time::Duration::milliseconds(10)).await.id;
+    let now_us = to_micros(now());
+    assert_eq!(s.start_runs_for_queued("Moderate", now_us, 100).await.unwrap(), 6);
+    let lease = now_us + 60_000_000;
+    let ids = |runs: Vec<domain::ports::PipelineRun>| runs.into_iter().map(|r| r.job_id).collect::<Vec<_>>();
+    // Turn one of each user first, then Ann's second; never more than two of Ann's at once.
+    let first = ids(s.claim_runs(now_us, lease, 3, 2).await.unwrap());
+    assert_eq!(first.len(), 3);
+    assert_eq!(first.iter().filter(|id| **id == bos).count(), 1, "Bo's job is among the first three: {first:?}");
+    assert_eq!(first.iter().filter(|id| anns.contains(id)).count(), 2);
+    assert!(s.claim_runs(now_us, lease, 10, 2).await.unwrap().is_empty(), "Ann holds her two; Bo has no more");
+    s.finish_run(first.iter().copied().find(|id| anns.contains(id)).unwrap(), "succeeded", now_us).await.unwrap();
+    let next = ids(s.claim_runs(now_us, lease, 10, 2).await.unwrap());
+    assert_eq!(next.len(), 1, "one of Ann's places came back: {next:?}");
+    assert!(anns.contains(&next[0]));
+}
 
 fn user(email: &str) -> User {
     let t = now();
