@@ -30,25 +30,34 @@ impl RunQueue for SqlStore {
     }
 
     async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32, per_user: u32) -> Result<Vec<PipelineRun>> {
-        // Fair turns: each user's due runs are numbered in due order, counting on from the
-        // runs of theirs already under way; turn 1 of every user goes before anyone's turn 2,
-        // and no user passes `per_user` at once. One user's burst waits behind itself only.
+        // Fair turns: users already at `per_user` runs under way are passed over; of the
+        // earliest due runs of the others (a bounded set, so a long backlog costs an index
+        // scan, not a sort), each user's are numbered in due order, counting on from the runs
+        // of theirs under way; turn 1 of every user goes before anyone's turn 2. One user's
+        // burst waits behind itself only.
         let q = "UPDATE pipeline_runs SET lease_until_us = $2 WHERE job_id IN (\
                    WITH busy AS (SELECT user_id, COUNT(*) AS n FROM pipeline_runs \
                                  WHERE outcome IS NULL AND lease_until_us > $1 GROUP BY user_id), \
+                   candidates AS (SELECT job_id, user_id, next_run_at_us FROM pipeline_runs \
+                                  WHERE outcome IS NULL AND next_run_at_us <= $1 AND lease_until_us <= $1 \
+                                    AND COALESCE(user_id, '') NOT IN (SELECT COALESCE(user_id, '') FROM busy WHERE n >= $4) \
+                                  ORDER BY next_run_at_us LIMIT $5), \
                    due AS (SELECT job_id, user_id, next_run_at_us, \
                                   ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY next_run_at_us, job_id) AS turn \
-                           FROM pipeline_runs WHERE outcome IS NULL AND next_run_at_us <= $1 AND lease_until_us <= $1) \
+                           FROM candidates) \
                    SELECT due.job_id FROM due LEFT JOIN busy ON busy.user_id = due.user_id \
                    WHERE due.turn + COALESCE(busy.n, 0) <= $4 \
                    ORDER BY due.turn + COALESCE(busy.n, 0), due.next_run_at_us LIMIT $3) \
                  RETURNING job_id, state, data, attempt::bigint AS attempt, next_run_at_us";
+        // Enough candidates for every slot even if each user has `per_user` of them in front.
+        let candidates = (limit as i64).saturating_mul(per_user.max(1) as i64).clamp(1, 1_024);
         let rows: Vec<RunRow> = on_pool!(self, write, |pool, sql| {
             sqlx::query_as(&sql(q))
                 .bind(now_us)
                 .bind(lease_until_us)
                 .bind(limit as i64)
                 .bind(per_user.max(1) as i64)
+                .bind(candidates)
                 .fetch_all(pool)
                 .await
                 .map_err(db_error)?
