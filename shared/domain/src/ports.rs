@@ -426,16 +426,26 @@ pub struct PipelineRun {
     pub next_run_at_us: i64,
 }
 
+/// How many runs one user may have under way at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunShares {
+    /// While other users have runs due or under way.
+    pub per_user: u32,
+    /// While no one else does (the runner keeps the rest of its slots free for whoever comes).
+    pub alone: u32,
+}
+
 /// The local runner's durable queue of executions (SQLite on the embedded default).
 #[async_trait]
 pub trait RunQueue: Send + Sync {
     /// Starts an execution at `state` unless one exists for the job; true when started.
     async fn start_run(&self, run: &PipelineRun, now_us: i64) -> Result<bool>;
     /// Claims up to `limit` due, unfinished runs, leasing them until `lease_until_us` so a
-    /// crashed runner's work becomes due again when the lease ends. Users take turns, and no
-    /// user has more than `per_user` runs leased at once: one user's burst never holds up
-    /// another user's job.
-    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32, per_user: u32) -> Result<Vec<PipelineRun>>;
+    /// crashed runner's work becomes due again when the lease ends. Users take turns, and
+    /// while more than one user has runs due or under way none has more than
+    /// `shares.per_user` leased at once; a user alone may have `shares.alone`. One user's
+    /// burst never holds up another user's job.
+    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32, shares: RunShares) -> Result<Vec<PipelineRun>>;
     /// Saves progress (state, data, attempt, when due) and sets the lease: keep it to carry
     /// on at once, 0 to hand the run back to the queue.
     async fn save_run(&self, run: &PipelineRun, lease_until_us: i64, now_us: i64) -> Result<()>;

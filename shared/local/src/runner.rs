@@ -40,7 +40,8 @@ pub struct Runner {
     /// Media analyses at once (a decoder and two cores each): an extraction that measures a
     /// video waits for one; one of text does not.
     analyses: Arc<Semaphore>,
-    /// Runs one user may have under way at once; users take turns for the slots.
+    /// Runs one user may have under way at once while others have runs too (alone, all
+    /// but this many slots); users take turns for the slots.
     per_user: u32,
     /// `source_url` downloads under way at once. A download holds one of these, not a slot:
     /// a slow server delays its own job only.
@@ -193,7 +194,10 @@ impl Runner {
     }
 
     async fn claim(&self, now: i64, limit: u32) -> Vec<PipelineRun> {
-        match self.queue.claim_runs(now, now + LEASE.as_micros() as i64, limit, self.per_user).await {
+        // Alone, a user may fill all but `per_user` slots: those stay free for whoever comes.
+        let alone = (self.concurrency as u32).saturating_sub(self.per_user).max(self.per_user);
+        let shares = domain::ports::RunShares { per_user: self.per_user, alone };
+        match self.queue.claim_runs(now, now + LEASE.as_micros() as i64, limit, shares).await {
             Ok(runs) => runs,
             Err(e) => {
                 tracing::error!(error = %e, "claiming runs failed");

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use domain::Result;
-use domain::ports::{PipelineRun, RunQueue};
+use domain::ports::{PipelineRun, RunQueue, RunShares};
 use uuid::Uuid;
 
 use crate::rows::{RunRow, convert};
@@ -29,35 +29,39 @@ impl RunQueue for SqlStore {
         Ok(inserted == 1)
     }
 
-    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32, per_user: u32) -> Result<Vec<PipelineRun>> {
-        // Fair turns: users already at `per_user` runs under way are passed over; of the
+    async fn claim_runs(&self, now_us: i64, lease_until_us: i64, limit: u32, shares: RunShares) -> Result<Vec<PipelineRun>> {
+        let (per_user, alone) = (shares.per_user.max(1) as i64, shares.alone.max(shares.per_user).max(1) as i64);
+        // Fair turns: users already at their share of runs under way are passed over; of the
         // earliest due runs of the others (a bounded set, so a long backlog costs an index
         // scan, not a sort), each user's are numbered in due order, counting on from the runs
-        // of theirs under way; turn 1 of every user goes before anyone's turn 2. One user's
-        // burst waits behind itself only.
+        // of theirs under way; turn 1 of every user goes before anyone's turn 2. The share is
+        // `per_user` ($4) while several users are due or under way, `alone` ($6) otherwise.
         let q = "UPDATE pipeline_runs SET lease_until_us = $2 WHERE job_id IN (\
                    WITH busy AS (SELECT user_id, COUNT(*) AS n FROM pipeline_runs \
                                  WHERE outcome IS NULL AND lease_until_us > $1 GROUP BY user_id), \
                    candidates AS (SELECT job_id, user_id, next_run_at_us FROM pipeline_runs \
                                   WHERE outcome IS NULL AND next_run_at_us <= $1 AND lease_until_us <= $1 \
-                                    AND COALESCE(user_id, '') NOT IN (SELECT COALESCE(user_id, '') FROM busy WHERE n >= $4) \
+                                    AND COALESCE(user_id, '') NOT IN (SELECT COALESCE(user_id, '') FROM busy WHERE n >= $6) \
                                   ORDER BY next_run_at_us LIMIT $5), \
+                   share AS (SELECT CASE WHEN (SELECT COUNT(*) FROM (SELECT user_id FROM candidates UNION SELECT user_id FROM busy) u) > 1 \
+                                         THEN $4 ELSE $6 END AS n), \
                    due AS (SELECT job_id, user_id, next_run_at_us, \
                                   ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY next_run_at_us, job_id) AS turn \
                            FROM candidates) \
                    SELECT due.job_id FROM due LEFT JOIN busy ON busy.user_id = due.user_id \
-                   WHERE due.turn + COALESCE(busy.n, 0) <= $4 \
+                   WHERE due.turn + COALESCE(busy.n, 0) <= (SELECT n FROM share) \
                    ORDER BY due.turn + COALESCE(busy.n, 0), due.next_run_at_us LIMIT $3) \
                  RETURNING job_id, state, data, attempt::bigint AS attempt, next_run_at_us";
-        // Enough candidates for every slot even if each user has `per_user` of them in front.
-        let candidates = (limit as i64).saturating_mul(per_user.max(1) as i64).clamp(1, 1_024);
+        // Enough candidates for every slot even if each user has their share of them in front.
+        let candidates = (limit as i64).saturating_mul(per_user).clamp(1, 1_024);
         let rows: Vec<RunRow> = on_pool!(self, write, |pool, sql| {
             sqlx::query_as(&sql(q))
                 .bind(now_us)
                 .bind(lease_until_us)
                 .bind(limit as i64)
-                .bind(per_user.max(1) as i64)
+                .bind(per_user)
                 .bind(candidates)
+                .bind(alone)
                 .fetch_all(pool)
                 .await
                 .map_err(db_error)?

@@ -706,50 +706,62 @@ async fn attack_bench(
     })
 }
 
-/// What another user sees during a flood: their reads' latency, their caption's time to
-/// complete, and health's answer time.
-async fn victim_probe(client: &HttpClient, base: &str, key: &str, user_id: &str, job: &str, length: Duration) -> Value {
+/// What another user sees during a flood, on connections of their own opened during it (as a
+/// new visitor's would be): their reads' latency, their caption's time to complete, and
+/// health's answer time. A request not answered within 5 s counts as failed.
+async fn victim_probe(base: &str, key: &str, user_id: &str, job: &str, length: Duration) -> Value {
+    const PATIENCE: Duration = Duration::from_secs(5);
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let ask = |method: &'static str, url: String, headers: Vec<(&'static str, String)>, body: Option<String>| {
+        let client = client.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            tokio::time::timeout(PATIENCE, request(&client, method, &url, &headers, body)).await.ok()
+        }
+    };
     let healthz_started = Instant::now();
-    let (healthz, _) = request(client, "GET", &format!("{base}/healthz"), &[], None).await;
-    let healthz_ms = healthz_started.elapsed().as_secs_f64() * 1000.0;
+    let healthz = ask("GET", format!("{base}/healthz"), vec![], None).await.map(|(s, _)| s);
+    let healthz_ms = healthz.map(|_| (healthz_started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0);
     let caption_started = Instant::now();
     let body = json!({"content_type": "text", "caption": "5 mistakes everyone makes with sourdough", "user_id": user_id}).to_string();
-    let (status, bytes) =
-        request(client, "POST", &format!("{base}/api/v1/analyze"), &[("x-api-key", key), ("content-type", "application/json")], Some(body))
-            .await;
-    let caption = serde_json::from_slice::<Value>(&bytes).ok().and_then(|b| b["job_id"].as_str().map(str::to_string));
-    let caption_ms = match (status, caption) {
-        (201, Some(id)) => {
-            let mut done = None;
-            while caption_started.elapsed() < Duration::from_secs(30) {
-                let (_, bytes) = request(client, "GET", &format!("{base}/api/v1/analyze/{id}"), &[("x-api-key", key)], None).await;
-                if serde_json::from_slice::<Value>(&bytes).is_ok_and(|b| b["status"] == "complete") {
-                    done = Some(caption_started.elapsed().as_secs_f64() * 1000.0);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+    let submitted = ask(
+        "POST",
+        format!("{base}/api/v1/analyze"),
+        vec![("x-api-key", key.to_string()), ("content-type", "application/json".to_string())],
+        Some(body),
+    )
+    .await;
+    let caption = submitted
+        .filter(|(status, _)| *status == 201)
+        .and_then(|(_, bytes)| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|b| b["job_id"].as_str().map(str::to_string));
+    let mut caption_ms = None;
+    if let Some(id) = caption {
+        while caption_started.elapsed() < Duration::from_secs(30) {
+            let read = ask("GET", format!("{base}/api/v1/analyze/{id}"), vec![("x-api-key", key.to_string())], None).await;
+            if read.is_some_and(|(_, bytes)| serde_json::from_slice::<Value>(&bytes).is_ok_and(|b| b["status"] == "complete")) {
+                caption_ms = Some(caption_started.elapsed().as_secs_f64() * 1000.0);
+                break;
             }
-            done
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        _ => None,
-    };
+    }
     let mut latencies = Vec::new();
     let mut failed = 0;
     let until = Instant::now() + length;
     while Instant::now() < until {
         let started = Instant::now();
-        let (status, _) = request(client, "GET", &format!("{base}/api/v1/analyze/{job}"), &[("x-api-key", key)], None).await;
-        latencies.push(started.elapsed().as_micros() as u64);
-        if status != 200 {
-            failed += 1;
+        match ask("GET", format!("{base}/api/v1/analyze/{job}"), vec![("x-api-key", key.to_string())], None).await {
+            Some((200, _)) => latencies.push(started.elapsed().as_micros() as u64),
+            _ => failed += 1,
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     latencies.sort_unstable();
-    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
+    let pct = |p: f64| latencies.get(((latencies.len().max(1) as f64 - 1.0) * p).round() as usize).map(|us| *us as f64 / 1000.0);
     json!({
-        "healthz_status": healthz, "healthz_ms": (healthz_ms * 10.0).round() / 10.0,
-        "caption_complete_ms": caption_ms.map(|m| m.round()),
+        "healthz_status": healthz, "healthz_ms": healthz_ms,
+        "caption_complete_ms": caption_ms.map(f64::round),
         "reads": latencies.len(), "reads_failed": failed, "read_p50_ms": pct(0.5), "read_p99_ms": pct(0.99),
     })
 }
@@ -816,7 +828,7 @@ async fn floods_bench(binary: &str, length: Duration) -> Value {
     };
     let victim_job = submit(victim_key.clone(), json!({"content_type": "text", "caption": "A post of mine", "user_id": victim_id})).await;
     let server_addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
-    let quiet = victim_probe(&client, &base, &victim_key, &victim_id, &victim_job, length).await;
+    let quiet = victim_probe(&base, &victim_key, &victim_id, &victim_job, length).await;
 
     // 1. One address holds 1,100 keep-alive connections, each asking for health every 20 s.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -847,8 +859,9 @@ async fn floods_bench(binary: &str, length: Duration) -> Value {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let keep_alive = victim_probe(&client, &base, &victim_key, &victim_id, &victim_job, length).await;
+    // Every holder is answered or has given up (5 s) before the victim comes.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let keep_alive = victim_probe(&base, &victim_key, &victim_id, &victim_job, length).await;
     let keep_alive_served = served.load(std::sync::atomic::Ordering::Relaxed);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for h in holders {
@@ -887,7 +900,7 @@ async fn floods_bench(binary: &str, length: Duration) -> Value {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let stream_flood = victim_probe(&client, &base, &victim_key, &victim_id, &victim_job, length).await;
+    let stream_flood = victim_probe(&base, &victim_key, &victim_id, &victim_job, length).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for s in streams {
         let _ = s.await;
@@ -902,7 +915,7 @@ async fn floods_bench(binary: &str, length: Duration) -> Value {
         submit(attacker_key.clone(), body).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let slow_sources = victim_probe(&client, &base, &victim_key, &victim_id, &victim_job, length).await;
+    let slow_sources = victim_probe(&base, &victim_key, &victim_id, &victim_job, length).await;
     source_task.abort();
 
     let _ = server.kill();

@@ -72,15 +72,21 @@ async fn runs_are_claimed_in_turns_and_capped_per_user(backend: Backend) {
     let lease = now_us + 60_000_000;
     let ids = |runs: Vec<domain::ports::PipelineRun>| runs.into_iter().map(|r| r.job_id).collect::<Vec<_>>();
     // Turn one of each user first, then Ann's second; never more than two of Ann's at once.
-    let first = ids(s.claim_runs(now_us, lease, 3, 2).await.unwrap());
+    let shares = domain::ports::RunShares { per_user: 2, alone: 4 };
+    let first = ids(s.claim_runs(now_us, lease, 3, shares).await.unwrap());
     assert_eq!(first.len(), 3);
     assert_eq!(first.iter().filter(|id| **id == bos).count(), 1, "Bo's job is among the first three: {first:?}");
     assert_eq!(first.iter().filter(|id| anns.contains(id)).count(), 2);
-    assert!(s.claim_runs(now_us, lease, 10, 2).await.unwrap().is_empty(), "Ann holds her two; Bo has no more");
+    assert!(s.claim_runs(now_us, lease, 10, shares).await.unwrap().is_empty(), "Ann holds her two while Bo's is under way");
     s.finish_run(first.iter().copied().find(|id| anns.contains(id)).unwrap(), "succeeded", now_us).await.unwrap();
-    let next = ids(s.claim_runs(now_us, lease, 10, 2).await.unwrap());
+    let next = ids(s.claim_runs(now_us, lease, 10, shares).await.unwrap());
     assert_eq!(next.len(), 1, "one of Ann's places came back: {next:?}");
     assert!(anns.contains(&next[0]));
+    // Bo's job done, Ann is alone: she may have up to four under way, no more.
+    s.finish_run(bos, "succeeded", now_us).await.unwrap();
+    let alone = ids(s.claim_runs(now_us, lease, 10, shares).await.unwrap());
+    assert_eq!(alone.len(), 2, "two more of Ann's, to four under way: {alone:?}");
+    assert!(s.claim_runs(now_us, lease, 10, shares).await.unwrap().is_empty());
 }
 
 fn user(email: &str) -> User {
