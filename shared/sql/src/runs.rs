@@ -36,9 +36,11 @@ impl RunQueue for SqlStore {
         // scan, not a sort), each user's are numbered in due order, counting on from the runs
         // of theirs under way; turn 1 of every user goes before anyone's turn 2. The share is
         // `per_user` ($4) while several users are due or under way, `alone` ($6) otherwise.
+        // (`lease_until_us > 0` lets the planner use the partial index of leased runs: the
+        // finished ones, which are most of the table, are never read.)
         let q = "UPDATE pipeline_runs SET lease_until_us = $2 WHERE job_id IN (\
                    WITH busy AS (SELECT user_id, COUNT(*) AS n FROM pipeline_runs \
-                                 WHERE outcome IS NULL AND lease_until_us > $1 GROUP BY user_id), \
+                                 WHERE outcome IS NULL AND lease_until_us > 0 AND lease_until_us > $1 GROUP BY user_id), \
                    candidates AS (SELECT job_id, user_id, next_run_at_us FROM pipeline_runs \
                                   WHERE outcome IS NULL AND next_run_at_us <= $1 AND lease_until_us <= $1 \
                                     AND COALESCE(user_id, '') NOT IN (SELECT COALESCE(user_id, '') FROM busy WHERE n >= $6) \
