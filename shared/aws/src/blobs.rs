@@ -106,6 +106,14 @@ impl BlobStore for S3BlobStore {
         Ok(true)
     }
 
+    async fn exists(&self, key: &str) -> Result<bool> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(unavailable("s3 head", aws_sdk_s3::error::DisplayErrorContext(e))),
+        }
+    }
+
     async fn digest(&self, key: &str) -> Result<Option<BlobDigest>> {
         use sha2::Digest;
         let mut out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {

@@ -568,7 +568,7 @@ pub async fn plan_extraction(ctx: &StageContext, input: &Value) -> StageResult<E
     }
     let download = match (submission.source_url, submission.upload_id) {
         // Downloaded by an earlier run if the stored copy is there.
-        (Some(url), None) if ctx.blobs.digest(&crate::media::fetched_key(job_id)).await?.is_none() => Some((job_id, url)),
+        (Some(url), None) if !ctx.blobs.exists(&crate::media::fetched_key(job_id)).await? => Some((job_id, url)),
         _ => None,
     };
     Ok(ExtractionPlan { download, analyses_media: true })

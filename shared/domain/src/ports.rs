@@ -544,6 +544,11 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, key: &str) -> crate::Result<()>;
     /// Size and checksum, read in chunks so a large blob is never whole in memory.
     async fn digest(&self, key: &str) -> crate::Result<Option<BlobDigest>>;
+    /// Whether the blob is there. The default reads it whole through `digest`: stores that
+    /// can ask cheaply (a file's metadata, S3's HEAD) do so instead.
+    async fn exists(&self, key: &str) -> crate::Result<bool> {
+        Ok(self.digest(key).await?.is_some())
+    }
     /// Copies the blob to a local file (for tools that read files, like ffmpeg); false when
     /// it is missing. The default reads it whole: stores that hold large blobs stream instead.
     async fn fetch_to(&self, key: &str, dest: &std::path::Path) -> crate::Result<bool> {

@@ -100,6 +100,14 @@ impl BlobStore for FileBlobStore {
         Ok(true)
     }
 
+    async fn exists(&self, key: &str) -> Result<bool> {
+        match tokio::fs::metadata(self.path(key)?).await {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(e)),
+        }
+    }
+
     async fn digest(&self, key: &str) -> Result<Option<BlobDigest>> {
         let mut file = match tokio::fs::File::open(self.path(key)?).await {
             Ok(f) => f,

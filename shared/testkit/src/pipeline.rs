@@ -154,6 +154,10 @@ impl<T: BlobStore> BlobStore for Scripted<T> {
         self.inner.digest(key).await
     }
 
+    async fn exists(&self, key: &str) -> domain::Result<bool> {
+        self.inner.exists(key).await
+    }
+
     async fn fetch_to(&self, key: &str, dest: &std::path::Path) -> domain::Result<bool> {
         self.inner.fetch_to(key, dest).await
     }

@@ -25,9 +25,13 @@ async fn contract(blobs: &dyn BlobStore) {
     assert!(blobs.fetch_to("fetched/0004", &dir.path().join("out.mp4")).await.unwrap());
     assert!(std::fs::read(dir.path().join("out.mp4")).unwrap() == video, "the file comes back byte for byte");
     assert!(!blobs.fetch_to("fetched/none", &dir.path().join("none.mp4")).await.unwrap());
+    // Asked without reading it: there, an empty one too, and not there.
+    assert!(blobs.exists("fetched/0004").await.unwrap() && blobs.exists("jobs/0003/empty").await.unwrap());
+    assert!(!blobs.exists("fetched/none").await.unwrap());
     // Deleted, it is gone; deleting what is not there is not an error.
     blobs.delete("jobs/0002/frame.bin").await.unwrap();
     assert_eq!(blobs.get("jobs/0002/frame.bin").await.unwrap(), None);
+    assert!(!blobs.exists("jobs/0002/frame.bin").await.unwrap());
     blobs.delete("jobs/0002/frame.bin").await.unwrap();
     assert!(blobs.get("jobs/0003/empty").await.unwrap().is_some(), "only that key");
 }
